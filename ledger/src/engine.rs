@@ -1,0 +1,152 @@
+//! [`Ledger`]: the state machine and the store wired together synchronously.
+//!
+//! One call to [`Ledger::execute`] verifies a batch, applies it as one block,
+//! commits the block durably, and only then returns receipts. The node's
+//! pipeline ([`crate::pipeline`]) runs the same steps on separate threads so
+//! that verification, apply and commit overlap; this type is the simple,
+//! obviously-correct reference used by tools, tests and benchmarks.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::codec::SignedOp;
+use crate::crypto::{verify_ops_parallel, KeyCache, Verified};
+use crate::reason::Reason;
+use crate::state::{Genesis, SealedBlock, State};
+use crate::store::{Receipt, Store, StoreError};
+
+/// What happened to one submitted operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and durably committed.
+    Committed(Receipt),
+    /// It was already committed earlier; this is the original receipt.
+    Duplicate(Receipt),
+    /// Refused; nothing changed.
+    Rejected(Reason),
+}
+
+impl Outcome {
+    pub fn receipt(&self) -> Option<&Receipt> {
+        match self {
+            Outcome::Committed(r) | Outcome::Duplicate(r) => Some(r),
+            Outcome::Rejected(_) => None,
+        }
+    }
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Outcome::Rejected(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
+/// Receipts of a sealed block, for the operations that applied.
+pub fn receipts_of(block: &SealedBlock) -> Vec<Receipt> {
+    block
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Receipt {
+            tx_id: a.op.tx_id,
+            height: block.header.height,
+            index: i as u32,
+            timestamp_ms: block.header.timestamp_ms,
+            block_hash: block.hash,
+            large: a.large,
+        })
+        .collect()
+}
+
+/// A ledger opened on a data directory.
+pub struct Ledger {
+    state: State,
+    store: Arc<Store>,
+    cache: Arc<KeyCache>,
+}
+
+impl Ledger {
+    /// Opens the store; initialises it from `genesis` if it is empty.
+    pub fn open(path: &Path, genesis: Option<&Genesis>) -> Result<Ledger, StoreError> {
+        let store = Store::open(path)?;
+        Ledger::from_store(Arc::new(store), genesis)
+    }
+
+    pub fn from_store(store: Arc<Store>, genesis: Option<&Genesis>) -> Result<Ledger, StoreError> {
+        let state = if store.is_initialised()? {
+            if let Some(g) = genesis {
+                if store.genesis()? != *g {
+                    return Err(StoreError::Genesis("data directory holds a different genesis".into()));
+                }
+            }
+            store.load()?
+        } else {
+            let g = genesis.ok_or(StoreError::NotInitialised)?;
+            store.init(g)?
+        };
+        Ok(Ledger {
+            state,
+            store,
+            cache: Arc::new(KeyCache::default()),
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+    pub fn key_cache(&self) -> &Arc<KeyCache> {
+        &self.cache
+    }
+    /// Gives up the parts (for the pipeline, which owns them on its threads).
+    pub fn into_parts(self) -> (State, Arc<Store>, Arc<KeyCache>) {
+        (self.state, self.store, self.cache)
+    }
+
+    /// Verifies, applies as one block at `timestamp_ms` (clamped so time never
+    /// goes backwards), commits durably, and returns one outcome per input.
+    pub fn execute(&mut self, timestamp_ms: u64, ops: Vec<SignedOp>) -> Result<Vec<Outcome>, StoreError> {
+        let verified = verify_ops_parallel(ops, &self.cache, 256);
+        self.execute_verified(timestamp_ms, verified)
+    }
+
+    /// As [`Ledger::execute`] for operations whose signatures were already checked.
+    pub fn execute_verified(
+        &mut self,
+        timestamp_ms: u64,
+        ops: Vec<Result<Verified<SignedOp>, (SignedOp, Reason)>>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let ts = timestamp_ms.max(self.state.timestamp_ms());
+        self.state.begin_block(ts);
+        let mut pending: Vec<Result<u32, (Reason, crate::types::TxId)>> = Vec::with_capacity(ops.len());
+        for v in ops {
+            match v {
+                Ok(op) => {
+                    let tx = op.tx_id;
+                    pending.push(self.state.apply(op).map(|a| a.index).map_err(|r| (r, tx)));
+                }
+                Err((op, reason)) => pending.push(Err((reason, op.tx_id))),
+            }
+        }
+        let block = self.state.seal_block();
+        if let Err(e) = self.store.commit(&block) {
+            // The in-memory state ran ahead of the disk: go back to the truth.
+            self.state = self.store.load()?;
+            return Err(e);
+        }
+        let receipts = receipts_of(&block);
+        pending
+            .into_iter()
+            .map(|p| match p {
+                Ok(i) => Ok(Outcome::Committed(receipts[i as usize].clone())),
+                Err((Reason::Duplicate, tx)) => match self.store.receipt(&tx)? {
+                    Some(r) => Ok(Outcome::Duplicate(r)),
+                    None => Ok(Outcome::Rejected(Reason::Duplicate)),
+                },
+                Err((reason, _)) => Ok(Outcome::Rejected(reason)),
+            })
+            .collect()
+    }
+}

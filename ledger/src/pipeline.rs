@@ -1,0 +1,560 @@
+//! The node's hot path: verify → sequence → commit, on separate threads.
+//!
+//! ```text
+//!  submit() ──► [submit queue] ──► verifier × N ──► [verified] ──► sequencer ──► [sealed, cap 1] ──► committer ──► replies
+//!   dedupe by        bounded        batch ZIP-215       bounded      apply to        one block being       synced        after the
+//!   committed tx                    (chunked, cached    FIFO         State; cut      applied while the     WriteBatch    commit only
+//!   index                            keys, fallback)                 blocks          previous commits
+//! ```
+//!
+//! - **Backpressure.** Every operation counts against `max_inflight_ops` from
+//!   `submit` until its reply; over the limit `submit` fails fast with
+//!   [`Reason::Overloaded`]. All queues are bounded by that count, so memory
+//!   stays flat under any load.
+//! - **Group commit.** The sequencer seals the open block as soon as the
+//!   committer is idle (or the block is full, or `max_block_wait` passed), so
+//!   blocks grow with load and latency stays low when idle. Block N is fsynced
+//!   while block N+1 is being applied.
+//! - **Nothing acknowledged is lost.** Replies (including rejections) are sent
+//!   by the committer, in block order, after the block's synced write returned.
+//! - **Commit failure.** If a write fails (disk full, IO error), that block and
+//!   every block sealed after it are answered [`Reason::Unavailable`] without
+//!   being written; the sequencer then reloads its state from the store (the
+//!   truth) and carries on, so the node serves again once writes succeed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::RwLock;
+
+use crate::codec::SignedOp;
+use crate::crypto::{verify_ops, KeyCache, VerifyResult};
+use crate::engine::{Ledger, Outcome};
+use crate::reason::Reason;
+use crate::state::{Params, SealedBlock, State, Totals};
+use crate::store::{Receipt, Store};
+use crate::types::{Hash32, TxId};
+
+/// Tuning and limits of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Operations admitted and not yet answered, across all stages.
+    pub max_inflight_ops: usize,
+    /// A block is sealed at this many operations at the latest.
+    pub max_block_ops: usize,
+    /// ... or when its first operation has waited this long.
+    pub max_block_wait: Duration,
+    /// Signatures per batch equation.
+    pub verify_chunk: usize,
+    /// Verifier threads (default: available cores).
+    pub verify_threads: usize,
+    /// Test-only fault injection: acknowledge before the commit is durable.
+    /// Exists so the crash harness can prove it catches a lost acknowledgement.
+    pub unsafe_ack_before_commit: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_inflight_ops: 65_536,
+            max_block_ops: 8_192,
+            max_block_wait: Duration::from_millis(2),
+            verify_chunk: 256,
+            verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            unsafe_ack_before_commit: false,
+        }
+    }
+}
+
+/// Called once per submission with one outcome per submitted operation, in order.
+pub type Reply = Box<dyn FnOnce(Vec<Outcome>) + Send>;
+
+/// Called by the committer after each durable commit (streams, metrics).
+pub type CommitHook = Box<dyn Fn(&Arc<SealedBlock>, Duration) + Send + Sync>;
+
+/// What the committed head looks like (cheap to clone for queries).
+#[derive(Clone, Debug)]
+pub struct CommittedView {
+    pub height: u64,
+    pub head_hash: Hash32,
+    pub state_hash: Hash32,
+    pub timestamp_ms: u64,
+    pub params: Params,
+    pub totals: Totals,
+}
+
+/// Counters for metrics.
+#[derive(Default, Debug)]
+pub struct PipelineStats {
+    pub inflight_ops: AtomicUsize,
+    pub verify_queue: AtomicUsize,
+    pub sequencer_queue: AtomicUsize,
+    pub committed_ops: AtomicU64,
+    pub rejected_ops: AtomicU64,
+    pub overloaded: AtomicU64,
+    pub commit_failures: AtomicU64,
+}
+
+struct Submission {
+    /// Outcomes known before any work (already committed duplicates).
+    slots: Vec<Option<Outcome>>,
+    /// The operations still to process, with their slot index.
+    ops: Vec<(usize, SignedOp)>,
+    reply: Reply,
+}
+
+struct VerifiedSubmission {
+    slots: Vec<Option<Outcome>>,
+    ops: Vec<(usize, VerifyResult)>,
+    reply: Reply,
+}
+
+/// Index in the block, or the reason with the operation's id.
+type ApplyResult = Result<u32, (Reason, TxId)>;
+
+/// A submission waiting for its block's commit.
+struct PendingReply {
+    slots: Vec<Option<Outcome>>,
+    /// (slot, result of apply: index in block, or reason with the op's id)
+    applied: Vec<(usize, ApplyResult)>,
+    reply: Reply,
+    n_ops: usize,
+}
+
+enum ToCommitter {
+    Block {
+        block: Box<SealedBlock>,
+        replies: Vec<PendingReply>,
+        epoch: u64,
+    },
+    /// Replies with no block to commit (everything rejected), kept in order.
+    RepliesOnly { replies: Vec<PendingReply> },
+}
+
+struct Shared {
+    store: Arc<Store>,
+    cache: Arc<KeyCache>,
+    cfg: PipelineConfig,
+    stats: PipelineStats,
+    view: RwLock<CommittedView>,
+    committer_busy: AtomicBool,
+    /// Blocks sealed in an epoch <= this must not be written (a write failed).
+    failed_epoch: AtomicU64,
+    accepting: AtomicBool,
+}
+
+/// The running pipeline. Dropping the handle without [`Pipeline::shutdown`]
+/// leaves threads running until the process exits.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    submit_tx: RwLock<Option<Sender<Submission>>>,
+    threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn view_of(state: &State) -> CommittedView {
+    CommittedView {
+        height: state.height(),
+        head_hash: state.head_hash(),
+        state_hash: state.state_hash(),
+        timestamp_ms: state.timestamp_ms(),
+        params: state.params().clone(),
+        totals: state.totals(),
+    }
+}
+
+impl Pipeline {
+    /// Starts the threads. `on_commit` runs on the committer thread after each
+    /// durable commit; keep it cheap (send to a channel).
+    pub fn start(ledger: Ledger, cfg: PipelineConfig, on_commit: CommitHook) -> Pipeline {
+        let (state, store, cache) = ledger.into_parts();
+        let shared = Arc::new(Shared {
+            view: RwLock::new(view_of(&state)),
+            store,
+            cache,
+            stats: PipelineStats::default(),
+            committer_busy: AtomicBool::new(false),
+            failed_epoch: AtomicU64::new(0),
+            accepting: AtomicBool::new(true),
+            cfg: cfg.clone(),
+        });
+        let cap = cfg.max_inflight_ops.max(1);
+        let (submit_tx, submit_rx) = bounded::<Submission>(cap);
+        let (verified_tx, verified_rx) = bounded::<VerifiedSubmission>(cap);
+        let (commit_tx, commit_rx) = bounded::<ToCommitter>(1);
+        let mut threads = Vec::new();
+        for i in 0..cfg.verify_threads.max(1) {
+            let (rx, tx, sh) = (submit_rx.clone(), verified_tx.clone(), shared.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ruble-verify-{i}"))
+                    .spawn(move || verifier(rx, tx, sh))
+                    .expect("spawn verifier"),
+            );
+        }
+        drop(verified_tx);
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ruble-sequencer".into())
+                .spawn(move || sequencer(state, verified_rx, commit_tx, sh))
+                .expect("spawn sequencer"),
+        );
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ruble-committer".into())
+                .spawn(move || committer(commit_rx, sh, on_commit))
+                .expect("spawn committer"),
+        );
+        Pipeline {
+            shared,
+            submit_tx: RwLock::new(Some(submit_tx)),
+            threads: parking_lot::Mutex::new(threads),
+        }
+    }
+
+    /// Admits a batch of decoded operations. The reply is called once, after
+    /// the block holding them is durable. Fails fast with `Overloaded` when
+    /// the in-flight limit would be exceeded, `Unavailable` when shutting down.
+    pub fn submit(&self, ops: Vec<SignedOp>, reply: Reply) -> Result<(), Reason> {
+        let n = ops.len();
+        if n == 0 {
+            reply(Vec::new());
+            return Ok(());
+        }
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return Err(Reason::Unavailable);
+        }
+        let stats = &self.shared.stats;
+        let prev = stats.inflight_ops.fetch_add(n, Ordering::AcqRel);
+        if prev + n > self.shared.cfg.max_inflight_ops {
+            stats.inflight_ops.fetch_sub(n, Ordering::AcqRel);
+            stats.overloaded.fetch_add(n as u64, Ordering::Relaxed);
+            return Err(Reason::Overloaded);
+        }
+        // Dedupe before spending verification work: an operation already in
+        // the chain gets its original receipt straight from the index.
+        let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(n);
+        let mut todo = Vec::with_capacity(n);
+        for (i, op) in ops.into_iter().enumerate() {
+            match self.shared.store.receipt(&op.tx_id) {
+                Ok(Some(r)) => slots.push(Some(Outcome::Duplicate(r))),
+                _ => {
+                    slots.push(None);
+                    todo.push((i, op));
+                }
+            }
+        }
+        if todo.is_empty() {
+            stats.inflight_ops.fetch_sub(n, Ordering::AcqRel);
+            reply(slots.into_iter().map(|s| s.expect("all resolved")).collect());
+            return Ok(());
+        }
+        let sub = Submission {
+            slots,
+            ops: todo,
+            reply,
+        };
+        let guard = self.submit_tx.read();
+        let Some(tx) = guard.as_ref() else {
+            stats.inflight_ops.fetch_sub(n, Ordering::AcqRel);
+            return Err(Reason::Unavailable);
+        };
+        stats.verify_queue.fetch_add(1, Ordering::Relaxed);
+        // Cannot block: the channel holds as many submissions as the op limit.
+        if tx.try_send(sub).is_err() {
+            stats.verify_queue.fetch_sub(1, Ordering::Relaxed);
+            stats.inflight_ops.fetch_sub(n, Ordering::AcqRel);
+            return Err(Reason::Unavailable);
+        }
+        Ok(())
+    }
+
+    /// The committed head.
+    pub fn view(&self) -> CommittedView {
+        self.shared.view.read().clone()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    pub fn stats(&self) -> &PipelineStats {
+        &self.shared.stats
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.shared.cfg
+    }
+
+    /// Stops admitting, lets every admitted operation finish (the block in
+    /// flight is committed and answered), and joins the threads.
+    pub fn shutdown(&self) {
+        self.shared.accepting.store(false, Ordering::Release);
+        self.submit_tx.write().take();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn verifier(rx: Receiver<Submission>, tx: Sender<VerifiedSubmission>, sh: Arc<Shared>) {
+    let chunk = sh.cfg.verify_chunk.max(1);
+    while let Ok(first) = rx.recv() {
+        // Coalesce small submissions (unary RPCs) into one batch equation.
+        let mut subs = vec![first];
+        let mut n = subs[0].ops.len();
+        while n < chunk {
+            match rx.try_recv() {
+                Ok(s) => {
+                    n += s.ops.len();
+                    subs.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+        sh.stats.verify_queue.fetch_sub(subs.len(), Ordering::Relaxed);
+        let mut all = Vec::with_capacity(n);
+        let mut shape = Vec::with_capacity(subs.len());
+        let mut rest = Vec::with_capacity(subs.len());
+        for s in subs {
+            let mut idx = Vec::with_capacity(s.ops.len());
+            for (slot, op) in s.ops {
+                idx.push(slot);
+                all.push(op);
+            }
+            shape.push(idx);
+            rest.push((s.slots, s.reply));
+        }
+        let mut verdicts = Vec::with_capacity(all.len());
+        let mut it = all.into_iter().peekable();
+        while it.peek().is_some() {
+            let c: Vec<SignedOp> = it.by_ref().take(chunk).collect();
+            verdicts.extend(verify_ops(c, &sh.cache));
+        }
+        let mut verdicts = verdicts.into_iter();
+        for (idx, (slots, reply)) in shape.into_iter().zip(rest) {
+            let ops = idx
+                .into_iter()
+                .map(|slot| (slot, verdicts.next().expect("one verdict per op")))
+                .collect();
+            sh.stats.sequencer_queue.fetch_add(1, Ordering::Relaxed);
+            if tx.send(VerifiedSubmission { slots, ops, reply }).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct OpenBlockReplies {
+    replies: Vec<PendingReply>,
+    started: Instant,
+    ops: usize,
+}
+
+fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCommitter>, sh: Arc<Shared>) {
+    let mut epoch = 1u64;
+    let mut open: Option<OpenBlockReplies> = None;
+    let max_wait = sh.cfg.max_block_wait;
+    loop {
+        let msg = match &open {
+            Some(o) => rx.recv_timeout(max_wait.saturating_sub(o.started.elapsed())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let disconnected = matches!(msg, Err(RecvTimeoutError::Disconnected));
+        // A failed commit means our in-memory state is ahead of the disk:
+        // drop the open block (answer Unavailable) and reload the truth.
+        if sh.failed_epoch.load(Ordering::Acquire) >= epoch {
+            if let Some(o) = open.take() {
+                state = abort_open(state, &sh, o);
+            }
+            while sh.committer_busy.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match sh.store.load() {
+                Ok(s) => state = s,
+                Err(e) => tracing::error!(error = %e, "reloading state after a failed commit"),
+            }
+            epoch = sh.failed_epoch.load(Ordering::Acquire) + 1;
+        }
+        if let Ok(sub) = msg {
+            sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
+            if open.is_none() {
+                state.begin_block(now_ms().max(state.timestamp_ms()));
+                open = Some(OpenBlockReplies {
+                    replies: Vec::new(),
+                    started: Instant::now(),
+                    ops: 0,
+                });
+            }
+            let o = open.as_mut().expect("opened above");
+            let n_ops = sub.slots.len();
+            let mut applied = Vec::with_capacity(sub.ops.len());
+            for (slot, v) in sub.ops {
+                let r = match v {
+                    Ok(op) => {
+                        let tx = op.tx_id;
+                        state.apply(op).map(|a| a.index).map_err(|r| (r, tx))
+                    }
+                    Err((op, reason)) => Err((reason, op.tx_id)),
+                };
+                applied.push((slot, r));
+            }
+            o.ops += applied.len();
+            o.replies.push(PendingReply {
+                slots: sub.slots,
+                applied,
+                reply: sub.reply,
+                n_ops,
+            });
+        }
+        let seal = match &open {
+            Some(o) => {
+                disconnected
+                    || o.ops >= sh.cfg.max_block_ops
+                    || o.started.elapsed() >= max_wait
+                    || !sh.committer_busy.load(Ordering::Acquire)
+            }
+            None => false,
+        };
+        if seal {
+            let o = open.take().expect("checked");
+            let msg = if state.open_block_len() == 0 {
+                state.abort_empty_block();
+                ToCommitter::RepliesOnly { replies: o.replies }
+            } else {
+                sh.committer_busy.store(true, Ordering::Release);
+                ToCommitter::Block {
+                    block: Box::new(state.seal_block()),
+                    replies: o.replies,
+                    epoch,
+                }
+            };
+            // Blocks while the committer holds one block in its queue: this is
+            // the backpressure that keeps at most two blocks in flight.
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+        if disconnected && open.is_none() {
+            return;
+        }
+    }
+}
+
+fn abort_open(mut state: State, sh: &Shared, o: OpenBlockReplies) -> State {
+    if state.open_block_len() == 0 {
+        state.abort_empty_block();
+    } else {
+        // Partially applied: seal to close it; the reload replaces this state.
+        let _ = state.seal_block();
+    }
+    for p in o.replies {
+        answer_all(sh, p, Reason::Unavailable);
+    }
+    state
+}
+
+fn answer_all(sh: &Shared, p: PendingReply, reason: Reason) {
+    let outs = p
+        .slots
+        .into_iter()
+        .map(|s| s.unwrap_or(Outcome::Rejected(reason)))
+        .collect();
+    sh.stats.inflight_ops.fetch_sub(p.n_ops, Ordering::AcqRel);
+    (p.reply)(outs);
+}
+
+fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
+    let mut slots = p.slots;
+    for (slot, r) in p.applied {
+        slots[slot] = Some(match r {
+            Ok(i) => {
+                sh.stats.committed_ops.fetch_add(1, Ordering::Relaxed);
+                Outcome::Committed(receipts[i as usize].clone())
+            }
+            Err((Reason::Duplicate, tx)) => match sh.store.receipt(&tx) {
+                Ok(Some(r)) => Outcome::Duplicate(r),
+                _ => Outcome::Rejected(Reason::Duplicate),
+            },
+            Err((reason, _)) => {
+                sh.stats.rejected_ops.fetch_add(1, Ordering::Relaxed);
+                Outcome::Rejected(reason)
+            }
+        });
+    }
+    sh.stats.inflight_ops.fetch_sub(p.n_ops, Ordering::AcqRel);
+    (p.reply)(slots.into_iter().map(|s| s.expect("every slot resolved")).collect());
+}
+
+fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            ToCommitter::RepliesOnly { replies } => {
+                for p in replies {
+                    resolve(&sh, p, &[]);
+                }
+            }
+            ToCommitter::Block { block, replies, epoch } => {
+                if epoch <= sh.failed_epoch.load(Ordering::Acquire) {
+                    for p in replies {
+                        answer_all(&sh, p, Reason::Unavailable);
+                    }
+                    sh.committer_busy.store(false, Ordering::Release);
+                    continue;
+                }
+                let receipts = crate::engine::receipts_of(&block);
+                if sh.cfg.unsafe_ack_before_commit {
+                    // Deliberately wrong (test-only): acknowledge, then write.
+                    for p in replies {
+                        resolve(&sh, p, &receipts);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    let _ = sh.store.commit(&block);
+                    sh.committer_busy.store(false, Ordering::Release);
+                    continue;
+                }
+                let t0 = Instant::now();
+                match sh.store.commit(&block) {
+                    Ok(()) => {
+                        let latency = t0.elapsed();
+                        {
+                            let mut v = sh.view.write();
+                            v.height = block.header.height;
+                            v.head_hash = block.hash;
+                            v.state_hash = block.header.state_hash;
+                            v.timestamp_ms = block.header.timestamp_ms;
+                            v.params = block.params.clone();
+                            v.totals = block.totals;
+                        }
+                        // Free the sequencer to seal the next block before we
+                        // spend time on replies.
+                        sh.committer_busy.store(false, Ordering::Release);
+                        for p in replies {
+                            resolve(&sh, p, &receipts);
+                        }
+                        on_commit(&Arc::new(*block), latency);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, height = block.header.height, "commit failed; answering UNAVAILABLE");
+                        sh.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
+                        sh.failed_epoch.store(epoch, Ordering::Release);
+                        for p in replies {
+                            answer_all(&sh, p, Reason::Unavailable);
+                        }
+                        sh.committer_busy.store(false, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,977 @@
+//! The deterministic state machine.
+//!
+//! [`State`] is the whole ledger state in memory. It is changed only by
+//! [`State::begin_block`], [`State::apply`] and [`State::seal_block`], which are
+//! pure functions of the state and their arguments: no clock, no randomness,
+//! no IO, no networking. The node chooses each block's timestamp and passes it
+//! in; daily limits and validity windows use it. Replaying the same blocks on
+//! [`State::genesis`] therefore yields the same state hash everywhere, which is
+//! what the auditor (and, later, replication) relies on.
+//!
+//! `apply` either applies an operation completely or returns a [`Reason`] and
+//! leaves the state exactly as it was: every check happens before the first
+//! mutation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::block::{merkle_root, op_leaf, BlockHeader, StateAccumulator};
+use crate::codec::{valid_chain_id, Op, SignedOp};
+use crate::crypto::{check_account_key, Verified};
+use crate::reason::Reason;
+use crate::types::{AccountId, AccountKind, AccountStatus, Hash32, Kopecks, Limits, Phase, TxId, MS_PER_DAY};
+
+/// Who froze an account; a bank may not lift a central-bank freeze.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FreezeAuthority {
+    None = 0,
+    Bank = 1,
+    CentralBank = 2,
+}
+
+/// One wallet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub kind: AccountKind,
+    /// The servicing bank (for a settlement account, the bank itself; for the
+    /// central bank's account, the central bank).
+    pub bank: AccountId,
+    pub status: AccountStatus,
+    pub frozen_by: FreezeAuthority,
+    pub balance: Kopecks,
+    /// UTC day (`timestamp_ms / MS_PER_DAY`) that `outflow_today` counts.
+    pub outflow_day: u64,
+    pub outflow_today: Kopecks,
+    pub opened_height: u64,
+}
+
+/// Encoded account record length.
+pub const ACCOUNT_BYTES: usize = 1 + 32 + 1 + 1 + 8 + 8 + 8 + 8;
+
+impl Account {
+    pub fn encode(&self) -> [u8; ACCOUNT_BYTES] {
+        let mut o = [0u8; ACCOUNT_BYTES];
+        o[0] = self.kind as u8;
+        o[1..33].copy_from_slice(&self.bank.0);
+        o[33] = self.status as u8;
+        o[34] = self.frozen_by as u8;
+        o[35..43].copy_from_slice(&self.balance.to_be_bytes());
+        o[43..51].copy_from_slice(&self.outflow_day.to_be_bytes());
+        o[51..59].copy_from_slice(&self.outflow_today.to_be_bytes());
+        o[59..67].copy_from_slice(&self.opened_height.to_be_bytes());
+        o
+    }
+
+    pub fn decode(id: AccountId, b: &[u8]) -> Option<Account> {
+        if b.len() != ACCOUNT_BYTES {
+            return None;
+        }
+        Some(Account {
+            id,
+            kind: AccountKind::from_u8(b[0])?,
+            bank: AccountId(b[1..33].try_into().ok()?),
+            status: AccountStatus::from_u8(b[33])?,
+            frozen_by: match b[34] {
+                0 => FreezeAuthority::None,
+                1 => FreezeAuthority::Bank,
+                2 => FreezeAuthority::CentralBank,
+                _ => return None,
+            },
+            balance: u64::from_be_bytes(b[35..43].try_into().ok()?),
+            outflow_day: u64::from_be_bytes(b[43..51].try_into().ok()?),
+            outflow_today: u64::from_be_bytes(b[51..59].try_into().ok()?),
+            opened_height: u64::from_be_bytes(b[59..67].try_into().ok()?),
+        })
+    }
+
+    /// Outflow already spent on `day`.
+    pub fn outflow_on(&self, day: u64) -> Kopecks {
+        if self.outflow_day == day {
+            self.outflow_today
+        } else {
+            0
+        }
+    }
+
+    fn state_entry(&self) -> Vec<u8> {
+        let mut e = Vec::with_capacity(4 + 32 + ACCOUNT_BYTES);
+        e.extend_from_slice(b"acct");
+        e.extend_from_slice(&self.id.0);
+        e.extend_from_slice(&self.encode());
+        e
+    }
+}
+
+/// An authorised intermediary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bank {
+    pub id: AccountId,
+    pub name: String,
+    pub suspended: bool,
+    pub admitted_height: u64,
+}
+
+impl Bank {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(10 + self.name.len());
+        o.push(self.suspended as u8);
+        o.extend_from_slice(&self.admitted_height.to_be_bytes());
+        o.push(self.name.len() as u8);
+        o.extend_from_slice(self.name.as_bytes());
+        o
+    }
+    pub fn decode(id: AccountId, b: &[u8]) -> Option<Bank> {
+        if b.len() < 10 || b.len() != 10 + b[9] as usize || b[0] > 1 {
+            return None;
+        }
+        Some(Bank {
+            id,
+            suspended: b[0] == 1,
+            admitted_height: u64::from_be_bytes(b[1..9].try_into().ok()?),
+            name: String::from_utf8(b[10..].to_vec()).ok()?,
+        })
+    }
+}
+
+/// Chain parameters the central bank controls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub chain_id: String,
+    pub central_bank: AccountId,
+    pub phase: Phase,
+    /// Indexed by [`AccountKind::index`].
+    pub limits: [Limits; 4],
+    /// Payments of at least this many kopecks are flagged large; 0 = off.
+    pub reporting_threshold: Kopecks,
+    /// How far ahead of the block timestamp `valid_until_ms` may be. Bounds
+    /// the replay set: an operation older than this can no longer apply.
+    pub max_validity_ms: u64,
+}
+
+impl Params {
+    pub fn limits(&self, kind: AccountKind) -> Limits {
+        self.limits[kind.index()]
+    }
+    pub fn encode(&self) -> Vec<u8> {
+        let mut o = Vec::with_capacity(160);
+        o.push(self.chain_id.len() as u8);
+        o.extend_from_slice(self.chain_id.as_bytes());
+        o.extend_from_slice(&self.central_bank.0);
+        o.push(self.phase as u8);
+        for l in &self.limits {
+            o.extend_from_slice(&l.balance_cap.to_be_bytes());
+            o.extend_from_slice(&l.payment_cap.to_be_bytes());
+            o.extend_from_slice(&l.daily_outflow_cap.to_be_bytes());
+        }
+        o.extend_from_slice(&self.reporting_threshold.to_be_bytes());
+        o.extend_from_slice(&self.max_validity_ms.to_be_bytes());
+        o
+    }
+}
+
+/// Money created and destroyed since genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub issued: Kopecks,
+    pub redeemed: Kopecks,
+}
+
+impl Totals {
+    /// Money in circulation; equals the sum of all balances (the supply invariant).
+    pub fn circulation(&self) -> Kopecks {
+        self.issued - self.redeemed
+    }
+}
+
+/// The genesis configuration: everything block 0 commits to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_id: String,
+    pub central_bank: AccountId,
+    pub timestamp_ms: u64,
+    #[serde(default = "default_max_validity_ms")]
+    pub max_validity_ms: u64,
+    #[serde(default = "default_phase")]
+    pub phase: Phase,
+    #[serde(default)]
+    pub reporting_threshold: Kopecks,
+    #[serde(default)]
+    pub settlement_limits: Limits,
+    #[serde(default)]
+    pub business_limits: Limits,
+    #[serde(default)]
+    pub retail_limits: Limits,
+    #[serde(default)]
+    pub banks: Vec<GenesisBank>,
+}
+
+/// A bank admitted at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisBank {
+    pub id: AccountId,
+    pub name: String,
+}
+
+fn default_max_validity_ms() -> u64 {
+    10 * 60 * 1000
+}
+fn default_phase() -> Phase {
+    Phase::Business
+}
+
+/// Upper bound on `max_validity_ms` (one day): the replay set must stay bounded.
+pub const MAX_VALIDITY_LIMIT_MS: u64 = MS_PER_DAY;
+
+impl Genesis {
+    pub fn validate(&self) -> Result<(), String> {
+        if !valid_chain_id(&self.chain_id) {
+            return Err(format!(
+                "chain id {:?} must be 1..=32 bytes of [a-z0-9-]",
+                self.chain_id
+            ));
+        }
+        if self.max_validity_ms == 0 || self.max_validity_ms > MAX_VALIDITY_LIMIT_MS {
+            return Err("max_validity_ms must be in 1..=86400000".into());
+        }
+        check_account_key(&self.central_bank.0).map_err(|_| "central bank key is unsafe".to_string())?;
+        let mut seen = BTreeSet::from([self.central_bank]);
+        for b in &self.banks {
+            check_account_key(&b.id.0).map_err(|_| format!("bank {} key is unsafe", b.name))?;
+            if b.name.len() > crate::codec::MAX_NAME_BYTES {
+                return Err(format!("bank name {:?} too long", b.name));
+            }
+            if !seen.insert(b.id) {
+                return Err(format!("duplicate key for bank {}", b.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of applying one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Position in the block.
+    pub index: u32,
+    /// A transfer at or above the reporting threshold.
+    pub large: bool,
+}
+
+/// An operation as it sits in a block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedOp {
+    pub op: SignedOp,
+    pub large: bool,
+}
+
+/// A finished block with everything the store must write for it.
+#[derive(Clone, Debug)]
+pub struct SealedBlock {
+    pub header: BlockHeader,
+    pub hash: Hash32,
+    pub ops: Vec<AppliedOp>,
+    /// Final values of every account the block touched, sorted by id.
+    pub accounts: Vec<Account>,
+    /// All banks, when the block changed any (there are few); otherwise empty.
+    pub banks: Vec<Bank>,
+    pub params: Params,
+    pub totals: Totals,
+    pub accumulator: StateAccumulator,
+    /// Replay-set entries `(valid_until_ms, tx_id)` added by this block.
+    pub recent_added: Vec<(u64, TxId)>,
+    /// Replay-set entries with `valid_until_ms` below this were dropped.
+    pub prune_below: u64,
+}
+
+struct OpenBlock {
+    height: u64,
+    timestamp_ms: u64,
+    ops: Vec<AppliedOp>,
+    /// Value of each touched account before the block (None: created in it).
+    before: HashMap<AccountId, Option<Account>>,
+    banks_changed: bool,
+    recent_added: Vec<(u64, TxId)>,
+}
+
+/// The ledger state. See the module docs for the rules.
+#[derive(Clone)]
+pub struct State {
+    params: Params,
+    totals: Totals,
+    accounts: HashMap<AccountId, Account>,
+    banks: BTreeMap<AccountId, Bank>,
+    recent: HashMap<TxId, u64>,
+    recent_by_expiry: BTreeSet<(u64, TxId)>,
+    accumulator: StateAccumulator,
+    banks_digest: Hash32,
+    height: u64,
+    head_hash: Hash32,
+    timestamp_ms: u64,
+    open: OpenBlockBox,
+}
+
+// Boxed so that cloning a State between blocks stays cheap to write.
+#[derive(Default)]
+struct OpenBlockBox(Option<Box<OpenBlock>>);
+impl Clone for OpenBlockBox {
+    fn clone(&self) -> Self {
+        assert!(self.0.is_none(), "cannot clone a state with an open block");
+        OpenBlockBox(None)
+    }
+}
+
+fn banks_digest(banks: &BTreeMap<AccountId, Bank>) -> Hash32 {
+    let mut h = Sha256::new();
+    for b in banks.values() {
+        h.update(b.id.0);
+        h.update(b.encode());
+    }
+    h.finalize().into()
+}
+
+/// Everything needed to rebuild a [`State`] from storage.
+pub struct StateParts {
+    pub params: Params,
+    pub totals: Totals,
+    pub accounts: Vec<Account>,
+    pub banks: Vec<Bank>,
+    pub recent: Vec<(u64, TxId)>,
+    pub height: u64,
+    pub head_hash: Hash32,
+    pub timestamp_ms: u64,
+}
+
+impl State {
+    /// The state at height 0, and the genesis block header.
+    pub fn genesis(g: &Genesis) -> Result<(State, BlockHeader), String> {
+        g.validate()?;
+        let mut limits = [Limits::UNLIMITED; 4];
+        limits[AccountKind::Settlement.index()] = g.settlement_limits;
+        limits[AccountKind::Business.index()] = g.business_limits;
+        limits[AccountKind::Retail.index()] = g.retail_limits;
+        let params = Params {
+            chain_id: g.chain_id.clone(),
+            central_bank: g.central_bank,
+            phase: g.phase,
+            limits,
+            reporting_threshold: g.reporting_threshold,
+            max_validity_ms: g.max_validity_ms,
+        };
+        let mut accounts = vec![Account {
+            id: g.central_bank,
+            kind: AccountKind::CentralBank,
+            bank: g.central_bank,
+            status: AccountStatus::Active,
+            frozen_by: FreezeAuthority::None,
+            balance: 0,
+            outflow_day: 0,
+            outflow_today: 0,
+            opened_height: 0,
+        }];
+        let mut banks = Vec::new();
+        for b in &g.banks {
+            accounts.push(Account {
+                id: b.id,
+                kind: AccountKind::Settlement,
+                bank: b.id,
+                status: AccountStatus::Active,
+                frozen_by: FreezeAuthority::None,
+                balance: 0,
+                outflow_day: 0,
+                outflow_today: 0,
+                opened_height: 0,
+            });
+            banks.push(Bank {
+                id: b.id,
+                name: b.name.clone(),
+                suspended: false,
+                admitted_height: 0,
+            });
+        }
+        let mut state = State::from_parts(StateParts {
+            params,
+            totals: Totals::default(),
+            accounts,
+            banks,
+            recent: Vec::new(),
+            height: 0,
+            head_hash: [0; 32],
+            timestamp_ms: g.timestamp_ms,
+        });
+        let header = BlockHeader {
+            height: 0,
+            prev_hash: [0; 32],
+            ops_root: merkle_root(&[]),
+            state_hash: state.state_hash(),
+            timestamp_ms: g.timestamp_ms,
+            op_count: 0,
+        };
+        state.head_hash = header.hash();
+        Ok((state, header))
+    }
+
+    /// Rebuilds a state from its stored parts (recomputing the accumulator,
+    /// which is how a corrupted record is caught at start-up).
+    pub fn from_parts(p: StateParts) -> State {
+        let mut accumulator = StateAccumulator::default();
+        let mut accounts = HashMap::with_capacity(p.accounts.len());
+        for a in p.accounts {
+            accumulator.add(&a.state_entry());
+            accounts.insert(a.id, a);
+        }
+        let banks: BTreeMap<_, _> = p.banks.into_iter().map(|b| (b.id, b)).collect();
+        let mut recent = HashMap::with_capacity(p.recent.len());
+        let mut recent_by_expiry = BTreeSet::new();
+        for (until, tx) in p.recent {
+            recent.insert(tx, until);
+            recent_by_expiry.insert((until, tx));
+        }
+        State {
+            banks_digest: banks_digest(&banks),
+            params: p.params,
+            totals: p.totals,
+            accounts,
+            banks,
+            recent,
+            recent_by_expiry,
+            accumulator,
+            height: p.height,
+            head_hash: p.head_hash,
+            timestamp_ms: p.timestamp_ms,
+            open: OpenBlockBox(None),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+    pub fn head_hash(&self) -> Hash32 {
+        self.head_hash
+    }
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+    pub fn account(&self, id: &AccountId) -> Option<&Account> {
+        self.accounts.get(id)
+    }
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+    pub fn bank(&self, id: &AccountId) -> Option<&Bank> {
+        self.banks.get(id)
+    }
+    pub fn banks(&self) -> impl Iterator<Item = &Bank> {
+        self.banks.values()
+    }
+    pub fn recent_len(&self) -> usize {
+        self.recent.len()
+    }
+    /// Whether this operation was applied (and is still inside its validity window).
+    pub fn is_recent(&self, tx: &TxId) -> bool {
+        self.recent.contains_key(tx)
+    }
+    pub fn accumulator(&self) -> StateAccumulator {
+        self.accumulator
+    }
+    /// True while a block is open.
+    pub fn block_open(&self) -> bool {
+        self.open.0.is_some()
+    }
+    /// Operations applied to the open block so far.
+    pub fn open_block_len(&self) -> usize {
+        self.open.0.as_ref().map_or(0, |o| o.ops.len())
+    }
+
+    /// Commitment to the whole state at the current height.
+    pub fn state_hash(&self) -> Hash32 {
+        let mut h = Sha256::new();
+        h.update(b"ruble-ledger/state/v1\0");
+        h.update(self.params.encode());
+        h.update(self.totals.issued.to_be_bytes());
+        h.update(self.totals.redeemed.to_be_bytes());
+        h.update(self.banks_digest);
+        h.update(self.accumulator.to_bytes());
+        h.finalize().into()
+    }
+
+    /// Opens block `height + 1`. The timestamp must not go backwards; the node
+    /// passes `max(now, last timestamp)`.
+    pub fn begin_block(&mut self, timestamp_ms: u64) {
+        assert!(self.open.0.is_none(), "a block is already open");
+        assert!(timestamp_ms >= self.timestamp_ms, "block timestamps never go backwards");
+        self.open = OpenBlockBox(Some(Box::new(OpenBlock {
+            height: self.height + 1,
+            timestamp_ms,
+            ops: Vec::new(),
+            before: HashMap::new(),
+            banks_changed: false,
+            recent_added: Vec::new(),
+        })));
+        // Replay entries whose validity ended can never match again (an
+        // expired operation is refused before the replay check): drop them.
+        while let Some(&(until, tx)) = self.recent_by_expiry.first() {
+            if until >= timestamp_ms {
+                break;
+            }
+            self.recent_by_expiry.pop_first();
+            self.recent.remove(&tx);
+        }
+    }
+
+    /// Discards an open block to which no operation applied. Equivalent to
+    /// never having opened it: the replay-window pruning it did would be done
+    /// by the next block anyway, and nothing else changed.
+    pub fn abort_empty_block(&mut self) {
+        let open = self.open.0.take().expect("no open block");
+        assert!(open.ops.is_empty() && open.before.is_empty() && !open.banks_changed);
+    }
+
+    fn open_block(&mut self) -> &mut OpenBlock {
+        self.open.0.as_deref_mut().expect("no open block")
+    }
+
+    /// Records an account's pre-block value the first time the block touches it.
+    fn remember(&mut self, id: AccountId) {
+        let prior = self.accounts.get(&id).cloned();
+        self.open_block().before.entry(id).or_insert(prior);
+    }
+
+    fn is_central_bank(&self, id: &AccountId) -> bool {
+        *id == self.params.central_bank
+    }
+
+    fn require_central_bank(&self, signer: &AccountId) -> Result<(), Reason> {
+        if self.is_central_bank(signer) {
+            Ok(())
+        } else {
+            Err(Reason::NotAuthorised)
+        }
+    }
+
+    /// The signer as an active bank.
+    fn require_active_bank(&self, signer: &AccountId) -> Result<(), Reason> {
+        match self.banks.get(signer) {
+            None => Err(Reason::NotAuthorised),
+            Some(b) if b.suspended => Err(Reason::BankSuspended),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Applies one verified operation to the open block. On `Err` nothing changed.
+    pub fn apply(&mut self, op: Verified<SignedOp>) -> Result<Applied, Reason> {
+        let (ts, index) = {
+            let o = self.open_block();
+            (o.timestamp_ms, o.ops.len() as u32)
+        };
+        let body = &op.body;
+        if body.chain_id != self.params.chain_id {
+            return Err(Reason::WrongChain);
+        }
+        if body.valid_until_ms < ts {
+            return Err(Reason::Expired);
+        }
+        if body.valid_until_ms - ts > self.params.max_validity_ms {
+            return Err(Reason::ValidityTooLong);
+        }
+        if self.recent.contains_key(&op.tx_id) {
+            return Err(Reason::Duplicate);
+        }
+        let signer = body.signer;
+        let large = match body.op.clone() {
+            Op::Transfer { payee, amount, .. } => self.transfer(ts, signer, payee, amount)?,
+            Op::Issue { bank, amount } => self.issue(signer, bank, amount)?,
+            Op::Redeem { bank, amount } => self.redeem(signer, bank, amount)?,
+            Op::OpenAccount { account, kind } => self.open_account(signer, account, kind)?,
+            Op::CloseAccount { account } => self.close_account(signer, account)?,
+            Op::Freeze { account } => self.set_frozen(signer, account, true)?,
+            Op::Unfreeze { account } => self.set_frozen(signer, account, false)?,
+            Op::AdmitBank { bank, name } => self.admit_bank(signer, bank, name)?,
+            Op::SuspendBank { bank } => self.suspend_bank(signer, bank)?,
+            Op::SetPhase { phase } => {
+                self.require_central_bank(&signer)?;
+                if phase <= self.params.phase {
+                    return Err(Reason::PhaseNotForward);
+                }
+                self.params.phase = phase;
+                false
+            }
+            Op::SetLimits { kind, limits } => {
+                self.require_central_bank(&signer)?;
+                if kind == AccountKind::CentralBank {
+                    return Err(Reason::InvalidKind);
+                }
+                self.params.limits[kind.index()] = limits;
+                false
+            }
+            Op::SetReportingThreshold { amount } => {
+                self.require_central_bank(&signer)?;
+                self.params.reporting_threshold = amount;
+                false
+            }
+        };
+        // Past this point the operation has applied: record it.
+        let until = body.valid_until_ms;
+        let tx = op.tx_id;
+        self.recent.insert(tx, until);
+        self.recent_by_expiry.insert((until, tx));
+        let o = self.open_block();
+        o.recent_added.push((until, tx));
+        o.ops.push(AppliedOp {
+            op: op.into_inner(),
+            large,
+        });
+        Ok(Applied { index, large })
+    }
+
+    fn usable(a: &Account) -> Result<(), Reason> {
+        match a.status {
+            AccountStatus::Active => Ok(()),
+            AccountStatus::Frozen => Err(Reason::AccountFrozen),
+            AccountStatus::Closed => Err(Reason::AccountClosed),
+        }
+    }
+
+    fn transfer(&mut self, ts: u64, payer_id: AccountId, payee_id: AccountId, amount: Kopecks) -> Result<bool, Reason> {
+        if amount == 0 {
+            return Err(Reason::ZeroAmount);
+        }
+        if payer_id == payee_id {
+            return Err(Reason::SelfTransfer);
+        }
+        let payer = self.accounts.get(&payer_id).ok_or(Reason::UnknownAccount)?;
+        let payee = self.accounts.get(&payee_id).ok_or(Reason::UnknownAccount)?;
+        Self::usable(payer)?;
+        Self::usable(payee)?;
+        if payer.kind == AccountKind::CentralBank || payee.kind == AccountKind::CentralBank {
+            return Err(Reason::NotAuthorised);
+        }
+        if payer.kind == AccountKind::Settlement {
+            self.require_active_bank(&payer_id)?;
+        }
+        if (payer.kind == AccountKind::Retail || payee.kind == AccountKind::Retail) && self.params.phase < Phase::Retail
+        {
+            return Err(Reason::PhaseNotOpen);
+        }
+        let payer_limits = self.params.limits(payer.kind);
+        if amount > payer_limits.payment_cap {
+            return Err(Reason::PaymentLimitExceeded);
+        }
+        let day = ts / MS_PER_DAY;
+        // Saturating: the counter only feeds a `>` comparison with a cap.
+        let outflow = payer.outflow_on(day).saturating_add(amount);
+        if outflow > payer_limits.daily_outflow_cap {
+            return Err(Reason::DailyLimitExceeded);
+        }
+        let payer_balance = payer.balance.checked_sub(amount).ok_or(Reason::InsufficientFunds)?;
+        let payee_balance = payee.balance.checked_add(amount).ok_or(Reason::Overflow)?;
+        if payee_balance > self.params.limits(payee.kind).balance_cap {
+            return Err(Reason::BalanceLimitExceeded);
+        }
+        self.remember(payer_id);
+        self.remember(payee_id);
+        let payer = self.accounts.get_mut(&payer_id).expect("checked above");
+        payer.balance = payer_balance;
+        payer.outflow_day = day;
+        payer.outflow_today = outflow;
+        self.accounts.get_mut(&payee_id).expect("checked above").balance = payee_balance;
+        let t = self.params.reporting_threshold;
+        Ok(t > 0 && amount >= t)
+    }
+
+    fn issue(&mut self, signer: AccountId, bank: AccountId, amount: Kopecks) -> Result<bool, Reason> {
+        self.require_central_bank(&signer)?;
+        if amount == 0 {
+            return Err(Reason::ZeroAmount);
+        }
+        let b = self.banks.get(&bank).ok_or(Reason::UnknownBank)?;
+        if b.suspended {
+            return Err(Reason::BankSuspended);
+        }
+        let acct = self.accounts.get(&bank).ok_or(Reason::UnknownAccount)?;
+        Self::usable(acct)?;
+        let issued = self.totals.issued.checked_add(amount).ok_or(Reason::Overflow)?;
+        let balance = acct.balance.checked_add(amount).ok_or(Reason::Overflow)?;
+        if balance > self.params.limits(AccountKind::Settlement).balance_cap {
+            return Err(Reason::BalanceLimitExceeded);
+        }
+        self.remember(bank);
+        self.accounts.get_mut(&bank).expect("checked").balance = balance;
+        self.totals.issued = issued;
+        Ok(false)
+    }
+
+    fn redeem(&mut self, signer: AccountId, bank: AccountId, amount: Kopecks) -> Result<bool, Reason> {
+        self.require_central_bank(&signer)?;
+        if amount == 0 {
+            return Err(Reason::ZeroAmount);
+        }
+        self.banks.get(&bank).ok_or(Reason::UnknownBank)?;
+        let acct = self.accounts.get(&bank).ok_or(Reason::UnknownAccount)?;
+        let balance = acct.balance.checked_sub(amount).ok_or(Reason::InsufficientFunds)?;
+        let redeemed = self.totals.redeemed.checked_add(amount).ok_or(Reason::Overflow)?;
+        self.remember(bank);
+        self.accounts.get_mut(&bank).expect("checked").balance = balance;
+        self.totals.redeemed = redeemed;
+        Ok(false)
+    }
+
+    fn open_account(&mut self, signer: AccountId, account: AccountId, kind: AccountKind) -> Result<bool, Reason> {
+        self.require_active_bank(&signer)?;
+        match kind {
+            AccountKind::Business => {}
+            AccountKind::Retail if self.params.phase >= Phase::Retail => {}
+            AccountKind::Retail => return Err(Reason::PhaseNotOpen),
+            AccountKind::CentralBank | AccountKind::Settlement => return Err(Reason::InvalidKind),
+        }
+        if self.accounts.contains_key(&account) {
+            return Err(Reason::AccountExists);
+        }
+        check_account_key(&account.0)?;
+        let height = self.open_block().height;
+        self.remember(account);
+        self.accounts.insert(
+            account,
+            Account {
+                id: account,
+                kind,
+                bank: signer,
+                status: AccountStatus::Active,
+                frozen_by: FreezeAuthority::None,
+                balance: 0,
+                outflow_day: 0,
+                outflow_today: 0,
+                opened_height: height,
+            },
+        );
+        Ok(false)
+    }
+
+    fn close_account(&mut self, signer: AccountId, account: AccountId) -> Result<bool, Reason> {
+        self.require_active_bank(&signer)?;
+        let a = self.accounts.get(&account).ok_or(Reason::UnknownAccount)?;
+        if a.bank != signer || !matches!(a.kind, AccountKind::Business | AccountKind::Retail) {
+            return Err(Reason::NotAuthorised);
+        }
+        if a.status == AccountStatus::Closed {
+            return Err(Reason::AccountClosed);
+        }
+        if a.balance != 0 {
+            return Err(Reason::BalanceNotZero);
+        }
+        self.remember(account);
+        let a = self.accounts.get_mut(&account).expect("checked");
+        a.status = AccountStatus::Closed;
+        a.frozen_by = FreezeAuthority::None;
+        Ok(false)
+    }
+
+    fn set_frozen(&mut self, signer: AccountId, account: AccountId, freeze: bool) -> Result<bool, Reason> {
+        let by_cb = self.is_central_bank(&signer);
+        if !by_cb {
+            self.require_active_bank(&signer)?;
+        }
+        let a = self.accounts.get(&account).ok_or(Reason::UnknownAccount)?;
+        let allowed = if by_cb {
+            a.kind != AccountKind::CentralBank
+        } else {
+            a.bank == signer && matches!(a.kind, AccountKind::Business | AccountKind::Retail)
+        };
+        if !allowed {
+            return Err(Reason::NotAuthorised);
+        }
+        match (a.status, freeze) {
+            (AccountStatus::Closed, _) => return Err(Reason::AccountClosed),
+            (AccountStatus::Frozen, true) => return Err(Reason::AccountFrozen),
+            (AccountStatus::Active, false) => return Err(Reason::AccountNotFrozen),
+            // A bank may not lift the regulator's freeze.
+            (AccountStatus::Frozen, false) if !by_cb && a.frozen_by == FreezeAuthority::CentralBank => {
+                return Err(Reason::NotAuthorised)
+            }
+            _ => {}
+        }
+        self.remember(account);
+        let a = self.accounts.get_mut(&account).expect("checked");
+        if freeze {
+            a.status = AccountStatus::Frozen;
+            a.frozen_by = if by_cb {
+                FreezeAuthority::CentralBank
+            } else {
+                FreezeAuthority::Bank
+            };
+        } else {
+            a.status = AccountStatus::Active;
+            a.frozen_by = FreezeAuthority::None;
+        }
+        Ok(false)
+    }
+
+    fn admit_bank(&mut self, signer: AccountId, bank: AccountId, name: String) -> Result<bool, Reason> {
+        self.require_central_bank(&signer)?;
+        if let Some(b) = self.banks.get(&bank) {
+            if !b.suspended {
+                return Err(Reason::BankAlreadyAdmitted);
+            }
+            self.banks.get_mut(&bank).expect("checked").suspended = false;
+            self.open_block().banks_changed = true;
+            return Ok(false);
+        }
+        if self.accounts.contains_key(&bank) {
+            return Err(Reason::AccountExists);
+        }
+        check_account_key(&bank.0)?;
+        let height = self.open_block().height;
+        self.remember(bank);
+        self.accounts.insert(
+            bank,
+            Account {
+                id: bank,
+                kind: AccountKind::Settlement,
+                bank,
+                status: AccountStatus::Active,
+                frozen_by: FreezeAuthority::None,
+                balance: 0,
+                outflow_day: 0,
+                outflow_today: 0,
+                opened_height: height,
+            },
+        );
+        self.banks.insert(
+            bank,
+            Bank {
+                id: bank,
+                name,
+                suspended: false,
+                admitted_height: height,
+            },
+        );
+        self.open_block().banks_changed = true;
+        Ok(false)
+    }
+
+    fn suspend_bank(&mut self, signer: AccountId, bank: AccountId) -> Result<bool, Reason> {
+        self.require_central_bank(&signer)?;
+        let b = self.banks.get_mut(&bank).ok_or(Reason::UnknownBank)?;
+        if b.suspended {
+            return Err(Reason::BankAlreadySuspended);
+        }
+        b.suspended = true;
+        self.open_block().banks_changed = true;
+        Ok(false)
+    }
+
+    /// Closes the open block: updates the state commitment for the touched
+    /// accounts only and returns the block with everything to store.
+    pub fn seal_block(&mut self) -> SealedBlock {
+        let open = *self.open.0.take().expect("no open block");
+        let mut touched: Vec<AccountId> = open.before.keys().copied().collect();
+        touched.sort_unstable();
+        let mut accounts = Vec::with_capacity(touched.len());
+        for id in &touched {
+            if let Some(old) = &open.before[id] {
+                self.accumulator.remove(&old.state_entry());
+            }
+            let new = self
+                .accounts
+                .get(id)
+                .expect("touched accounts are never removed")
+                .clone();
+            self.accumulator.add(&new.state_entry());
+            accounts.push(new);
+        }
+        let banks = if open.banks_changed {
+            self.banks_digest = banks_digest(&self.banks);
+            self.banks.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let leaves: Vec<Hash32> = open.ops.iter().map(|a| op_leaf(&a.op.tx_id, &a.op.signature)).collect();
+        let header = BlockHeader {
+            height: open.height,
+            prev_hash: self.head_hash,
+            ops_root: merkle_root(&leaves),
+            state_hash: self.state_hash(),
+            timestamp_ms: open.timestamp_ms,
+            op_count: open.ops.len() as u32,
+        };
+        let hash = header.hash();
+        self.height = open.height;
+        self.head_hash = hash;
+        self.timestamp_ms = open.timestamp_ms;
+        SealedBlock {
+            header,
+            hash,
+            ops: open.ops,
+            accounts,
+            banks,
+            params: self.params.clone(),
+            totals: self.totals,
+            accumulator: self.accumulator,
+            recent_added: open.recent_added,
+            prune_below: open.timestamp_ms,
+        }
+    }
+
+    /// Checks the invariants that must hold between blocks. O(accounts): for
+    /// tests, the auditor and start-up, not for every block.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let sum: u128 = self.accounts.values().map(|a| a.balance as u128).sum();
+        if self.totals.redeemed > self.totals.issued {
+            return Err("redeemed exceeds issued".into());
+        }
+        let circulation = (self.totals.issued - self.totals.redeemed) as u128;
+        if sum != circulation {
+            return Err(format!("sum of balances {sum} != issued - redeemed {circulation}"));
+        }
+        let cb = self
+            .accounts
+            .get(&self.params.central_bank)
+            .ok_or("central bank account missing")?;
+        if cb.balance != 0 {
+            return Err("the central bank account holds money".into());
+        }
+        for b in self.banks.values() {
+            match self.accounts.get(&b.id) {
+                Some(a) if a.kind == AccountKind::Settlement => {}
+                _ => return Err(format!("bank {} has no settlement account", b.id)),
+            }
+        }
+        for a in self.accounts.values() {
+            if matches!(a.kind, AccountKind::Business | AccountKind::Retail) && !self.banks.contains_key(&a.bank) {
+                return Err(format!("account {} is served by unknown bank", a.id));
+            }
+            if (a.status == AccountStatus::Frozen) != (a.frozen_by != FreezeAuthority::None) {
+                return Err(format!("account {} freeze authority inconsistent", a.id));
+            }
+        }
+        if self.recent.len() != self.recent_by_expiry.len() {
+            return Err("replay set indexes disagree".into());
+        }
+        let mut acc = StateAccumulator::default();
+        for a in self.accounts.values() {
+            acc.add(&a.state_entry());
+        }
+        if acc != self.accumulator {
+            return Err("state accumulator does not match the accounts".into());
+        }
+        Ok(())
+    }
+
+    /// Sum of all balances (u128, so it cannot overflow).
+    pub fn sum_balances(&self) -> u128 {
+        self.accounts.values().map(|a| a.balance as u128).sum()
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine with only the Rust toolchain lacks.
+# RocksDB's bindgen needs libclang; protoc is vendored (protoc-bin-vendored),
+# never taken from the system.
+set -euo pipefail
+
+have_libclang() {
+  ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so' && return 0
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+}
+
+if ! have_libclang; then
+  echo "==> installing libclang-dev (needed by RocksDB's bindgen)"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq libclang-dev >/dev/null
+fi
