@@ -1,0 +1,319 @@
+//! `ruble-node run` configuration: a TOML file, every setting overridable by a
+//! flag and a `RUBLE_*` environment variable (flags and variables win).
+//!
+//! ```toml
+//! data_dir = "/var/lib/ruble"          # RocksDB in data_dir/db
+//! genesis = "/etc/ruble/genesis.json"   # needed for the first start only
+//! listen = "0.0.0.0:50051"
+//! metrics_listen = "127.0.0.1:9100"
+//! [tls]
+//! ca = "/etc/ruble/ca.pem"              # verifies bank / central-bank client certificates
+//! cert = "/etc/ruble/server.pem"
+//! key = "/etc/ruble/server-key.pem"
+//! [limits]
+//! max_message_bytes = 4194304
+//! max_batch_len = 4096
+//! max_concurrent_streams = 64
+//! max_stream_ops_per_sec = 200000
+//! max_inflight_ops = 65536
+//! [block]
+//! max_ops = 8192
+//! max_wait_ms = 2
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ctx::ClientLimits;
+use crate::node::{NodeOptions, TlsFiles};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_message_bytes: usize,
+    pub max_batch_len: usize,
+    pub max_concurrent_streams: usize,
+    pub max_stream_ops_per_sec: u64,
+    pub max_inflight_ops: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let c = ClientLimits::default();
+        LimitsConfig {
+            max_message_bytes: c.max_message_bytes,
+            max_batch_len: c.max_batch_len,
+            max_concurrent_streams: c.max_concurrent_streams,
+            max_stream_ops_per_sec: c.max_stream_ops_per_sec,
+            max_inflight_ops: 65_536,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockConfig {
+    pub max_ops: usize,
+    pub max_wait_ms: u64,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        BlockConfig {
+            max_ops: 8192,
+            max_wait_ms: 2,
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub genesis: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve without TLS: allowed on a loopback address only, and only when set.
+    pub plaintext: bool,
+    pub tls: Option<TlsConfig>,
+    pub limits: LimitsConfig,
+    pub block: BlockConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("ruble-data"),
+            genesis: None,
+            listen: "127.0.0.1:50051".parse().expect("literal"),
+            metrics_listen: Some("127.0.0.1:9100".parse().expect("literal")),
+            plaintext: false,
+            tls: None,
+            limits: LimitsConfig::default(),
+            block: BlockConfig::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// The node listens in plaintext only on loopback and only when asked.
+    pub fn validate(&self) -> Result<()> {
+        match (&self.tls, self.plaintext) {
+            (Some(_), true) => bail!("both `tls` and `plaintext` are set; choose one"),
+            (None, false) => bail!("no TLS configured: set [tls] (or `plaintext = true` on a loopback address)"),
+            (None, true) if !self.listen.ip().is_loopback() => {
+                bail!("plaintext is allowed on a loopback address only, not {}", self.listen)
+            }
+            _ => {}
+        }
+        if self.limits.max_batch_len == 0 || self.limits.max_inflight_ops == 0 || self.block.max_ops == 0 {
+            bail!("limits must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Flags of `ruble-node run`; each overrides the file and has a `RUBLE_*` variable.
+#[derive(clap::Args, Debug, Default)]
+pub struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RUBLE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (RocksDB lives in DATA_DIR/db).
+    #[arg(long, env = "RUBLE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Genesis JSON, used to initialise an empty data directory.
+    #[arg(long, env = "RUBLE_GENESIS")]
+    pub genesis: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long, env = "RUBLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Prometheus metrics listen address (`/metrics`).
+    #[arg(long, env = "RUBLE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve without TLS (loopback addresses only).
+    #[arg(long, env = "RUBLE_PLAINTEXT")]
+    pub plaintext: bool,
+    /// CA certificate (PEM) that client certificates must chain to.
+    #[arg(long, env = "RUBLE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Server certificate (PEM).
+    #[arg(long, env = "RUBLE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "RUBLE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "RUBLE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Most operations in one batch request.
+    #[arg(long, env = "RUBLE_MAX_BATCH_LEN")]
+    pub max_batch_len: Option<usize>,
+    /// Most concurrent streaming calls, node-wide.
+    #[arg(long, env = "RUBLE_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<usize>,
+    /// Most operations per second on one submission stream.
+    #[arg(long, env = "RUBLE_MAX_STREAM_OPS_PER_SEC")]
+    pub max_stream_ops_per_sec: Option<u64>,
+    /// Operations admitted and not yet answered before RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RUBLE_MAX_INFLIGHT_OPS")]
+    pub max_inflight_ops: Option<usize>,
+    /// Largest block, in operations.
+    #[arg(long, env = "RUBLE_MAX_BLOCK_OPS")]
+    pub max_block_ops: Option<usize>,
+    /// Longest a block stays open, in milliseconds.
+    #[arg(long, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
+    pub max_block_wait_ms: Option<u64>,
+}
+
+impl RunArgs {
+    /// The file (if any), then flags and variables on top; validated.
+    pub fn resolve(self) -> Result<NodeConfig> {
+        let mut c = match &self.config {
+            Some(p) => NodeConfig::load(p)?,
+            None => NodeConfig::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.genesis {
+            c.genesis = Some(v);
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.metrics_listen {
+            c.metrics_listen = Some(v);
+        }
+        if self.plaintext {
+            c.plaintext = true;
+        }
+        match (self.tls_ca, self.tls_cert, self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => c.tls = Some(TlsConfig { ca, cert, key }),
+            (None, None, None) => {}
+            _ => bail!("--tls-ca, --tls-cert and --tls-key go together"),
+        }
+        if let Some(v) = self.max_message_bytes {
+            c.limits.max_message_bytes = v;
+        }
+        if let Some(v) = self.max_batch_len {
+            c.limits.max_batch_len = v;
+        }
+        if let Some(v) = self.max_concurrent_streams {
+            c.limits.max_concurrent_streams = v;
+        }
+        if let Some(v) = self.max_stream_ops_per_sec {
+            c.limits.max_stream_ops_per_sec = v;
+        }
+        if let Some(v) = self.max_inflight_ops {
+            c.limits.max_inflight_ops = v;
+        }
+        if let Some(v) = self.max_block_ops {
+            c.block.max_ops = v;
+        }
+        if let Some(v) = self.max_block_wait_ms {
+            c.block.max_wait_ms = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Turns a configuration into node options (reading the genesis file if given).
+pub fn node_options(c: &NodeConfig) -> Result<NodeOptions> {
+    let genesis_path = c.genesis.clone().or_else(|| {
+        let p = c.data_dir.join("genesis.json");
+        p.exists().then_some(p)
+    });
+    let genesis = match genesis_path {
+        Some(p) => Some(serde_json::from_slice(
+            &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+        )?),
+        None => None,
+    };
+    Ok(NodeOptions {
+        db_dir: c.data_dir.join("db"),
+        genesis,
+        listen: c.listen,
+        metrics_listen: c.metrics_listen,
+        tls: c.tls.as_ref().map(|t| TlsFiles {
+            ca: t.ca.clone(),
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        }),
+        limits: ClientLimits {
+            max_message_bytes: c.limits.max_message_bytes,
+            max_batch_len: c.limits.max_batch_len,
+            max_concurrent_streams: c.limits.max_concurrent_streams,
+            max_stream_ops_per_sec: c.limits.max_stream_ops_per_sec,
+            ..ClientLimits::default()
+        },
+        pipeline: ruble_ledger::pipeline::PipelineConfig {
+            max_inflight_ops: c.limits.max_inflight_ops,
+            max_block_ops: c.block.max_ops,
+            max_block_wait: Duration::from_millis(c.block.max_wait_ms),
+            ..Default::default()
+        },
+        shutdown_grace: Duration::from_secs(10),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_then_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(
+            &p,
+            "data_dir = \"/x\"\nlisten = \"127.0.0.1:7000\"\nplaintext = true\n[limits]\nmax_batch_len = 10\n",
+        )
+        .unwrap();
+        let c = RunArgs {
+            config: Some(p.clone()),
+            max_batch_len: Some(20),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.listen.port(), 7000);
+        assert_eq!(c.limits.max_batch_len, 20);
+        assert_eq!(c.limits.max_inflight_ops, 65_536);
+        // Unknown keys are an error, not silently ignored.
+        std::fs::write(&p, "data_dirr = \"/x\"\n").unwrap();
+        assert!(NodeConfig::load(&p).is_err());
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback_and_only_when_asked() {
+        let mut c = NodeConfig {
+            plaintext: true,
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        c.listen = "0.0.0.0:50051".parse().unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("loopback"));
+        c.plaintext = false;
+        assert!(c.validate().unwrap_err().to_string().contains("no TLS"));
+    }
+}

@@ -1,0 +1,128 @@
+//! What every service shares: the pipeline, the store, the commit feed,
+//! metrics and the limits on what clients may ask for.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ruble_ledger::codec::SignedOp;
+use ruble_ledger::pipeline::Pipeline;
+use ruble_ledger::query::QueryGuard;
+use ruble_ledger::state::SealedBlock;
+use ruble_ledger::store::Store;
+use ruble_ledger::{Outcome, Reason};
+use tokio::sync::{broadcast, Semaphore};
+use tonic::Status;
+
+use crate::convert::reason_status;
+use crate::metrics::Metrics;
+
+/// Limits on what a client controls.
+#[derive(Clone, Debug)]
+pub struct ClientLimits {
+    pub max_message_bytes: usize,
+    pub max_batch_len: usize,
+    pub max_concurrent_streams: usize,
+    pub max_stream_ops_per_sec: u64,
+    /// Results a stream may have outstanding before it stops reading requests.
+    pub max_stream_inflight: usize,
+    /// Largest page of history or statement.
+    pub max_page: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_message_bytes: 4 << 20,
+            max_batch_len: 4096,
+            max_concurrent_streams: 64,
+            max_stream_ops_per_sec: 200_000,
+            max_stream_inflight: 8192,
+            max_page: 1000,
+        }
+    }
+}
+
+/// Shared state of the gRPC services.
+pub struct Ctx {
+    pub pipeline: Arc<Pipeline>,
+    pub store: Arc<Store>,
+    pub commits: broadcast::Sender<Arc<SealedBlock>>,
+    pub metrics: Metrics,
+    pub limits: ClientLimits,
+    pub streams: Arc<Semaphore>,
+    pub queries: parking_lot::Mutex<QueryGuard>,
+    /// Flips to true when the node begins shutting down; long-lived streams end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Ctx {
+    /// Resolves when shutdown begins.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Submits decoded operations and waits for their durable outcome.
+    /// Overload is a status (`RESOURCE_EXHAUSTED`), not a queue.
+    pub async fn submit(&self, ops: Vec<SignedOp>) -> Result<Vec<Outcome>, Status> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let n = ops.len();
+        self.pipeline
+            .submit(
+                ops,
+                Box::new(move |outs| {
+                    let _ = tx.send(outs);
+                }),
+            )
+            .map_err(|r| {
+                for _ in 0..n {
+                    self.metrics.inc_rejected(r.code());
+                }
+                reason_status(r, r.describe())
+            })?;
+        let outs = rx
+            .await
+            .map_err(|_| reason_status(Reason::Unavailable, "the node is shutting down"))?;
+        for o in &outs {
+            match o {
+                Outcome::Committed(_) => self.metrics.inc_accepted(1),
+                Outcome::Duplicate(_) => {}
+                Outcome::Rejected(r) => self.metrics.inc_rejected(r.code()),
+            }
+        }
+        Ok(outs)
+    }
+
+    /// Submits a mix of pre-checked items: `Err` items are already rejected
+    /// (malformed, not allowed on this service) and never reach the ledger.
+    pub async fn submit_checked(&self, items: Vec<Result<SignedOp, Reason>>) -> Result<Vec<Outcome>, Status> {
+        let mut out: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
+        let mut ops = Vec::new();
+        let mut slots = Vec::new();
+        for (i, it) in items.into_iter().enumerate() {
+            match it {
+                Ok(op) => {
+                    out.push(None);
+                    slots.push(i);
+                    ops.push(op);
+                }
+                Err(r) => {
+                    self.metrics.inc_rejected(r.code());
+                    out.push(Some(Outcome::Rejected(r)));
+                }
+            }
+        }
+        if !ops.is_empty() {
+            for (slot, o) in slots.into_iter().zip(self.submit(ops).await?) {
+                out[slot] = Some(o);
+            }
+        }
+        Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
+    }
+}

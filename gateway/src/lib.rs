@@ -1,0 +1,22 @@
+//! # ruble-gateway
+//!
+//! The `ruble-node` binary's library: gRPC services over the ledger pipeline.
+//!
+//! - [`node::start`]: opens the ledger, starts the pipeline and serves
+//!   [`services::wallet`], [`services::bank`], [`services::central_bank`],
+//!   health and reflection over TLS; [`node::RunningNode::shutdown`] finishes
+//!   the block in flight.
+//! - [`auth`]: mutual-TLS identities and role checks; [`pki`]: the dev PKI.
+//! - [`devnet`]: `ruble-node dev` (genesis, keys, certificates, funded accounts).
+//! - [`config`]: `ruble-node run` configuration; [`metrics`]: Prometheus.
+
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod ctx;
+pub mod devnet;
+pub mod metrics;
+pub mod node;
+pub mod pki;
+pub mod services;
+pub mod telemetry;

@@ -1,0 +1,194 @@
+//! `ruble-node`: the digital ruble ledger node.
+//!
+//! - `ruble-node dev --data-dir DIR`: a self-contained dev node (genesis, PKI,
+//!   keys and funded accounts created on first start) on 127.0.0.1.
+//! - `ruble-node run --config FILE`: a deployment; every setting is also a
+//!   flag and an environment variable (`ruble-node run --help`).
+//! - `ruble-node audit --data-dir DIR [--expect-committed FILE]`: replay and
+//!   check the chain offline; prints JSON, exits 0 only if all is well.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use ruble_gateway::ctx::ClientLimits;
+use ruble_gateway::devnet;
+use ruble_gateway::node::{self, NodeOptions, TlsFiles};
+use ruble_ledger::pipeline::PipelineConfig;
+use ruble_ledger::store::Store;
+use ruble_ledger::types::TxId;
+
+#[derive(Parser, Debug)]
+#[command(name = "ruble-node", version, about = "Digital ruble ledger node", long_about = None)]
+struct Cli {
+    /// Log format: `human` or `json` (filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, default_value = "human", env = "RUBLE_LOG_FORMAT")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a dev node on an embedded RocksDB with a dev genesis, PKI and keys
+    /// (created on first start, reused later).
+    Dev(DevArgs),
+    /// Run a node from a configuration file (TOML); flags and RUBLE_* variables override it.
+    Run(ruble_gateway::config::RunArgs),
+    /// Replay the chain from genesis and check every signature, link, state
+    /// hash and balance; prints a JSON summary; exit 0 only if all checks pass.
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    /// Directory for the chain, keys and certificates.
+    #[arg(long, default_value = "dev-data", env = "RUBLE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to serve gRPC on (loopback only in dev mode; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:50051", env = "RUBLE_LISTEN")]
+    listen: SocketAddr,
+    /// Address for Prometheus metrics (`/metrics`); off unless given.
+    #[arg(long, env = "RUBLE_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Operations admitted and not yet answered before RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 65_536, env = "RUBLE_MAX_INFLIGHT_OPS")]
+    max_inflight_ops: usize,
+    /// Largest block, in operations.
+    #[arg(long, default_value_t = 8192, env = "RUBLE_MAX_BLOCK_OPS")]
+    max_block_ops: usize,
+    /// Longest a block stays open, in milliseconds.
+    #[arg(long, default_value_t = 2, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
+    max_block_wait_ms: u64,
+    /// FAULT INJECTION for the crash harness only: acknowledge before the
+    /// commit is durable. Never use it otherwise.
+    #[arg(long, hide = true)]
+    unsafe_ack_before_commit: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct AuditArgs {
+    /// A dev directory (containing `db/`) or a RocksDB directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// File of transfer hashes (one hex tx id per line) that must be committed.
+    #[arg(long)]
+    expect_committed: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ruble_gateway::telemetry::init_tracing(&cli.log_format);
+    match cli.cmd {
+        Cmd::Audit(a) => std::process::exit(audit(a)?),
+        Cmd::Dev(d) => runtime()?.block_on(dev(d)),
+        Cmd::Run(r) => {
+            let cfg = r.resolve()?;
+            runtime()?.block_on(run(cfg))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn serve_until_signal(opts: NodeOptions, on_ready: impl FnOnce(&node::RunningNode) -> Result<()>) -> Result<()> {
+    let running = node::start(opts).await?;
+    on_ready(&running)?;
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        node::shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing the block in flight");
+        let _ = stop.send(true);
+    });
+    running.wait().await
+}
+
+async fn dev(a: DevArgs) -> Result<()> {
+    if !a.listen.ip().is_loopback() {
+        bail!(
+            "dev mode serves on loopback only (its keys are unencrypted); use `ruble-node run` for {}",
+            a.listen
+        );
+    }
+    let dir = a.data_dir.clone();
+    let (genesis, tls) = tokio::task::spawn_blocking(move || devnet::ensure(&dir)).await??;
+    let opts = NodeOptions {
+        db_dir: a.data_dir.join("db"),
+        genesis: Some(genesis),
+        listen: a.listen,
+        metrics_listen: a.metrics_listen,
+        tls: Some(TlsFiles {
+            ca: tls.ca,
+            cert: tls.cert,
+            key: tls.key,
+        }),
+        limits: ClientLimits::default(),
+        pipeline: PipelineConfig {
+            max_inflight_ops: a.max_inflight_ops,
+            max_block_ops: a.max_block_ops,
+            max_block_wait: Duration::from_millis(a.max_block_wait_ms),
+            unsafe_ack_before_commit: a.unsafe_ack_before_commit,
+            ..PipelineConfig::default()
+        },
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let dir = a.data_dir.clone();
+    serve_until_signal(opts, move |n| {
+        let endpoint = format!("https://{}", n.addr);
+        let mut m = devnet::DevManifest::load(&dir)?;
+        m.endpoint = endpoint.clone();
+        m.save(&dir)?;
+        println!("{}", devnet::usage(&dir, &endpoint, n.metrics_addr));
+        // A stable line for scripts and tests.
+        println!(
+            "RUBLE_NODE_READY addr={} metrics={}",
+            n.addr,
+            n.metrics_addr.map(|m| m.to_string()).unwrap_or_default()
+        );
+        Ok(())
+    })
+    .await
+}
+
+async fn run(cfg: ruble_gateway::config::NodeConfig) -> Result<()> {
+    let opts = ruble_gateway::config::node_options(&cfg)?;
+    serve_until_signal(opts, |n| {
+        println!(
+            "RUBLE_NODE_READY addr={} metrics={}",
+            n.addr,
+            n.metrics_addr.map(|m| m.to_string()).unwrap_or_default()
+        );
+        Ok(())
+    })
+    .await
+}
+
+fn read_expected(path: &Path) -> Result<Vec<TxId>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| TxId::from_hex(l).with_context(|| format!("bad hash {l:?}")))
+        .collect()
+}
+
+fn audit(a: AuditArgs) -> Result<i32> {
+    let db = if a.data_dir.join("db").is_dir() {
+        a.data_dir.join("db")
+    } else {
+        a.data_dir.clone()
+    };
+    let expected = match &a.expect_committed {
+        Some(p) => read_expected(p)?,
+        None => Vec::new(),
+    };
+    // Read-only: works on a stopped node and beside a running one.
+    let store = Store::open_read_only(&db).with_context(|| format!("opening {}", db.display()))?;
+    let report = ruble_ledger::audit::audit(&store, &expected)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if report.ok { 0 } else { 1 })
+}

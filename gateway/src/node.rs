@@ -1,0 +1,252 @@
+//! Starting and stopping a node: the ledger pipeline, the gRPC server (TLS,
+//! health, reflection, the three services), the metrics endpoint, and a
+//! graceful shutdown that finishes the block in flight.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ruble_ledger::pipeline::{Pipeline, PipelineConfig};
+use ruble_ledger::query::QueryGuard;
+use ruble_ledger::state::Genesis;
+use ruble_ledger::Ledger;
+use ruble_proto::v1::bank_service_server::BankServiceServer;
+use ruble_proto::v1::central_bank_service_server::CentralBankServiceServer;
+use ruble_proto::v1::wallet_service_server::WalletServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch, Semaphore};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::ctx::{ClientLimits, Ctx};
+use crate::metrics::Metrics;
+use crate::services::{bank::BankSvc, central_bank::CentralBankSvc, wallet::Wallet};
+
+/// PEM files for the server side of TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// RocksDB directory.
+    pub db_dir: PathBuf,
+    /// Used to initialise an empty store (and checked against an existing one).
+    pub genesis: Option<Genesis>,
+    pub listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    /// `None` means plaintext, allowed on loopback only.
+    pub tls: Option<TlsFiles>,
+    pub limits: ClientLimits,
+    pub pipeline: PipelineConfig,
+    /// How long in-flight RPCs get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A started node.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningNode {
+    /// Stops accepting, lets in-flight requests finish, commits the block in
+    /// flight and closes the store.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("node task")?
+    }
+
+    /// Waits until the node stops (after [`RunningNode::shutdown`] or a fatal error).
+    pub async fn wait(self) -> Result<()> {
+        self.task.await.context("node task")?
+    }
+
+    /// A handle that triggers shutdown (for signal handlers).
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the ledger and starts serving.
+pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
+    if opts.tls.is_none() && !opts.listen.ip().is_loopback() {
+        bail!(
+            "refusing plaintext on {}: plaintext is allowed on loopback only",
+            opts.listen
+        );
+    }
+    let (db_dir, genesis) = (opts.db_dir.clone(), opts.genesis.clone());
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&db_dir, genesis.as_ref()))
+        .await?
+        .with_context(|| format!("opening the ledger in {}", opts.db_dir.display()))?;
+    let store = ledger.store().clone();
+    let metrics = Metrics::new();
+    metrics.set_height(ledger.state().height());
+    let (commits, _) = broadcast::channel(1024);
+    let hook = {
+        let (metrics, commits) = (metrics.clone(), commits.clone());
+        Box::new(
+            move |block: &Arc<ruble_ledger::state::SealedBlock>, latency: Duration| {
+                metrics.observe_commit(latency.as_secs_f64(), block.ops.len() as u64);
+                metrics.set_height(block.header.height);
+                let _ = commits.send(block.clone());
+            },
+        )
+    };
+    let pipeline = Arc::new(Pipeline::start(ledger, opts.pipeline.clone(), hook));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        pipeline: pipeline.clone(),
+        store: store.clone(),
+        commits,
+        metrics: metrics.clone(),
+        streams: Arc::new(Semaphore::new(opts.limits.max_concurrent_streams)),
+        queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 1_000_000)),
+        limits: opts.limits.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    // Queue depths for the metrics endpoint.
+    {
+        let (pipeline, metrics, mut stop) = (pipeline.clone(), metrics.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                let s = pipeline.stats();
+                use std::sync::atomic::Ordering::Relaxed;
+                metrics.set_queue_depth("inflight_ops", s.inflight_ops.load(Relaxed) as i64);
+                metrics.set_queue_depth("verify", s.verify_queue.load(Relaxed) as i64);
+                metrics.set_queue_depth("sequencer", s.sequencer_queue.load(Relaxed) as i64);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
+    let metrics_addr = match opts.metrics_listen {
+        Some(addr) => {
+            let mut stop = shutdown_rx.clone();
+            Some(
+                crate::metrics::serve(metrics.clone(), addr, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await?,
+            )
+        }
+        None => None,
+    };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<WalletServiceServer<Wallet>>().await;
+    health_reporter.set_serving::<BankServiceServer<BankSvc>>().await;
+    health_reporter
+        .set_serving::<CentralBankServiceServer<CentralBankSvc>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ruble_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ruble_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = opts.limits.max_message_bytes;
+    let wallet = WalletServiceServer::new(Wallet { ctx: ctx.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let bank = BankServiceServer::new(BankSvc { ctx: ctx.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let cb = CentralBankServiceServer::new(CentralBankSvc { ctx: ctx.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let mut builder = Server::builder()
+        .max_concurrent_streams(Some(256))
+        .concurrency_limit_per_connection(1024)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(t) = &opts.tls {
+        let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        builder = builder.tls_config(crate::auth::server_tls_config(
+            &read(&t.ca)?,
+            &read(&t.cert)?,
+            &read(&t.key)?,
+        ))?;
+    }
+    let router = builder
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(wallet)
+        .add_service(bank)
+        .add_service(cb);
+
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("binding {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let grace = opts.shutdown_grace;
+    let mut stop = shutdown_rx.clone();
+    let task = tokio::spawn(async move {
+        let mut stop2 = stop.clone();
+        let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop2.wait_for(|s| *s).await;
+        });
+        tokio::pin!(serve);
+        let served = tokio::select! {
+            r = &mut serve => r,
+            _ = async {
+                let _ = stop.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        health_reporter.set_not_serving::<WalletServiceServer<Wallet>>().await;
+        // Finish and commit everything admitted, then close the store.
+        let p = pipeline.clone();
+        tokio::task::spawn_blocking(move || p.shutdown()).await?;
+        store.flush().ok();
+        tracing::info!(height = pipeline.view().height, "node stopped");
+        served.map_err(Into::into)
+    });
+    tracing::info!(%addr, tls = opts.tls.is_some(), "node serving");
+    Ok(RunningNode {
+        addr,
+        metrics_addr,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

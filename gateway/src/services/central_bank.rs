@@ -1,0 +1,267 @@
+//! `CentralBankService`: the issuer and operator, over mutual TLS with the
+//! central-bank certificate.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ruble_ledger::codec::Op;
+use ruble_ledger::types::{cursor_of, AccountId, AccountKind};
+use ruble_ledger::Reason;
+use ruble_proto::v1 as pb;
+use ruble_proto::v1::central_bank_service_server::CentralBankService;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+
+use super::stream::stream_permit;
+use crate::auth::{participant_from_request, require_central_bank};
+use crate::convert::*;
+use crate::ctx::{now_ms, Ctx};
+
+pub struct CentralBankSvc {
+    pub ctx: Arc<Ctx>,
+}
+
+impl CentralBankSvc {
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let p = participant_from_request(req)?;
+        require_central_bank(&p)
+    }
+
+    async fn cb_op(
+        &self,
+        req: Request<pb::SubmitRequest>,
+        name: &'static str,
+        expect: fn(&Op) -> bool,
+    ) -> Result<Response<pb::SubmitResult>, Status> {
+        self.check(&req)?;
+        let op = decode_op(req.get_ref().operation.as_ref()).map_err(|r| reason_status(r, r.describe()))?;
+        if !expect(&op.body.op) {
+            return Err(coded_status(
+                Code::InvalidArgument,
+                "WRONG_OPERATION",
+                format!("this RPC takes a {name} operation"),
+            ));
+        }
+        if op.body.signer != self.ctx.pipeline.view().params.central_bank {
+            return Err(reason_status(
+                Reason::NotAuthorised,
+                "the operation must be signed by the central bank key",
+            ));
+        }
+        let id = op.tx_id.0.to_vec();
+        let mut outs = self.ctx.submit(vec![op]).await?;
+        Ok(Response::new(single_result(&id, outs.remove(0))?))
+    }
+}
+
+type LargeStream = Pin<Box<dyn Stream<Item = Result<pb::LargePaymentReport, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CentralBankService for CentralBankSvc {
+    async fn issue(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "issue", |o| matches!(o, Op::Issue { .. })).await
+    }
+    async fn redeem(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "redeem", |o| matches!(o, Op::Redeem { .. })).await
+    }
+    async fn admit_bank(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "admit_bank", |o| matches!(o, Op::AdmitBank { .. })).await
+    }
+    async fn suspend_bank(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "suspend_bank", |o| matches!(o, Op::SuspendBank { .. }))
+            .await
+    }
+    async fn set_phase(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "set_phase", |o| matches!(o, Op::SetPhase { .. })).await
+    }
+    async fn set_limits(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "set_limits", |o| matches!(o, Op::SetLimits { .. })).await
+    }
+    async fn set_reporting_threshold(
+        &self,
+        r: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "set_reporting_threshold", |o| {
+            matches!(o, Op::SetReportingThreshold { .. })
+        })
+        .await
+    }
+    async fn freeze_account(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "freeze", |o| matches!(o, Op::Freeze { .. })).await
+    }
+    async fn unfreeze_account(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "unfreeze", |o| matches!(o, Op::Unfreeze { .. })).await
+    }
+
+    async fn get_supply(&self, req: Request<pb::GetSupplyRequest>) -> Result<Response<pb::SupplyReport>, Status> {
+        self.check(&req)?;
+        let ctx = self.ctx.clone();
+        // A full scan of the accounts: run it off the async threads.
+        let report = tokio::task::spawn_blocking(move || supply_report(&ctx))
+            .await
+            .map_err(internal)??;
+        Ok(Response::new(report))
+    }
+
+    async fn get_any_account(
+        &self,
+        req: Request<pb::GetClientAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        self.check(&req)?;
+        let account = account_id(&req.get_ref().account, "account")?;
+        let a = self
+            .ctx
+            .store
+            .account(&account)
+            .map_err(internal)?
+            .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.pipeline.view().params,
+            now_ms(),
+        )))
+    }
+
+    type StreamLargePaymentsStream = LargeStream;
+
+    async fn stream_large_payments(
+        &self,
+        req: Request<pb::StreamLargePaymentsRequest>,
+    ) -> Result<Response<Self::StreamLargePaymentsStream>, Status> {
+        self.check(&req)?;
+        let permit = stream_permit(&self.ctx)?;
+        let ctx = self.ctx.clone();
+        // Strictly after the last operation of the block before `from_height`.
+        let from = cursor_of(req.get_ref().from_height.max(1), 0).saturating_sub(1);
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let _permit = permit;
+            large_loop(ctx, from, tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_block(&self, req: Request<pb::GetBlockRequest>) -> Result<Response<pb::BlockEvent>, Status> {
+        self.check(&req)?;
+        let h = req.get_ref().height;
+        let (header, hash) = self
+            .ctx
+            .store
+            .header(h)
+            .map_err(internal)?
+            .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_BLOCK", format!("no block {h}")))?;
+        let cb = self.ctx.pipeline.view().params.central_bank;
+        let operations = self
+            .ctx
+            .store
+            .block_ops(h)
+            .map_err(internal)?
+            .iter()
+            .map(|s| record_pb(&s.op, s.cursor, header.timestamp_ms, s.large, &cb))
+            .collect();
+        Ok(Response::new(pb::BlockEvent {
+            header: Some(block_header_pb(&header, &hash)),
+            operations,
+        }))
+    }
+}
+
+/// Issued, redeemed, circulation, Σ balances and a per-bank breakdown.
+pub fn supply_report(ctx: &Ctx) -> Result<pb::SupplyReport, Status> {
+    let view = ctx.pipeline.view();
+    let accounts = ctx.store.all_accounts().map_err(internal)?;
+    let mut per_bank: BTreeMap<AccountId, pb::BankSupply> = BTreeMap::new();
+    let mut sum: u128 = 0;
+    for a in &accounts {
+        sum += a.balance as u128;
+        if a.kind == AccountKind::CentralBank {
+            continue;
+        }
+        let e = per_bank.entry(a.bank).or_insert_with(|| pb::BankSupply {
+            bank: a.bank.0.to_vec(),
+            ..Default::default()
+        });
+        if a.kind == AccountKind::Settlement {
+            e.settlement_balance = a.balance;
+        } else {
+            e.clients_balance = e.clients_balance.saturating_add(a.balance);
+            e.clients += 1;
+        }
+    }
+    // Names and suspension come from the bank records in the store's state.
+    for b in ctx.store.all_banks().map_err(internal)? {
+        if let Some(e) = per_bank.get_mut(&b.id) {
+            e.name = b.name;
+            e.suspended = b.suspended;
+        }
+    }
+    Ok(pb::SupplyReport {
+        issued: view.totals.issued,
+        redeemed: view.totals.redeemed,
+        in_circulation: view.totals.circulation(),
+        sum_balances: u64::try_from(sum).unwrap_or(u64::MAX),
+        height: view.height,
+        state_hash: view.state_hash.to_vec(),
+        phase: phase_pb(view.params.phase) as i32,
+        banks: per_bank.into_values().collect(),
+        accounts: accounts.len() as u64,
+    })
+}
+
+async fn large_loop(ctx: Arc<Ctx>, mut from: u64, tx: mpsc::Sender<Result<pb::LargePaymentReport, Status>>) {
+    loop {
+        let mut live = ctx.commits.subscribe();
+        loop {
+            let cursors = match ctx.store.large_payments(from, 512) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(internal(e))).await;
+                    return;
+                }
+            };
+            if cursors.is_empty() {
+                break;
+            }
+            let cb = ctx.pipeline.view().params.central_bank;
+            let recs = match records_at(&ctx.store, &cursors, &cb) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            for (c, rec) in cursors.iter().zip(recs) {
+                from = *c;
+                if tx.send(Ok(pb::LargePaymentReport { record: Some(rec) })).await.is_err() {
+                    return;
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = ctx.shutting_down() => return,
+                ev = live.recv() => match ev {
+                    Ok(block) => {
+                        for (i, a) in block.ops.iter().enumerate() {
+                            let c = cursor_of(block.header.height, i as u32);
+                            if !a.large || c <= from {
+                                continue;
+                            }
+                            from = c;
+                            let rec = record_pb(&a.op, c, block.header.timestamp_ms, true, &block.params.central_bank);
+                            if tx.send(Ok(pb::LargePaymentReport { record: Some(rec) })).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Client-streamed submission shared by the wallet and bank services:
+//! bounded in flight, rate-limited, and counted against the node-wide stream
+//! limit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use ruble_ledger::codec::SignedOp;
+use ruble_ledger::Reason;
+use ruble_proto::v1 as pb;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+use crate::convert::{coded_status, decode_op, outcome_pb};
+use crate::ctx::Ctx;
+
+pub type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitResult, Status>> + Send>>;
+
+/// Takes one of the node's stream slots or answers RESOURCE_EXHAUSTED.
+pub fn stream_permit(ctx: &Ctx) -> Result<OwnedSemaphorePermit, Status> {
+    ctx.streams.clone().try_acquire_owned().map_err(|_| {
+        coded_status(
+            Code::ResourceExhausted,
+            "TOO_MANY_STREAMS",
+            format!("at most {} concurrent streams", ctx.limits.max_concurrent_streams),
+        )
+    })
+}
+
+/// A token bucket: `rate` operations per second, bursts up to one second's worth.
+pub struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(rate_per_sec: u64) -> Self {
+        RateLimiter {
+            rate: rate_per_sec as f64,
+            tokens: rate_per_sec as f64,
+            last: Instant::now(),
+        }
+    }
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Runs a submission stream. `check` vets each decoded operation (service
+/// rules) before it reaches the ledger. Results come back in completion order.
+pub fn run_submit_stream<F>(
+    ctx: Arc<Ctx>,
+    mut input: Streaming<pb::SubmitRequest>,
+    check: F,
+) -> Result<ResultStream, Status>
+where
+    F: Fn(&SignedOp) -> Result<(), Reason> + Send + Sync + 'static,
+{
+    let permit = stream_permit(&ctx)?;
+    let inflight = Arc::new(Semaphore::new(ctx.limits.max_stream_inflight));
+    let (tx, rx) = mpsc::channel::<Result<pb::SubmitResult, Status>>(ctx.limits.max_stream_inflight);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut limiter = RateLimiter::new(ctx.limits.max_stream_ops_per_sec);
+        // Requests are gathered into small batches so that a stream feeds the
+        // verifier's batch equation instead of single checks.
+        loop {
+            let first = match input.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => break,
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + Duration::from_micros(500);
+            while batch.len() < 256 {
+                match tokio::time::timeout_at(deadline, input.message()).await {
+                    Ok(Ok(Some(m))) => batch.push(m),
+                    _ => break,
+                }
+            }
+            let n = batch.len() as u32;
+            // Stop reading while too many results are outstanding (backpressure to the client).
+            let Ok(permits) = inflight.clone().acquire_many_owned(n).await else {
+                break;
+            };
+            let mut items = Vec::with_capacity(batch.len());
+            let mut ids = Vec::with_capacity(batch.len());
+            for req in batch {
+                let item = decode_op(req.operation.as_ref()).and_then(|op| {
+                    if !limiter.allow() {
+                        return Err(Reason::Overloaded);
+                    }
+                    check(&op).map(|_| op)
+                });
+                ids.push(item.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default());
+                items.push(item);
+            }
+            let (ctx2, tx2) = (ctx.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permits = permits;
+                match ctx2.submit_checked(items).await {
+                    Ok(outs) => {
+                        for (id, o) in ids.iter().zip(outs) {
+                            if tx2.send(Ok(outcome_pb(id, &o))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(st) if st.code() == Code::ResourceExhausted => {
+                        // Overload is per batch: tell the client for each op, keep the stream.
+                        for id in &ids {
+                            let o = ruble_ledger::Outcome::Rejected(Reason::Overloaded);
+                            if tx2.send(Ok(outcome_pb(id, &o))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(st) => {
+                        let _ = tx2.send(Err(st)).await;
+                    }
+                }
+            });
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}

@@ -1,0 +1,293 @@
+//! `WalletService`: for account holders. No client certificate: operations
+//! authorise themselves by signature, reads by a fresh signed query.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use ruble_ledger::codec::Op;
+use ruble_ledger::query::{method, Query, QueryError};
+use ruble_ledger::types::{AccountId, TxId};
+use ruble_ledger::Reason;
+use ruble_proto::v1 as pb;
+use ruble_proto::v1::wallet_service_server::WalletService;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::stream::{run_submit_stream, stream_permit, ResultStream};
+use crate::convert::*;
+use crate::ctx::{now_ms, Ctx};
+
+pub struct Wallet {
+    pub ctx: Arc<Ctx>,
+}
+
+/// The wallet service takes payments only; administrative operations go
+/// through the bank and central-bank services, behind mTLS.
+fn wallet_check(op: &ruble_ledger::SignedOp) -> Result<(), Reason> {
+    match op.body.op {
+        Op::Transfer { .. } => Ok(()),
+        _ => Err(Reason::NotAuthorised),
+    }
+}
+
+impl Wallet {
+    /// Verifies a signed query for `method` with `params`; returns the account.
+    fn check_query(&self, q: Option<&pb::SignedQuery>, method: &str, params: Vec<u8>) -> Result<AccountId, Status> {
+        let q = q.ok_or_else(|| coded_status(Code::Unauthenticated, "MISSING_QUERY", "a signed query is required"))?;
+        let account = account_id(&q.account, "query.account")?;
+        let query = Query {
+            chain_id: self.ctx.pipeline.view().params.chain_id,
+            method: method.to_string(),
+            account,
+            issued_at_ms: q.issued_at_ms,
+            nonce: q.nonce,
+            params,
+        };
+        self.ctx
+            .queries
+            .lock()
+            .check(now_ms(), &query, &q.signature)
+            .map_err(|e| {
+                let code = match e {
+                    QueryError::BadSignature | QueryError::Stale | QueryError::Reused => Code::Unauthenticated,
+                    QueryError::Overloaded => Code::ResourceExhausted,
+                };
+                coded_status(code, e.code(), e.to_string())
+            })?;
+        Ok(account)
+    }
+}
+
+type IncomingStream = Pin<Box<dyn Stream<Item = Result<pb::IncomingPayment, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl WalletService for Wallet {
+    async fn get_chain_info(&self, _: Request<pb::GetChainInfoRequest>) -> Result<Response<pb::ChainInfo>, Status> {
+        let v = self.ctx.pipeline.view();
+        Ok(Response::new(pb::ChainInfo {
+            chain_id: v.params.chain_id.clone(),
+            height: v.height,
+            head_hash: v.head_hash.to_vec(),
+            phase: phase_pb(v.params.phase) as i32,
+            reporting_threshold: v.params.reporting_threshold,
+            max_validity_ms: v.params.max_validity_ms,
+            timestamp_ms: now_ms().max(v.timestamp_ms),
+            business_limits: Some(limits_pb(v.params.limits(ruble_ledger::AccountKind::Business))),
+            retail_limits: Some(limits_pb(v.params.limits(ruble_ledger::AccountKind::Retail))),
+            central_bank: v.params.central_bank.0.to_vec(),
+        }))
+    }
+
+    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        let op = decode_op(req.get_ref().operation.as_ref()).map_err(|r| reason_status(r, r.describe()))?;
+        wallet_check(&op).map_err(|r| reason_status(r, "the wallet service accepts transfers only"))?;
+        let id = op.tx_id.0.to_vec();
+        let mut outs = self.ctx.submit(vec![op]).await?;
+        Ok(Response::new(single_result(&id, outs.remove(0))?))
+    }
+
+    async fn submit_batch(
+        &self,
+        req: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let ops = &req.get_ref().operations;
+        if ops.len() > self.ctx.limits.max_batch_len {
+            return Err(coded_status(
+                Code::InvalidArgument,
+                "BATCH_TOO_LARGE",
+                format!("a batch holds at most {} operations", self.ctx.limits.max_batch_len),
+            ));
+        }
+        let items: Vec<_> = ops
+            .iter()
+            .map(|o| decode_op(Some(o)).and_then(|op| wallet_check(&op).map(|_| op)))
+            .collect();
+        let ids: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| i.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default())
+            .collect();
+        let outs = self.ctx.submit_checked(items).await?;
+        Ok(Response::new(pb::SubmitBatchResponse {
+            results: ids.iter().zip(&outs).map(|(id, o)| outcome_pb(id, o)).collect(),
+        }))
+    }
+
+    type SubmitStreamStream = ResultStream;
+
+    async fn submit_stream(
+        &self,
+        req: Request<Streaming<pb::SubmitRequest>>,
+    ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        Ok(Response::new(run_submit_stream(
+            self.ctx.clone(),
+            req.into_inner(),
+            wallet_check,
+        )?))
+    }
+
+    async fn get_receipt(&self, req: Request<pb::GetReceiptRequest>) -> Result<Response<pb::OperationRecord>, Status> {
+        let tx = TxId::from_slice(&req.get_ref().tx_id)
+            .ok_or_else(|| coded_status(Code::InvalidArgument, "MALFORMED", "tx_id must be 32 bytes"))?;
+        let store = &self.ctx.store;
+        let cursor = store
+            .tx_cursor(&tx)
+            .map_err(internal)?
+            .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_TX", "no committed operation with this id"))?;
+        let cb = self.ctx.pipeline.view().params.central_bank;
+        let mut recs = records_at(store, &[cursor], &cb)?;
+        Ok(Response::new(recs.remove(0)))
+    }
+
+    async fn get_account(&self, req: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+        let account = self.check_query(req.get_ref().query.as_ref(), method::GET_ACCOUNT, Vec::new())?;
+        let a = self
+            .ctx
+            .store
+            .account(&account)
+            .map_err(internal)?
+            .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.pipeline.view().params,
+            now_ms(),
+        )))
+    }
+
+    async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<pb::HistoryPage>, Status> {
+        let r = req.get_ref();
+        let account = self.check_query(
+            r.query.as_ref(),
+            method::GET_HISTORY,
+            ruble_ledger::query::history_params(r.cursor, r.limit),
+        )?;
+        if self.ctx.store.account(&account).map_err(internal)?.is_none() {
+            return Err(reason_status(Reason::UnknownAccount, "no such account"));
+        }
+        history_page(&self.ctx, &account, r.cursor, r.limit)
+    }
+
+    type WatchIncomingStream = IncomingStream;
+
+    async fn watch_incoming(
+        &self,
+        req: Request<pb::WatchIncomingRequest>,
+    ) -> Result<Response<Self::WatchIncomingStream>, Status> {
+        let r = req.get_ref();
+        let account = self.check_query(
+            r.query.as_ref(),
+            method::WATCH_INCOMING,
+            ruble_ledger::query::watch_params(r.from_cursor),
+        )?;
+        if self.ctx.store.account(&account).map_err(internal)?.is_none() {
+            return Err(reason_status(Reason::UnknownAccount, "no such account"));
+        }
+        let permit = stream_permit(&self.ctx)?;
+        let ctx = self.ctx.clone();
+        let from = r.from_cursor;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let _permit = permit;
+            watch_loop(ctx, account, from, tx).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// One page of an account's history (all operations touching it).
+pub fn history_page(
+    ctx: &Ctx,
+    account: &AccountId,
+    cursor: u64,
+    limit: u32,
+) -> Result<Response<pb::HistoryPage>, Status> {
+    let limit = if limit == 0 {
+        100
+    } else {
+        limit.min(ctx.limits.max_page)
+    } as usize;
+    let mut cursors = ctx.store.history(account, cursor, limit + 1).map_err(internal)?;
+    let more = cursors.len() > limit;
+    cursors.truncate(limit);
+    let cb = ctx.pipeline.view().params.central_bank;
+    let entries = records_at(&ctx.store, &cursors, &cb)?;
+    Ok(Response::new(pb::HistoryPage {
+        next_cursor: cursors.last().copied().unwrap_or(cursor),
+        entries,
+        more,
+    }))
+}
+
+fn is_incoming(op: &ruble_ledger::SignedOp, account: &AccountId) -> bool {
+    matches!(&op.body.op, Op::Transfer { payee, .. } if payee == account)
+}
+
+/// Streams every incoming payment with cursor > `from`: first from the store,
+/// then live from the commit feed. Subscribing before the catch-up and
+/// skipping cursors already sent means nothing is missed or repeated; a
+/// lagging subscriber falls back to the store.
+async fn watch_loop(
+    ctx: Arc<Ctx>,
+    account: AccountId,
+    mut from: u64,
+    tx: mpsc::Sender<Result<pb::IncomingPayment, Status>>,
+) {
+    loop {
+        let mut live = ctx.commits.subscribe();
+        // Catch up from the store.
+        loop {
+            let cursors = match ctx.store.history(&account, from, 512) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(internal(e))).await;
+                    return;
+                }
+            };
+            if cursors.is_empty() {
+                break;
+            }
+            let cb = ctx.pipeline.view().params.central_bank;
+            let recs = match records_at(&ctx.store, &cursors, &cb) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            for (c, rec) in cursors.iter().zip(recs) {
+                from = *c;
+                if rec.kind == "transfer" && rec.to == account.0 {
+                    if tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        // Live.
+        loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = ctx.shutting_down() => return,
+                ev = live.recv() => match ev {
+                    Ok(block) => {
+                        let cb = block.params.central_bank;
+                        for (i, a) in block.ops.iter().enumerate() {
+                            let c = ruble_ledger::types::cursor_of(block.header.height, i as u32);
+                            if c <= from || !is_incoming(&a.op, &account) {
+                                continue;
+                            }
+                            from = c;
+                            let rec = record_pb(&a.op, c, block.header.timestamp_ms, a.large, &cb);
+                            if tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}

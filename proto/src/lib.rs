@@ -1,0 +1,26 @@
+//! # ruble-proto
+//!
+//! The gRPC API of the digital ruble ledger (`proto/ruble/v1/*.proto`) and the
+//! Rust code generated from it.
+//!
+//! Services, in [`v1`]:
+//! - `WalletService` ([`v1::wallet_service_server`], [`v1::wallet_service_client`]):
+//!   account holders; operations authorise themselves by signature.
+//! - `BankService` ([`v1::bank_service_server`], [`v1::bank_service_client`]):
+//!   participant banks over mutual TLS.
+//! - `CentralBankService` ([`v1::central_bank_service_server`],
+//!   [`v1::central_bank_service_client`]): the issuer, over mutual TLS.
+//!
+//! The bytes inside `SignedOperation.body` are specified in `docs/signing.md`.
+
+pub use prost;
+pub use tonic;
+
+/// Generated messages and services of package `ruble.v1`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("ruble.v1");
+}
+
+/// Encoded `FileDescriptorSet` of `ruble.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ruble_v1_descriptor");
