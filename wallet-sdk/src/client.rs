@@ -1,0 +1,580 @@
+//! [`Client`] and its [`ClientBuilder`].
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use rand::Rng;
+use ruble_ledger::codec::{Op, OpBody, SignedOp};
+use ruble_ledger::query::{self, method, Query};
+use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, TxId};
+use ruble_proto::v1 as pb;
+use ruble_proto::v1::wallet_service_client::WalletServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::error::{Error, Result};
+use crate::keys::WalletKey;
+
+/// Proof that a payment is durably committed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Receipt {
+    pub tx_id: TxId,
+    pub height: u64,
+    pub index: u32,
+    pub timestamp_ms: u64,
+    pub block_hash: String,
+    /// At or above the reporting threshold.
+    pub large: bool,
+    /// Position in the chain (resume history/watch after it).
+    pub cursor: u64,
+}
+
+/// The result of a successful submission.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Payment {
+    pub receipt: Receipt,
+    /// The payment had already been committed (a retry); this is the original receipt.
+    pub duplicate: bool,
+}
+
+/// An account as of the last committed block.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AccountInfo {
+    pub id: AccountId,
+    pub kind: Option<AccountKind>,
+    pub bank: AccountId,
+    pub status: Option<AccountStatus>,
+    pub balance: Kopecks,
+    pub outflow_today: Kopecks,
+    pub limits: Limits,
+}
+
+/// One committed operation in a history or a watch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Record {
+    pub tx_id: TxId,
+    pub cursor: u64,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    /// "transfer", "issue", ...
+    pub kind: String,
+    pub from: Option<AccountId>,
+    pub to: Option<AccountId>,
+    pub amount: Kopecks,
+    pub purpose: String,
+    pub large: bool,
+}
+
+/// One page of history, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HistoryPage {
+    pub entries: Vec<Record>,
+    pub next_cursor: u64,
+    pub more: bool,
+}
+
+fn receipt_from(r: pb::Receipt) -> Result<Receipt> {
+    Ok(Receipt {
+        tx_id: TxId::from_slice(&r.tx_id).ok_or_else(|| Error::Transport("bad tx_id in receipt".into()))?,
+        height: r.height,
+        index: r.index,
+        timestamp_ms: r.timestamp_ms,
+        block_hash: hex::encode(&r.block_hash),
+        large: r.large,
+        cursor: r.cursor,
+    })
+}
+
+/// Turns a batch/stream result into a payment or a typed error.
+pub fn result_from(r: pb::SubmitResult) -> Result<Payment> {
+    match r.outcome {
+        Some(pb::submit_result::Outcome::Committed(rc)) => Ok(Payment {
+            receipt: receipt_from(rc)?,
+            duplicate: r.duplicate,
+        }),
+        Some(pb::submit_result::Outcome::Rejected(rj)) => Err(match ruble_ledger::Reason::from_code(&rj.reason) {
+            Some(reason) => Error::Rejected {
+                reason,
+                message: rj.message,
+            },
+            None => Error::Refused {
+                code: rj.reason,
+                message: rj.message,
+            },
+        }),
+        None => Err(Error::Transport("empty result".into())),
+    }
+}
+
+/// Converts an API record.
+pub fn record_from(r: pb::OperationRecord) -> Record {
+    Record {
+        tx_id: TxId::from_slice(&r.tx_id).unwrap_or_default(),
+        cursor: r.cursor,
+        height: r.height,
+        timestamp_ms: r.timestamp_ms,
+        kind: r.kind,
+        from: AccountId::from_slice(&r.from),
+        to: AccountId::from_slice(&r.to),
+        amount: r.amount,
+        purpose: r.purpose,
+        large: r.large,
+    }
+}
+
+fn limits_from(l: Option<pb::Limits>) -> Limits {
+    l.map(|l| Limits {
+        balance_cap: l.balance_cap,
+        payment_cap: l.payment_cap,
+        daily_outflow_cap: l.daily_outflow_cap,
+    })
+    .unwrap_or_default()
+}
+
+/// Configures and connects a [`Client`].
+///
+/// ```no_run
+/// # async fn f() -> ruble_wallet::Result<()> {
+/// use std::time::Duration;
+/// let client = ruble_wallet::ClientBuilder::new("https://127.0.0.1:50051")
+///     .ca_file("dev-data/pki/ca.pem")?
+///     .timeout(Duration::from_secs(5))
+///     .retries(5)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    endpoint: String,
+    ca_pem: Option<String>,
+    identity: Option<(String, String)>,
+    domain: Option<String>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    validity: Duration,
+}
+
+impl ClientBuilder {
+    /// `https://host:port` (or `http://` for a plaintext loopback node).
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        ClientBuilder {
+            endpoint: endpoint.into(),
+            ca_pem: None,
+            identity: None,
+            domain: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            retries: 3,
+            backoff: Duration::from_millis(200),
+            validity: Duration::from_secs(300),
+        }
+    }
+
+    /// Endpoint and CA of a `ruble-node dev --data-dir DIR` node.
+    pub fn from_dev_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let raw = std::fs::read(dir.join("dev.json"))
+            .map_err(|e| Error::Config(format!("{}/dev.json: {e} (is the dev node set up?)", dir.display())))?;
+        let m: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| Error::Config(e.to_string()))?;
+        let endpoint = m["endpoint"].as_str().unwrap_or("https://127.0.0.1:50051").to_string();
+        let ca = dir.join(m["ca"].as_str().unwrap_or("pki/ca.pem"));
+        ClientBuilder::new(endpoint).ca_file(ca)
+    }
+
+    /// Trust this CA (PEM) for the node's certificate.
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    pub fn ca_file(self, path: impl AsRef<Path>) -> Result<Self> {
+        let p = path.as_ref();
+        let pem = std::fs::read_to_string(p).map_err(|e| Error::Config(format!("CA file {}: {e}", p.display())))?;
+        Ok(self.ca_pem(pem))
+    }
+
+    /// Present a client certificate (banks and the central bank).
+    pub fn identity(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// TLS server name to verify, if not the endpoint's host.
+    pub fn tls_domain(mut self, name: impl Into<String>) -> Self {
+        self.domain = Some(name.into());
+        self
+    }
+
+    /// Deadline of each call.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Extra attempts after a transport failure, timeout or overload
+    /// (exponential backoff from `backoff`).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    pub fn backoff(mut self, b: Duration) -> Self {
+        self.backoff = b;
+        self
+    }
+
+    /// How long a signed payment stays valid (capped by the chain's `max_validity_ms`).
+    pub fn validity(mut self, v: Duration) -> Self {
+        self.validity = v;
+        self
+    }
+
+    /// Connects (failing fast if the node is unreachable) and reads the chain parameters.
+    pub async fn connect(self) -> Result<Client> {
+        let mut ep = Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|e| Error::Config(format!("endpoint {:?}: {e}", self.endpoint)))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_while_idle(true);
+        if self.endpoint.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(ca) = &self.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((c, k)) = &self.identity {
+                tls = tls.identity(Identity::from_pem(c, k));
+            }
+            if let Some(d) = &self.domain {
+                tls = tls.domain_name(d.clone());
+            }
+            ep = ep.tls_config(tls)?;
+        }
+        let channel = ep.connect().await?;
+        let mut client = Client {
+            wallet: WalletServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+            channel,
+            chain_id: String::new(),
+            max_validity_ms: 0,
+            clock_offset_ms: 0,
+            cfg: self,
+        };
+        let info = client.chain_info().await?;
+        let local = local_ms() as i64;
+        client.clock_offset_ms = info.timestamp_ms as i64 - local;
+        client.chain_id = info.chain_id;
+        client.max_validity_ms = info.max_validity_ms;
+        Ok(client)
+    }
+}
+
+fn local_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A connection to a node. Cheap to clone; clones share the connection and
+/// may be used from many tasks at once (many payments in flight).
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    wallet: WalletServiceClient<Channel>,
+    chain_id: String,
+    max_validity_ms: u64,
+    clock_offset_ms: i64,
+    cfg: ClientBuilder,
+}
+
+impl Client {
+    /// The underlying channel (for the bank and central-bank clients).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// The node's clock, estimated from the offset measured at connect.
+    pub fn node_now_ms(&self) -> u64 {
+        (local_ms() as i64 + self.clock_offset_ms).max(0) as u64
+    }
+
+    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(self.cfg.timeout);
+        r
+    }
+
+    /// Runs `f` with the configured timeout and retries for retryable failures.
+    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let r = match tokio::time::timeout(self.cfg.timeout + Duration::from_millis(500), f()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout),
+            };
+            match r {
+                Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
+                    let wait = self.cfg.backoff * 2u32.saturating_pow(attempt);
+                    tracing::debug!(error = %e, attempt, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub async fn chain_info(&self) -> Result<pb::ChainInfo> {
+        self.with_retries(|| {
+            let mut w = self.wallet.clone();
+            let req = self.request(pb::GetChainInfoRequest {});
+            async move { Ok(w.get_chain_info(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// Signs an operation body for this chain with a fresh random nonce,
+    /// valid for the configured validity.
+    pub fn sign(&self, key: &WalletKey, op: Op) -> SignedOp {
+        let validity = (self.cfg.validity.as_millis() as u64).min(self.max_validity_ms.max(1_000) - 500);
+        SignedOp::sign(
+            OpBody {
+                chain_id: self.chain_id.clone(),
+                signer: key.account_id(),
+                nonce: rand::thread_rng().gen(),
+                valid_until_ms: self.node_now_ms() + validity,
+                op,
+            },
+            key.signing_key(),
+        )
+    }
+
+    /// Builds and signs a transfer. Keep the result to retry it safely.
+    pub fn transfer(&self, key: &WalletKey, payee: AccountId, amount: Kopecks, purpose: &str) -> Result<SignedOp> {
+        if purpose.len() > ruble_ledger::codec::MAX_PURPOSE_BYTES {
+            return Err(Error::Config(format!(
+                "purpose is {} bytes; at most {}",
+                purpose.len(),
+                ruble_ledger::codec::MAX_PURPOSE_BYTES
+            )));
+        }
+        Ok(self.sign(
+            key,
+            Op::Transfer {
+                payee,
+                amount,
+                purpose: purpose.to_string(),
+            },
+        ))
+    }
+
+    /// Submits a signed operation and waits for its durable receipt. Retries
+    /// resend the same bytes, so a retry can never pay twice: if the first
+    /// attempt had committed, the original receipt comes back (`duplicate`).
+    pub async fn submit(&self, op: &SignedOp) -> Result<Payment> {
+        let req = pb::SubmitRequest {
+            operation: Some(pb::SignedOperation {
+                body: op.body_bytes.clone(),
+                signature: op.signature.to_vec(),
+            }),
+        };
+        self.with_retries(|| {
+            let mut w = self.wallet.clone();
+            let r = self.request(req.clone());
+            async move { result_from(w.submit(r).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// Signs, submits and waits: one payment.
+    pub async fn pay(&self, key: &WalletKey, payee: AccountId, amount: Kopecks, purpose: &str) -> Result<Payment> {
+        let op = self.transfer(key, payee, amount, purpose)?;
+        self.submit(&op).await
+    }
+
+    /// Submits many signed operations (in batches of up to 4096); one result
+    /// each, in order. A batch that fails in transit is resent whole: the
+    /// operations that had committed come back as duplicates.
+    pub async fn submit_batch(&self, ops: &[SignedOp]) -> Vec<Result<Payment>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(4096) {
+            let req = pb::SubmitBatchRequest {
+                operations: chunk
+                    .iter()
+                    .map(|op| pb::SignedOperation {
+                        body: op.body_bytes.clone(),
+                        signature: op.signature.to_vec(),
+                    })
+                    .collect(),
+            };
+            let r = self
+                .with_retries(|| {
+                    let mut w = self.wallet.clone();
+                    let r = self.request(req.clone());
+                    async move { Ok(w.submit_batch(r).await?.into_inner()) }
+                })
+                .await;
+            match r {
+                Ok(resp) => out.extend(resp.results.into_iter().map(result_from)),
+                Err(e) => {
+                    let msg = e.to_string();
+                    out.extend(chunk.iter().map(|_| Err(Error::Transport(msg.clone()))));
+                }
+            }
+        }
+        out
+    }
+
+    fn signed_query(&self, key: &WalletKey, method: &str, params: Vec<u8>) -> pb::SignedQuery {
+        let q = Query {
+            chain_id: self.chain_id.clone(),
+            method: method.to_string(),
+            account: key.account_id(),
+            issued_at_ms: self.node_now_ms(),
+            nonce: rand::thread_rng().gen(),
+            params,
+        };
+        pb::SignedQuery {
+            account: q.account.0.to_vec(),
+            issued_at_ms: q.issued_at_ms,
+            nonce: q.nonce,
+            signature: q.sign(key.signing_key()).to_vec(),
+        }
+    }
+
+    /// The key's own account: balance, status, today's outflow, limits.
+    pub async fn account(&self, key: &WalletKey) -> Result<AccountInfo> {
+        self.with_retries(|| {
+            let mut w = self.wallet.clone();
+            // A fresh signed query per attempt (each nonce is single-use).
+            let r = self.request(pb::GetAccountRequest {
+                query: Some(self.signed_query(key, method::GET_ACCOUNT, Vec::new())),
+            });
+            async move {
+                let a = w.get_account(r).await?.into_inner();
+                Ok(AccountInfo {
+                    id: AccountId::from_slice(&a.id).unwrap_or_default(),
+                    kind: u8::try_from(a.kind).ok().and_then(AccountKind::from_u8),
+                    bank: AccountId::from_slice(&a.bank).unwrap_or_default(),
+                    status: u8::try_from(a.status).ok().and_then(AccountStatus::from_u8),
+                    balance: a.balance,
+                    outflow_today: a.outflow_today,
+                    limits: limits_from(a.limits),
+                })
+            }
+        })
+        .await
+    }
+
+    /// One page of the key's history (entries after `cursor`, oldest first).
+    pub async fn history(&self, key: &WalletKey, cursor: u64, limit: u32) -> Result<HistoryPage> {
+        self.with_retries(|| {
+            let mut w = self.wallet.clone();
+            let r = self.request(pb::GetHistoryRequest {
+                query: Some(self.signed_query(key, method::GET_HISTORY, query::history_params(cursor, limit))),
+                cursor,
+                limit,
+            });
+            async move {
+                let p = w.get_history(r).await?.into_inner();
+                Ok(HistoryPage {
+                    entries: p.entries.into_iter().map(record_from).collect(),
+                    next_cursor: p.next_cursor,
+                    more: p.more,
+                })
+            }
+        })
+        .await
+    }
+
+    /// A committed operation by id.
+    pub async fn receipt(&self, tx: TxId) -> Result<Record> {
+        self.with_retries(|| {
+            let mut w = self.wallet.clone();
+            let r = self.request(pb::GetReceiptRequest { tx_id: tx.0.to_vec() });
+            async move { Ok(record_from(w.get_receipt(r).await?.into_inner())) }
+        })
+        .await
+    }
+
+    /// Every incoming payment after `from_cursor`, then live ones, for as long
+    /// as the stream is polled. Reconnects on its own after a dropped
+    /// connection or a node restart, resuming after the last cursor it
+    /// delivered: nothing is missed or repeated. Ends with an error only for
+    /// a non-retryable failure (unknown account, bad key).
+    pub fn watch_incoming(
+        &self,
+        key: &WalletKey,
+        from_cursor: u64,
+    ) -> impl Stream<Item = Result<Record>> + Send + 'static {
+        let (tx, rx) = mpsc::channel(256);
+        let client = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let mut cursor = from_cursor;
+            let mut failures = 0u32;
+            loop {
+                let mut w = WalletServiceClient::new(client.channel.clone());
+                let req = pb::WatchIncomingRequest {
+                    query: Some(client.signed_query(&key, method::WATCH_INCOMING, query::watch_params(cursor))),
+                    from_cursor: cursor,
+                };
+                let err = match w.watch_incoming(req).await {
+                    Ok(resp) => {
+                        let mut s = resp.into_inner();
+                        loop {
+                            match s.message().await {
+                                Ok(Some(p)) => {
+                                    failures = 0;
+                                    if let Some(rec) = p.record {
+                                        let rec = record_from(rec);
+                                        if rec.cursor <= cursor {
+                                            continue;
+                                        }
+                                        cursor = rec.cursor;
+                                        if tx.send(Ok(rec)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                                Ok(None) => break Error::Transport("stream ended".into()),
+                                Err(st) => break Error::from(st),
+                            }
+                        }
+                    }
+                    Err(st) => Error::from(st),
+                };
+                let retry =
+                    err.is_retryable() || matches!(&err, Error::Refused { code, .. } if code == "TOO_MANY_STREAMS");
+                if !retry {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                failures += 1;
+                let wait = client.cfg.backoff * 2u32.saturating_pow(failures.min(5));
+                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
