@@ -1,0 +1,849 @@
+//! `txgen`: load generator and reporter for a ruble node.
+//!
+//! `txgen --dev-dir DIR [--duration 30s | --transfers N] [--rate N] [--accounts N]
+//!  [--dist zipf|uniform] [--report FILE] [--receipts FILE] [--plot FILE.svg] [--calibrate]`
+//!
+//! 1. Sets up its own world through the central-bank and bank services:
+//!    opens `--accounts` business accounts (alternating between the banks)
+//!    and funds them.
+//! 2. Pre-signs the transfers before the clock starts.
+//! 3. With `--calibrate`, measures raw batch signature verification on all
+//!    cores over those same operations (the node's ceiling on this machine).
+//! 4. Drives the node through the banks' `SubmitClientStream`: closed loop
+//!    (as fast as it accepts, `--window` in flight per stream) or open loop
+//!    (`--rate` per second, Poisson arrivals; latency counted from the
+//!    scheduled send time, so a slow node cannot hide its queueing).
+//! 5. Prints a summary, writes the JSON report, the receipts file (one
+//!    committed tx id per line, for `ruble-node audit --expect-committed`)
+//!    and an SVG chart of throughput and latency per second.
+//!
+//! `txgen calibrate --accounts N --transfers N` runs step 3 alone, offline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ed25519_dalek::SigningKey;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_distr::Distribution;
+use rayon::prelude::*;
+use ruble_ledger::codec::{Op, OpBody, SignedOp};
+use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
+use ruble_ledger::types::{AccountId, AccountKind, TxId};
+use ruble_proto::v1 as pb;
+use ruble_proto::v1::bank_service_client::BankServiceClient;
+use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
+use ruble_wallet::ClientBuilder;
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "txgen",
+    version,
+    about = "Load generator for a ruble node",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Measure batch signature verification on all cores (offline), over
+    /// `--transfers` pre-signed transfers from `--accounts` payers.
+    Calibrate(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Dist {
+    Uniform,
+    Zipf,
+}
+
+#[derive(clap::Args, Debug, Clone, Serialize)]
+struct RunArgs {
+    /// `ruble-node dev` directory (manifest, CA, bank and central-bank credentials).
+    #[arg(long, default_value = "dev-data")]
+    dev_dir: PathBuf,
+    /// Node endpoint (default: the one in DEV_DIR/dev.json).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Run for this long (e.g. 30s, 2m).
+    #[arg(long, default_value = "10s")]
+    #[serde(serialize_with = "ser_duration")]
+    duration: humantime::Duration,
+    /// Stop after this many transfers instead of a duration.
+    #[arg(long)]
+    transfers: Option<u64>,
+    /// Open loop at this many transfers per second (Poisson); closed loop if absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Accounts to create and pay between.
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// How payers are chosen.
+    #[arg(long, value_enum, default_value_t = Dist::Zipf)]
+    dist: Dist,
+    /// Zipf exponent.
+    #[arg(long, default_value_t = 1.0)]
+    zipf_s: f64,
+    /// Submission streams per bank.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Transfers in flight per stream (closed loop and open loop alike).
+    #[arg(long, default_value_t = 2048)]
+    window: usize,
+    /// Most transfers signed before the run (a longer run signs the rest while running).
+    #[arg(long, default_value_t = 3_000_000)]
+    presign_max: u64,
+    /// Also measure the verification ceiling over the pre-signed transfers.
+    #[arg(long)]
+    calibrate: bool,
+    /// JSON report.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Committed transfer ids, one hex hash per line.
+    #[arg(long)]
+    receipts: Option<PathBuf>,
+    /// SVG chart of throughput and latency over the run.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Random seed for account keys and the payer schedule (default: random).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &humantime::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&d.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    chain_id: String,
+    endpoint: String,
+    ca: String,
+    central_bank: Part,
+    banks: Vec<Part>,
+}
+
+#[derive(serde::Deserialize)]
+struct Part {
+    name: String,
+    id: String,
+    key: String,
+    cert: Option<String>,
+    cert_key: Option<String>,
+}
+
+fn read_key(path: &Path) -> Result<SigningKey> {
+    Ok(ruble_wallet::WalletKey::load(path, None)?.signing_key().clone())
+}
+
+#[derive(Default, Serialize)]
+struct Calibration {
+    ops: usize,
+    threads: usize,
+    chunk: usize,
+    verify_ops_per_s: f64,
+    single_verify_ops_per_s_one_core: f64,
+}
+
+fn calibrate(ops: &[SignedOp]) -> Calibration {
+    let n = ops.len().min(200_000);
+    let sample: Vec<SignedOp> = ops[..n].to_vec();
+    // Warm-up, then the timed pass (fresh key cache each, like a cold node).
+    let _ = verify_ops_parallel(sample[..n.min(20_000)].to_vec(), &KeyCache::default(), 256);
+    let cache = KeyCache::default();
+    let t = Instant::now();
+    let v = verify_ops_parallel(sample.clone(), &cache, 256);
+    let secs = t.elapsed().as_secs_f64();
+    assert!(v.iter().all(|r| r.is_ok()), "pre-signed operations must verify");
+    let m = n.min(20_000);
+    let t = Instant::now();
+    for op in &sample[..m] {
+        let ok = ruble_ledger::crypto::verify_single(
+            &op.body.signer.0,
+            &ruble_ledger::codec::signing_message(&op.body_bytes),
+            &op.signature,
+        );
+        assert!(ok);
+    }
+    let single = m as f64 / t.elapsed().as_secs_f64();
+    Calibration {
+        ops: n,
+        threads: rayon::current_num_threads(),
+        chunk: 256,
+        verify_ops_per_s: n as f64 / secs,
+        single_verify_ops_per_s_one_core: single,
+    }
+}
+
+/// The schedule of transfers: payer index, payee index, amount.
+fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -> Vec<(usize, usize, u64)> {
+    let zipf = rand_distr::Zipf::new(accounts as u64, args.zipf_s).expect("zipf parameters");
+    (0..n)
+        .map(|_| {
+            let payer = match args.dist {
+                Dist::Uniform => rng.gen_range(0..accounts),
+                Dist::Zipf => (zipf.sample(rng) as usize - 1).min(accounts - 1),
+            };
+            let mut payee = rng.gen_range(0..accounts - 1);
+            if payee >= payer {
+                payee += 1;
+            }
+            (payer, payee, rng.gen_range(1..10_000))
+        })
+        .collect()
+}
+
+struct World {
+    chain_id: String,
+    keys: Vec<SigningKey>,
+    /// Bank index serving each account.
+    bank_of: Vec<usize>,
+    banks: Vec<BankServiceClient<Channel>>,
+    valid_until_ms: u64,
+}
+
+impl World {
+    fn sign(&self, (payer, payee, amount): (usize, usize, u64), nonce: u64) -> SignedOp {
+        let k = &self.keys[payer];
+        SignedOp::sign(
+            OpBody {
+                chain_id: self.chain_id.clone(),
+                signer: AccountId(k.verifying_key().to_bytes()),
+                nonce,
+                valid_until_ms: self.valid_until_ms,
+                op: Op::Transfer {
+                    payee: AccountId(self.keys[payee].verifying_key().to_bytes()),
+                    amount,
+                    purpose: "txgen".into(),
+                },
+            },
+            k,
+        )
+    }
+}
+
+fn wire(op: &SignedOp) -> pb::SignedOperation {
+    pb::SignedOperation {
+        body: op.body_bytes.clone(),
+        signature: op.signature.to_vec(),
+    }
+}
+
+fn reason_of(r: &pb::SubmitResult) -> Option<String> {
+    match &r.outcome {
+        Some(pb::submit_result::Outcome::Rejected(rj)) => Some(rj.reason.clone()),
+        Some(pb::submit_result::Outcome::Committed(_)) => None,
+        None => Some("EMPTY".into()),
+    }
+}
+
+async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
+    let dir = &args.dev_dir;
+    let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join("dev.json")).context("reading dev.json")?)?;
+    let endpoint = args.endpoint.clone().unwrap_or(m.endpoint.clone());
+    let ca = std::fs::read_to_string(dir.join(&m.ca))?;
+    let connect = |cert: &Option<String>, key: &Option<String>| -> Result<ClientBuilder> {
+        let (c, k) = (
+            cert.as_ref().context("certificate")?,
+            key.as_ref().context("certificate key")?,
+        );
+        Ok(ClientBuilder::new(endpoint.clone())
+            .ca_pem(ca.clone())
+            .identity(
+                std::fs::read_to_string(dir.join(c))?,
+                std::fs::read_to_string(dir.join(k))?,
+            )
+            .timeout(Duration::from_secs(60)))
+    };
+    let cb_client = connect(&m.central_bank.cert, &m.central_bank.cert_key)?
+        .connect()
+        .await?;
+    let valid_until_ms = cb_client.node_now_ms() + 9 * 60 * 1000;
+    let chain_id = m.chain_id.clone();
+    let cb_key = read_key(&dir.join(&m.central_bank.key))?;
+    let mut cb = CentralBankServiceClient::new(cb_client.channel());
+    let mut banks = Vec::new();
+    let mut bank_keys = Vec::new();
+    for b in &m.banks {
+        let c = connect(&b.cert, &b.cert_key)?.connect().await?;
+        banks.push(BankServiceClient::new(c.channel()).max_decoding_message_size(64 << 20));
+        bank_keys.push(read_key(&dir.join(&b.key))?);
+        let _ = (&b.name, &b.id);
+    }
+    let mut nonce: u64 = rng.gen();
+    let mut sign = |k: &SigningKey, op: Op| {
+        nonce = nonce.wrapping_add(1);
+        SignedOp::sign(
+            OpBody {
+                chain_id: chain_id.clone(),
+                signer: AccountId(k.verifying_key().to_bytes()),
+                nonce,
+                valid_until_ms,
+                op,
+            },
+            k,
+        )
+    };
+    let funding: u64 = 1_000_000_00;
+    let keys: Vec<SigningKey> = (0..args.accounts).map(|_| SigningKey::generate(rng)).collect();
+    let bank_of: Vec<usize> = (0..args.accounts).map(|i| i % banks.len()).collect();
+    // Make sure each bank can fund its share.
+    for (bi, bk) in bank_keys.iter().enumerate() {
+        let need = funding * bank_of.iter().filter(|b| **b == bi).count() as u64;
+        let op = sign(
+            &cb_key,
+            Op::Issue {
+                bank: AccountId(bk.verifying_key().to_bytes()),
+                amount: need.max(1),
+            },
+        );
+        cb.issue(pb::SubmitRequest {
+            operation: Some(wire(&op)),
+        })
+        .await
+        .context("issuing to a bank")?;
+    }
+    // Open accounts (concurrently, per bank) and fund them in batches.
+    let pb_ = ProgressBar::new(args.accounts as u64 * 2).with_message("setting up accounts");
+    pb_.set_style(ProgressStyle::with_template("{msg} {bar:40} {pos}/{len}").expect("template"));
+    for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(512) {
+        let mut futs = Vec::new();
+        for &i in chunk {
+            let b = bank_of[i];
+            let op = sign(
+                &bank_keys[b],
+                Op::OpenAccount {
+                    account: AccountId(keys[i].verifying_key().to_bytes()),
+                    kind: AccountKind::Business,
+                },
+            );
+            let mut c = banks[b].clone();
+            futs.push(async move {
+                c.open_account(pb::SubmitRequest {
+                    operation: Some(wire(&op)),
+                })
+                .await
+            });
+        }
+        for r in futures::future::join_all(futs).await {
+            r.context("opening an account")?;
+        }
+        pb_.inc(chunk.len() as u64);
+        let mut per_bank: Vec<Vec<pb::SignedOperation>> = vec![Vec::new(); banks.len()];
+        for &i in chunk {
+            let b = bank_of[i];
+            let op = sign(
+                &bank_keys[b],
+                Op::Transfer {
+                    payee: AccountId(keys[i].verifying_key().to_bytes()),
+                    amount: funding,
+                    purpose: "txgen funding".into(),
+                },
+            );
+            per_bank[b].push(wire(&op));
+        }
+        for (b, ops) in per_bank.into_iter().enumerate() {
+            if ops.is_empty() {
+                continue;
+            }
+            let r = banks[b]
+                .clone()
+                .submit_client_operations(pb::SubmitBatchRequest { operations: ops })
+                .await?
+                .into_inner();
+            if let Some(bad) = r.results.iter().find_map(reason_of) {
+                bail!("funding failed: {bad}");
+            }
+        }
+        pb_.inc(chunk.len() as u64);
+    }
+    pb_.finish_and_clear();
+    Ok(World {
+        chain_id,
+        keys,
+        bank_of,
+        banks,
+        valid_until_ms,
+    })
+}
+
+/// Per-second series for the chart.
+#[derive(Default)]
+struct Second {
+    committed: u64,
+    rejected: u64,
+    lat: Option<Histogram<u64>>,
+}
+
+struct Stats {
+    t0: Instant,
+    seconds: Mutex<Vec<Second>>,
+    hist: Mutex<Histogram<u64>>,
+    rejected: Mutex<BTreeMap<String, u64>>,
+    committed: AtomicU64,
+    submitted: AtomicU64,
+    receipts: Mutex<Vec<TxId>>,
+}
+
+impl Stats {
+    fn record(&self, at: Instant, latency: Duration, reason: Option<String>, tx: TxId) {
+        let us = latency.as_micros().max(1) as u64;
+        let sec = at.duration_since(self.t0).as_secs() as usize;
+        let mut s = self.seconds.lock();
+        while s.len() <= sec {
+            s.push(Second::default());
+        }
+        match reason {
+            None => {
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                self.hist.lock().saturating_record(us);
+                s[sec].committed += 1;
+                s[sec]
+                    .lat
+                    .get_or_insert_with(|| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram"))
+                    .saturating_record(us);
+                self.receipts.lock().push(tx);
+            }
+            Some(r) => {
+                s[sec].rejected += 1;
+                *self.rejected.lock().entry(r).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// A transfer to send, with its scheduled time (open loop) or `None` (closed
+/// loop: latency counts from the actual send).
+type Job = (SignedOp, Option<Instant>);
+
+/// One bank stream: sends jobs, at most `window` in flight, and records every
+/// result. Jobs still queued at `stop_at` are dropped (not submitted).
+async fn drive_stream(
+    mut client: BankServiceClient<Channel>,
+    mut jobs: mpsc::Receiver<Job>,
+    window: usize,
+    stats: Arc<Stats>,
+    stop_at: Instant,
+) -> Result<()> {
+    let (tx, rx) = mpsc::channel::<pb::SubmitRequest>(window);
+    let sent: Arc<Mutex<HashMap<TxId, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let permits = Arc::new(Semaphore::new(window));
+    let mut results = client.submit_client_stream(ReceiverStream::new(rx)).await?.into_inner();
+    let (s2, p2, st2) = (sent.clone(), permits.clone(), stats.clone());
+    let reader = tokio::spawn(async move {
+        loop {
+            match results.message().await {
+                Ok(Some(r)) => {
+                    let now = Instant::now();
+                    let tx = TxId::from_slice(&r.tx_id).unwrap_or_default();
+                    if let Some(t) = s2.lock().remove(&tx) {
+                        st2.record(now, now.duration_since(t), reason_of(&r), tx);
+                        p2.add_permits(1);
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(st) => return Err(anyhow::anyhow!("submission stream failed: {st}")),
+            }
+        }
+    });
+    while let Some((op, scheduled)) = jobs.recv().await {
+        let permit = tokio::select! {
+            p = permits.acquire() => p?,
+            _ = tokio::time::sleep_until(stop_at.into()) => break,
+        };
+        permit.forget();
+        if Instant::now() >= stop_at {
+            break;
+        }
+        sent.lock().insert(op.tx_id, scheduled.unwrap_or_else(Instant::now));
+        stats.submitted.fetch_add(1, Ordering::Relaxed);
+        if tx
+            .send(pb::SubmitRequest {
+                operation: Some(wire(&op)),
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Every submitted transfer gets its result before the stream closes.
+    let outstanding = tokio::select! {
+        _ = permits.acquire_many(window as u32) => Ok(()),
+        r = reader => r.map_err(anyhow::Error::from).and_then(|r| r),
+    };
+    drop(tx);
+    outstanding
+}
+
+#[derive(Serialize)]
+struct Report {
+    settings: RunArgs,
+    mode: &'static str,
+    submitted: u64,
+    committed: u64,
+    rejected: BTreeMap<String, u64>,
+    rejected_total: u64,
+    duration_s: f64,
+    committed_tps: f64,
+    latency_ms_p50: f64,
+    latency_ms_p90: f64,
+    latency_ms_p99: f64,
+    latency_ms_max: f64,
+    presigned: u64,
+    presign_s: f64,
+    calibration: Option<Calibration>,
+    ceiling_ratio: Option<f64>,
+    per_second: Vec<serde_json::Value>,
+}
+
+fn plot(path: &Path, per_second: &[serde_json::Value]) -> Result<()> {
+    use plotters::prelude::*;
+    let tps: Vec<(f64, f64)> = per_second
+        .iter()
+        .map(|s| (s["t"].as_f64().unwrap_or(0.0), s["committed"].as_f64().unwrap_or(0.0)))
+        .collect();
+    let p99: Vec<(f64, f64)> = per_second
+        .iter()
+        .map(|s| {
+            (
+                s["t"].as_f64().unwrap_or(0.0),
+                s["latency_ms_p99"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let p50: Vec<(f64, f64)> = per_second
+        .iter()
+        .map(|s| {
+            (
+                s["t"].as_f64().unwrap_or(0.0),
+                s["latency_ms_p50"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let t_max = tps.last().map_or(1.0, |p| p.0 + 1.0);
+    let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (top, bottom) = root.split_vertically(320);
+    let y_max = tps.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let mut c = ChartBuilder::on(&top)
+        .caption("committed transfers per second", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
+    c.configure_mesh().x_desc("s").y_desc("tx/s").draw()?;
+    c.draw_series(LineSeries::new(tps, &BLUE))?;
+    let l_max = p99.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let mut c = ChartBuilder::on(&bottom)
+        .caption("latency (ms)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..t_max, 0.0..l_max)?;
+    c.configure_mesh().x_desc("s").y_desc("ms").draw()?;
+    c.draw_series(LineSeries::new(p99, &RED))?
+        .label("p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    c.draw_series(LineSeries::new(p50, &GREEN))?
+        .label("p50")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+    c.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let mut rng = match args.seed {
+        Some(s) => rand::rngs::StdRng::seed_from_u64(s),
+        None => rand::rngs::StdRng::from_entropy(),
+    };
+    if args.accounts < 2 {
+        bail!("--accounts must be at least 2");
+    }
+    eprintln!("txgen: setting up {} accounts…", args.accounts);
+    let world = Arc::new(setup(&args, &mut rng).await?);
+    let duration: Duration = *args.duration;
+    let estimate = match (args.transfers, args.rate) {
+        (Some(n), _) => n,
+        (None, Some(r)) => (r * duration.as_secs_f64() * 1.05) as u64 + 1000,
+        (None, None) => 80_000u64.saturating_mul(duration.as_secs().max(1)),
+    };
+    let presign_n = estimate.min(args.presign_max);
+    let schedule = plan(&args, presign_n, args.accounts, &mut rng);
+    eprintln!("txgen: pre-signing {presign_n} transfers…");
+    let t = Instant::now();
+    let base_nonce: u64 = rng.gen();
+    let ops: Vec<SignedOp> = schedule
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| world.sign(*p, base_nonce.wrapping_add(i as u64)))
+        .collect();
+    let presign_s = t.elapsed().as_secs_f64();
+    let calibration = args.calibrate.then(|| {
+        eprintln!(
+            "txgen: calibrating verification on {} threads…",
+            rayon::current_num_threads()
+        );
+        calibrate(&ops)
+    });
+
+    // Per-bank job queues feeding `streams` streams each.
+    let mut senders: Vec<Vec<mpsc::Sender<Job>>> = Vec::new();
+    let stats = Arc::new(Stats {
+        t0: Instant::now(),
+        seconds: Mutex::new(Vec::new()),
+        hist: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?),
+        rejected: Mutex::new(BTreeMap::new()),
+        committed: AtomicU64::new(0),
+        submitted: AtomicU64::new(0),
+        receipts: Mutex::new(Vec::new()),
+    });
+    let mut tasks = Vec::new();
+    // Arrivals stop at the deadline; what an open loop still has queued then
+    // gets a grace period to be sent, after which it is dropped (not counted).
+    let run_for = if args.transfers.is_some() {
+        Duration::from_secs(24 * 3600)
+    } else {
+        duration
+    };
+    let stop_at = Instant::now()
+        + run_for
+        + if args.rate.is_some() {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        };
+    for b in &world.banks {
+        let mut v = Vec::new();
+        for _ in 0..args.streams.max(1) {
+            // Deep enough for an open loop that the node cannot keep up with.
+            // Closed loop: a short queue, so the producer waits for window
+            // slots. Open loop: deep, because arrivals do not wait for the node.
+            let depth = if args.rate.is_some() { 1 << 20 } else { 64 };
+            let (tx, rx) = mpsc::channel::<Job>(depth);
+            v.push(tx);
+            tasks.push(tokio::spawn(drive_stream(
+                b.clone(),
+                rx,
+                args.window,
+                stats.clone(),
+                stop_at,
+            )));
+        }
+        senders.push(v);
+    }
+    let t0 = Instant::now();
+    let stats_t0 = stats.t0;
+    let deadline = t0 + duration;
+    let limit = args.transfers.unwrap_or(u64::MAX);
+    let bar = ProgressBar::new(if args.transfers.is_some() {
+        limit
+    } else {
+        duration.as_secs()
+    });
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {msg}").expect("template"));
+    let poisson = args.rate.map(|r| rand_distr::Exp::new(r).expect("rate > 0"));
+    let mut next_at = t0;
+    let mut i: u64 = 0;
+    let mut extra_rng = rand::rngs::StdRng::seed_from_u64(rng.gen());
+    let mut rr = 0usize;
+    let mut last_tick = Instant::now();
+    loop {
+        if i >= limit || (args.transfers.is_none() && Instant::now() >= deadline) {
+            break;
+        }
+        let op = if (i as usize) < ops.len() {
+            ops[i as usize].clone()
+        } else {
+            let p = plan(&args, 1, args.accounts, &mut extra_rng)[0];
+            world.sign(p, base_nonce.wrapping_add(i))
+        };
+        let scheduled = match &poisson {
+            Some(exp) => {
+                next_at += Duration::from_secs_f64(exp.sample(&mut extra_rng));
+                let now = Instant::now();
+                if next_at > now {
+                    tokio::time::sleep_until(next_at.into()).await;
+                }
+                Some(next_at)
+            }
+            None => None,
+        };
+        let bank = world.bank_of[schedule.get(i as usize).map_or(0, |p| p.0)];
+        let q = &senders[bank][rr % senders[bank].len()];
+        rr += 1;
+        let sent = tokio::select! {
+            r = q.send((op, scheduled)) => r.is_ok(),
+            _ = tokio::time::sleep_until(deadline.into()), if args.transfers.is_none() => break,
+        };
+        if !sent {
+            break; // a stream ended; its error is reported below
+        }
+        i += 1;
+        if last_tick.elapsed() > Duration::from_millis(250) {
+            last_tick = Instant::now();
+            let c = stats.committed.load(Ordering::Relaxed);
+            bar.set_position(if args.transfers.is_some() {
+                c
+            } else {
+                t0.elapsed().as_secs()
+            });
+            bar.set_message(format!(
+                "committed {c}, {:.0} tx/s",
+                c as f64 / t0.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    drop(senders);
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    let hist = stats.hist.lock().clone();
+    let rejected = stats.rejected.lock().clone();
+    let committed = stats.committed.load(Ordering::Relaxed);
+    let offset = t0.duration_since(stats_t0).as_secs_f64();
+    let per_second: Vec<serde_json::Value> = stats
+        .seconds
+        .lock()
+        .iter()
+        .enumerate()
+        .map(|(s, sec)| {
+            let (p50, p99) = sec.lat.as_ref().map_or((0.0, 0.0), |h| (ms(h, 0.5), ms(h, 0.99)));
+            serde_json::json!({"t": s as f64 - offset, "committed": sec.committed, "rejected": sec.rejected,
+                               "latency_ms_p50": p50, "latency_ms_p99": p99})
+        })
+        .collect();
+    let committed_tps = committed as f64 / elapsed;
+    let report = Report {
+        mode: if args.rate.is_some() {
+            "open_loop"
+        } else {
+            "closed_loop"
+        },
+        submitted: stats.submitted.load(Ordering::Relaxed),
+        committed,
+        rejected_total: rejected.values().sum(),
+        rejected,
+        duration_s: elapsed,
+        committed_tps,
+        latency_ms_p50: ms(&hist, 0.5),
+        latency_ms_p90: ms(&hist, 0.9),
+        latency_ms_p99: ms(&hist, 0.99),
+        latency_ms_max: if hist.is_empty() {
+            0.0
+        } else {
+            hist.max() as f64 / 1000.0
+        },
+        presigned: presign_n,
+        presign_s,
+        ceiling_ratio: calibration.as_ref().map(|c| committed_tps / c.verify_ops_per_s),
+        calibration,
+        per_second,
+        settings: args.clone(),
+    };
+    println!(
+        "txgen {}: {} submitted, {} committed, {} rejected in {:.1}s",
+        report.mode, report.submitted, report.committed, report.rejected_total, elapsed
+    );
+    println!("  committed_tps   {:.0}", report.committed_tps);
+    println!(
+        "  latency ms      p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        report.latency_ms_p50, report.latency_ms_p90, report.latency_ms_p99, report.latency_ms_max
+    );
+    if !report.rejected.is_empty() {
+        println!("  rejected        {:?}", report.rejected);
+    }
+    if let Some(c) = &report.calibration {
+        println!(
+            "  ceiling         {:.0} verifications/s on {} threads; end-to-end / ceiling = {:.2}",
+            c.verify_ops_per_s,
+            c.threads,
+            report.ceiling_ratio.unwrap_or(0.0)
+        );
+    }
+    if let Some(p) = &args.report {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+    }
+    if let Some(p) = &args.receipts {
+        let mut s = String::with_capacity(committed as usize * 65);
+        for tx in stats.receipts.lock().iter() {
+            s.push_str(&tx.to_hex());
+            s.push('\n');
+        }
+        std::fs::write(p, s)?;
+    }
+    if let Some(p) = &args.plot {
+        plot(p, &report.per_second)?;
+    }
+    Ok(())
+}
+
+fn calibrate_only(args: RunArgs) -> Result<()> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed.unwrap_or(7));
+    let n = args.transfers.unwrap_or(200_000);
+    let keys: Vec<SigningKey> = (0..args.accounts.max(2))
+        .map(|_| SigningKey::generate(&mut rng))
+        .collect();
+    let world = World {
+        chain_id: "ruble-dev".into(),
+        keys,
+        bank_of: vec![],
+        banks: vec![],
+        valid_until_ms: u64::MAX,
+    };
+    let schedule = plan(&args, n, args.accounts.max(2), &mut rng);
+    let ops: Vec<SignedOp> = schedule
+        .par_iter()
+        .enumerate()
+        .map(|(i, p)| world.sign(*p, i as u64))
+        .collect();
+    let c = calibrate(&ops);
+    println!("{}", serde_json::to_string_pretty(&c)?);
+    if let Some(p) = &args.report {
+        std::fs::write(p, serde_json::to_string_pretty(&c)?)?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Calibrate(a)) => calibrate_only(a),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(cli.run)),
+    }
+}
