@@ -1,0 +1,359 @@
+//! The wallet SDK and the `ruble-wallet` CLI against a real dev node.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ruble_e2e::ruble_ledger::types::TxId;
+use ruble_e2e::*;
+use ruble_wallet::{ClientBuilder, Error, Reason, WalletKey};
+
+fn wallet_key(t: &TestNode, i: usize) -> WalletKey {
+    WalletKey::from_signing_key(t.business_key(i))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_pays_another_and_both_views_agree() {
+    let t = TestNode::start().await;
+    let c = t.sdk().await;
+    let (a, b) = (wallet_key(&t, 0), wallet_key(&t, 1));
+    let (a0, b0) = (
+        c.account(&a).await.unwrap().balance,
+        c.account(&b).await.unwrap().balance,
+    );
+    let p = c.pay(&a, b.account_id(), 12_345_67, "Invoice 42").await.unwrap();
+    assert!(!p.duplicate);
+    assert_eq!(c.account(&a).await.unwrap().balance, a0 - 12_345_67);
+    assert_eq!(c.account(&b).await.unwrap().balance, b0 + 12_345_67);
+    // Both histories hold the same record; the receipt lookup agrees.
+    let ha = c.history(&a, 0, 100).await.unwrap();
+    let hb = c.history(&b, 0, 100).await.unwrap();
+    let ra = ha
+        .entries
+        .iter()
+        .find(|r| r.tx_id == p.receipt.tx_id)
+        .expect("in payer history");
+    let rb = hb
+        .entries
+        .iter()
+        .find(|r| r.tx_id == p.receipt.tx_id)
+        .expect("in payee history");
+    assert_eq!(ra, rb);
+    assert_eq!(
+        (ra.amount, ra.purpose.as_str(), ra.from, ra.to),
+        (12_345_67, "Invoice 42", Some(a.account_id()), Some(b.account_id()))
+    );
+    assert_eq!(c.receipt(p.receipt.tx_id).await.unwrap(), *ra);
+    // Paging: one entry per page walks the same history.
+    let mut cursor = 0;
+    let mut walked = Vec::new();
+    loop {
+        let page = c.history(&a, cursor, 1).await.unwrap();
+        walked.extend(page.entries.iter().map(|r| r.tx_id));
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(walked, ha.entries.iter().map(|r| r.tx_id).collect::<Vec<_>>());
+    // Typed errors: a ledger rejection is not a transport failure.
+    let err = c.pay(&b, a.account_id(), u64::MAX / 2, "").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Rejected {
+                reason: Reason::InsufficientFunds,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let stranger = WalletKey::generate();
+    let err = c.account(&stranger).await.unwrap_err();
+    assert_eq!(err.reason(), Some(Reason::UnknownAccount));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_payments_from_one_account_land_exactly_once() {
+    let t = TestNode::start().await;
+    let c = t.sdk().await;
+    let (a, b) = (wallet_key(&t, 0), wallet_key(&t, 1));
+    let b0 = c.account(&b).await.unwrap().balance;
+    let tasks: Vec<_> = (0..200u64)
+        .map(|i| {
+            let (c, a, payee) = (c.clone(), a.clone(), b.account_id());
+            tokio::spawn(async move { c.pay(&a, payee, 100 + i, &format!("invoice {i}")).await })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for task in tasks {
+        let p = task.await.unwrap().unwrap();
+        assert!(!p.duplicate);
+        assert!(ids.insert(p.receipt.tx_id));
+    }
+    let expected: u64 = (0..200u64).map(|i| 100 + i).sum();
+    assert_eq!(c.account(&b).await.unwrap().balance, b0 + expected);
+    let mut seen = HashSet::new();
+    let mut cursor = 0;
+    loop {
+        let page = c.history(&b, cursor, 1000).await.unwrap();
+        for r in &page.entries {
+            if ids.contains(&r.tx_id) {
+                assert!(seen.insert(r.tx_id), "a payment appears twice");
+            }
+        }
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    // The batch API: another 200 invoices in one call.
+    let ops: Vec<_> = (0..200u64)
+        .map(|i| c.transfer(&a, b.account_id(), 1, &format!("batch {i}")).unwrap())
+        .collect();
+    let results = c.submit_batch(&ops).await;
+    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|p| !p.duplicate)));
+    assert_eq!(c.account(&b).await.unwrap().balance, b0 + expected + 200);
+}
+
+/// A TCP relay that can swallow a response and cut the connection.
+async fn proxy(target: std::net::SocketAddr, cut: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let server = tokio::net::TcpStream::connect(target).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            });
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if cut.load(Ordering::SeqCst) {
+                        // Swallow the answer and drop the connection.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        cut.store(false, Ordering::SeqCst);
+                        let _ = cw.shutdown().await;
+                        return;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_dropped_connection_does_not_double_pay() {
+    let t = TestNode::start().await;
+    let cut = Arc::new(AtomicBool::new(false));
+    let via = proxy(t.addr, cut.clone()).await;
+    let c = ClientBuilder::new(format!("https://{via}"))
+        .ca_pem(t.ca_pem())
+        .tls_domain("localhost")
+        .timeout(Duration::from_secs(5))
+        .retries(5)
+        .backoff(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let (a, b) = (wallet_key(&t, 0), wallet_key(&t, 1));
+    let direct = t.sdk().await;
+    let b0 = direct.account(&b).await.unwrap().balance;
+    let op = c.transfer(&a, b.account_id(), 777_00, "retry me").unwrap();
+    cut.store(true, Ordering::SeqCst);
+    let p = c.submit(&op).await.unwrap();
+    assert!(!cut.load(Ordering::SeqCst), "the connection was really cut");
+    // The first attempt committed but its answer was lost; the retry got the original receipt.
+    assert!(p.duplicate, "the retry must be answered as a duplicate: {p:?}");
+    assert_eq!(p.receipt.tx_id, op.tx_id);
+    assert_eq!(direct.account(&b).await.unwrap().balance, b0 + 777_00);
+    // And resubmitting yet again still pays once.
+    let again = direct.submit(&op).await.unwrap();
+    assert_eq!(again.receipt, p.receipt);
+    assert_eq!(direct.account(&b).await.unwrap().balance, b0 + 777_00);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_every_incoming_payment_once_across_a_restart() {
+    let mut t = TestNode::start().await;
+    let (a, b) = (wallet_key(&t, 0), wallet_key(&t, 1));
+    let c = ClientBuilder::new(t.endpoint())
+        .ca_pem(t.ca_pem())
+        .timeout(Duration::from_secs(5))
+        .backoff(Duration::from_millis(50))
+        .connect()
+        .await
+        .unwrap();
+    // Start after everything already committed (the dev funding).
+    let start = c.history(&b, 0, 1000).await.unwrap().next_cursor;
+    let mut watch = Box::pin(c.watch_incoming(&b, start));
+    let mut sent: Vec<TxId> = Vec::new();
+    for i in 0..5 {
+        sent.push(
+            c.pay(&a, b.account_id(), 10 + i, "before restart")
+                .await
+                .unwrap()
+                .receipt
+                .tx_id,
+        );
+    }
+    let mut got: Vec<TxId> = Vec::new();
+    while got.len() < 3 {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+                .tx_id,
+        );
+    }
+    t.restart().await;
+    let c2 = t.sdk().await;
+    for i in 0..5 {
+        sent.push(
+            c2.pay(&a, b.account_id(), 20 + i, "after restart")
+                .await
+                .unwrap()
+                .receipt
+                .tx_id,
+        );
+    }
+    while got.len() < sent.len() {
+        let r = tokio::time::timeout(Duration::from_secs(20), watch.next())
+            .await
+            .expect("watch resumed")
+            .unwrap()
+            .unwrap();
+        got.push(r.tx_id);
+    }
+    assert_eq!(got, sent, "every payment once, in order");
+    // Nothing more arrives (no repeats).
+    assert!(tokio::time::timeout(Duration::from_millis(500), watch.next())
+        .await
+        .is_err());
+}
+
+fn cli(t: &TestNode, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(bin("ruble-wallet"))
+        .arg("--dev-dir")
+        .arg(t.path())
+        .arg("--json")
+        .args(args)
+        .env_remove("RUBLE_WALLET_PASSPHRASE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or("{}");
+    let v = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text} / {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_main_commands_with_json() {
+    let t = TestNode::start().await;
+    let key1 = t.key_file("business-1");
+    let k1 = key1.to_str().unwrap();
+    let newkey = t.path().join("new.json");
+    let nk = newkey.to_str().unwrap();
+    // keygen (encrypted) and address.
+    let (code, v) =
+        tokio::task::block_in_place(|| cli(&t, &["--passphrase", "s3cret", "keygen", "--out", nk, "--encrypt"]));
+    assert_eq!(code, 0, "{v}");
+    let addr_new = v["address"].as_str().unwrap().to_string();
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "s3cret", "address"]));
+    assert_eq!((code, v["address"].as_str().unwrap()), (0, addr_new.as_str()));
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "wrong", "address"]));
+    assert_eq!((code, v["error"].as_str().unwrap()), (4, "WRONG_PASSPHRASE"));
+    // balance, pay, history, receipt, watch.
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", k1, "balance"]));
+    assert_eq!(code, 0, "{v}");
+    let before = v["balance_kopecks"].as_u64().unwrap();
+    let payee = t.key_file("business-2");
+    let (_, v) = tokio::task::block_in_place(|| cli(&t, &["--key", payee.to_str().unwrap(), "address"]));
+    let to = v["address"].as_str().unwrap().to_string();
+    let (code, v) = tokio::task::block_in_place(|| {
+        cli(
+            &t,
+            &[
+                "--key",
+                k1,
+                "pay",
+                "--to",
+                &to,
+                "--amount",
+                "1250.50",
+                "--purpose",
+                "CLI invoice",
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["amount_kopecks"].as_u64(), Some(125_050));
+    let tx = v["tx_id"].as_str().unwrap().to_string();
+    let cursor = v["cursor"].as_u64().unwrap();
+    let (_, v) = tokio::task::block_in_place(|| cli(&t, &["--key", k1, "balance"]));
+    assert_eq!(v["balance_kopecks"].as_u64().unwrap(), before - 125_050);
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", k1, "history"]));
+    assert_eq!(code, 0);
+    assert!(v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["tx_id"] == tx.as_str() && e["direction"] == "out"));
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["receipt", &tx]));
+    assert_eq!((code, v["purpose"].as_str()), (0, Some("CLI invoice")));
+    let from = (cursor - 1).to_string();
+    let (code, v) = tokio::task::block_in_place(|| {
+        cli(
+            &t,
+            &[
+                "--key",
+                payee.to_str().unwrap(),
+                "watch",
+                "--from-cursor",
+                &from,
+                "--count",
+                "1",
+            ],
+        )
+    });
+    assert_eq!((code, v["tx_id"].as_str()), (0, Some(tx.as_str())));
+    // Failures: insufficient funds (2), unknown account (2), node unreachable (3).
+    let (code, v) =
+        tokio::task::block_in_place(|| cli(&t, &["--key", k1, "pay", "--to", &to, "--amount", "99999999999"]));
+    assert_eq!((code, v["error"].as_str()), (2, Some("INSUFFICIENT_FUNDS")));
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "s3cret", "balance"]));
+    assert_eq!((code, v["error"].as_str()), (2, Some("UNKNOWN_ACCOUNT")));
+    let (code, v) = tokio::task::block_in_place(|| {
+        cli(
+            &t,
+            &[
+                "--endpoint",
+                "https://127.0.0.1:9",
+                "--key",
+                k1,
+                "--timeout",
+                "2s",
+                "balance",
+            ],
+        )
+    });
+    assert_eq!((code, v["error"].as_str()), (3, Some("UNREACHABLE")));
+}
