@@ -9,6 +9,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "==> cargo build (binaries used by the end-to-end tests)"
+cargo build --workspace --bins
 echo "==> cargo test"
 cargo test --workspace --all-targets
 cargo test --workspace --doc

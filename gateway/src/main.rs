@@ -36,7 +36,7 @@ enum Cmd {
     /// (created on first start, reused later).
     Dev(DevArgs),
     /// Run a node from a configuration file (TOML); flags and RUBLE_* variables override it.
-    Run(ruble_gateway::config::RunArgs),
+    Run(Box<ruble_gateway::config::RunArgs>),
     /// Replay the chain from genesis and check every signature, link, state
     /// hash and balance; prints a JSON summary; exit 0 only if all checks pass.
     Audit(AuditArgs),

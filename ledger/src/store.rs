@@ -147,6 +147,18 @@ impl Store {
         Store::open_with(path, &StoreOptions::default())
     }
 
+    /// Opens an existing store read-only (no lock taken: works beside a
+    /// running node, seeing the data as of the moment it opens).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.set_paranoid_checks(true);
+        let db = DB::open_cf_for_read_only(&opts, path, ALL_CFS, false)?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
     pub fn open_with(path: &Path, o: &StoreOptions) -> Result<Store> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -478,6 +490,17 @@ impl Store {
             let (k, v) = item?;
             let id = AccountId::from_slice(&k).ok_or_else(|| StoreError::Corrupt("account key".into()))?;
             out.push(Account::decode(id, &v).ok_or_else(|| StoreError::Corrupt(format!("account {id}")))?);
+        }
+        Ok(out)
+    }
+
+    /// Every bank record, in id order.
+    pub fn all_banks(&self) -> Result<Vec<Bank>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_BANKS), IteratorMode::Start) {
+            let (k, v) = item?;
+            let id = AccountId::from_slice(&k).ok_or_else(|| StoreError::Corrupt("bank key".into()))?;
+            out.push(Bank::decode(id, &v).ok_or_else(|| StoreError::Corrupt(format!("bank {id}")))?);
         }
         Ok(out)
     }

@@ -257,10 +257,11 @@ async fn watch_loop(
             };
             for (c, rec) in cursors.iter().zip(recs) {
                 from = *c;
-                if rec.kind == "transfer" && rec.to == account.0 {
-                    if tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err() {
-                        return;
-                    }
+                if rec.kind == "transfer"
+                    && rec.to == account.0
+                    && tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err()
+                {
+                    return;
                 }
             }
         }
