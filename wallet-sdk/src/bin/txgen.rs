@@ -512,6 +512,8 @@ struct Report {
     calibration: Option<Calibration>,
     ceiling_ratio: Option<f64>,
     per_second: Vec<serde_json::Value>,
+    /// Stream failures that ended the run early (empty for a clean run).
+    errors: Vec<String>,
 }
 
 fn plot(path: &Path, per_second: &[serde_json::Value]) -> Result<()> {
@@ -724,9 +726,17 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     drop(senders);
+    // A stream that failed (the node died, say) ends the run; everything
+    // acknowledged until then is still reported and written out.
+    let mut errors = Vec::new();
     for t in tasks {
-        t.await??;
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(e) => errors.push(e.to_string()),
+        }
     }
+    errors.dedup();
     let elapsed = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
@@ -771,6 +781,7 @@ async fn run(args: RunArgs) -> Result<()> {
         ceiling_ratio: calibration.as_ref().map(|c| committed_tps / c.verify_ops_per_s),
         calibration,
         per_second,
+        errors: errors.clone(),
         settings: args.clone(),
     };
     println!(
@@ -806,6 +817,9 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     if let Some(p) = &args.plot {
         plot(p, &report.per_second)?;
+    }
+    if !errors.is_empty() {
+        bail!("the run ended early: {}", errors.join("; "));
     }
     Ok(())
 }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The benchmark: a release dev node, txgen calibration + closed loop + open loop
+# at half the measured peak, an audit of every receipt, and the ledger-alone
+# benchmark at 10k and 1M accounts. Reports and a markdown table land in
+# target/bench/.
+#   BENCH_SECS (default 20)   duration of each load phase
+#   BENCH_ACCOUNTS (1000)     txgen accounts
+#   BENCH_LEDGER_1M=0         skip the 1M-account ledger benchmark
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/ensure-deps.sh
+SECS=${BENCH_SECS:-20}
+ACCOUNTS=${BENCH_ACCOUNTS:-1000}
+OUT=target/bench
+rm -rf "$OUT" && mkdir -p "$OUT"
+cargo build --release -p ruble-gateway -p ruble-wallet-sdk --bins
+BIN=target/release
+
+"$BIN/ruble-node" dev --data-dir "$OUT/dev-data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+  > "$OUT/node.out" 2> "$OUT/node.log" &
+NODE=$!
+trap 'kill $NODE 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q RUBLE_NODE_READY "$OUT/node.out" 2>/dev/null && break; sleep 0.2; done
+grep -q RUBLE_NODE_READY "$OUT/node.out" || { echo "node did not start"; cat "$OUT/node.log"; exit 1; }
+
+echo "==> closed loop, ${SECS}s, with calibration"
+"$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts "$ACCOUNTS" --calibrate \
+  --report "$OUT/closed.json" --receipts "$OUT/closed-receipts.txt" --plot "$OUT/closed.svg"
+PEAK=$(python3 -c "import json;print(int(json.load(open('$OUT/closed.json'))['committed_tps']))")
+HALF=$((PEAK / 2))
+echo "==> open loop at half the peak: ${HALF}/s for ${SECS}s"
+"$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts "$ACCOUNTS" --rate "$HALF" \
+  --report "$OUT/open.json" --receipts "$OUT/open-receipts.txt" --plot "$OUT/open.svg"
+curl -s "$(grep -o 'metrics=[0-9.:]*' "$OUT/node.out" | cut -d= -f2 | sed 's|^|http://|')/metrics" > "$OUT/metrics.txt" 2>/dev/null || true
+
+echo "==> audit of every acknowledged transfer"
+cat "$OUT/closed-receipts.txt" "$OUT/open-receipts.txt" > "$OUT/all-receipts.txt"
+"$BIN/ruble-node" audit --data-dir "$OUT/dev-data" --expect-committed "$OUT/all-receipts.txt" > "$OUT/audit.json" || {
+  echo "AUDIT FAILED"; head -40 "$OUT/audit.json"; exit 1; }
+kill -TERM $NODE; wait $NODE || true
+
+echo "==> ledger alone: apply + durable commit of pre-verified transfers"
+cargo bench -p ruble-ledger --bench apply_commit -- --accounts 10000 --block 4096 --transfers 400000 \
+  --json "$OUT/ledger-10k.json" | tee "$OUT/ledger-10k.md"
+if [ "${BENCH_LEDGER_1M:-1}" != 0 ]; then
+  cargo bench -p ruble-ledger --bench apply_commit -- --accounts 1000000 --block 4096 --transfers 400000 \
+    --json "$OUT/ledger-1m.json" | tee "$OUT/ledger-1m.md"
+fi
+
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+c = json.load(open(f"{out}/closed.json")); o = json.load(open(f"{out}/open.json"))
+a = json.load(open(f"{out}/audit.json"))
+ceil = c["calibration"]["verify_ops_per_s"]
+rows = [
+  "| run | committed tx/s | ceiling (verify/s, all cores) | ratio | p50 ms | p99 ms | max ms | rejected |",
+  "|---|---:|---:|---:|---:|---:|---:|---:|",
+  f"| closed loop | {c['committed_tps']:.0f} | {ceil:.0f} | {c['committed_tps']/ceil:.2f} | {c['latency_ms_p50']:.2f} | {c['latency_ms_p99']:.2f} | {c['latency_ms_max']:.2f} | {c['rejected_total']} |",
+  f"| open loop @ {o['settings']['rate']:.0f}/s | {o['committed_tps']:.0f} | {ceil:.0f} | {o['committed_tps']/ceil:.2f} | {o['latency_ms_p50']:.2f} | {o['latency_ms_p99']:.2f} | {o['latency_ms_max']:.2f} | {o['rejected_total']} |",
+  "",
+  f"audit: ok={a['ok']} blocks={a['blocks']} operations={a['operations']} expected_committed={a['expected_committed']} missing={len(a['missing'])}",
+  "",
+]
+for name in ("ledger-10k", "ledger-1m"):
+    p = f"{out}/{name}.json"
+    if os.path.exists(p):
+        l = json.load(open(p))
+        rows.append(f"ledger alone, {l['accounts']} accounts, block {l['block_ops']}: sequential {l['sequential_tps']:.0f} tx/s, pipelined {l['pipelined_tps']:.0f} tx/s, commit p50 {l['commit_ms_p50']:.2f} ms p99 {l['commit_ms_p99']:.2f} ms")
+open(f"{out}/summary.md", "w").write("\n".join(rows) + "\n")
+print("\n".join(rows))
+PY
+echo "reports: $OUT/"
