@@ -46,11 +46,12 @@ start_node() {
 start_node
 FAILED=0
 for c in $(seq 1 "$CYCLES"); do
-  "$BIN/txgen" --dev-dir "$WORK/data" --duration 30s --accounts 200 --receipts "$WORK/r$c.txt" \
-    --report "$WORK/r$c.json" > "$WORK/txgen$c.log" 2>&1 &
+  "$BIN/txgen" --dev-dir "$WORK/data" --duration 60s --accounts 200 --presign-max 200000 \
+    --receipts "$WORK/r$c.txt" --report "$WORK/r$c.json" > "$WORK/txgen$c.log" 2>&1 &
   TX=$!
-  # Kill at a random moment during the timed phase (set-up takes a moment).
-  sleep "$(python3 -c 'import random; print(round(random.uniform(3.0, 7.0), 2))')"
+  # Kill at a random moment of the timed phase.
+  for _ in $(seq 1 600); do grep -q "txgen: running" "$WORK/txgen$c.log" 2>/dev/null && break; sleep 0.1; done
+  sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 4.0), 2))')"
   kill -9 "$NODE"; wait "$NODE" 2>/dev/null || true
   wait "$TX" 2>/dev/null || true
   cat "$WORK/r$c.txt" >> "$RECEIPTS" 2>/dev/null || true

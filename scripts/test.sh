@@ -14,3 +14,7 @@ cargo build --workspace --bins
 echo "==> cargo test"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+echo "==> crash under load (short): SIGKILL cycles must lose nothing; the unsafe control must be caught"
+./scripts/crash-test.sh --cycles 2 --profile debug
+./scripts/crash-test.sh --cycles 1 --profile debug --control

@@ -664,6 +664,7 @@ async fn run(args: RunArgs) -> Result<()> {
         senders.push(v);
     }
     let t0 = Instant::now();
+    eprintln!("txgen: running");
     let stats_t0 = stats.t0;
     let deadline = t0 + duration;
     let limit = args.transfers.unwrap_or(u64::MAX);
