@@ -265,7 +265,7 @@ async fn hostile_input_is_refused_precisely_and_changes_nothing() {
     .encode();
     let n = long_purpose.len();
     long_purpose[n - 2..].copy_from_slice(&141u16.to_be_bytes());
-    long_purpose.extend(std::iter::repeat(b'a').take(141));
+    long_purpose.extend(std::iter::repeat_n(b'a', 141));
     let mut bad_utf8 = body(
         &alice,
         soon,
