@@ -4,9 +4,11 @@
 # never taken from the system.
 set -euo pipefail
 
+# libclang itself (libclang.so / libclang-14.so.*), not libclang-cpp, which a
+# fresh Debian has and bindgen cannot use.
 have_libclang() {
   ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so' && return 0
-  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null
 }
 
 if ! have_libclang; then
