@@ -99,6 +99,35 @@ impl Ctx {
         Ok(outs)
     }
 
+    /// A batch RPC: refuses an over-long batch, decodes each operation, vets
+    /// it with `check` (service rules), and answers one result per operation.
+    pub async fn submit_batch(
+        &self,
+        ops: &[ruble_proto::v1::SignedOperation],
+        check: impl Fn(&SignedOp) -> Result<(), Reason>,
+    ) -> Result<ruble_proto::v1::SubmitBatchResponse, Status> {
+        use crate::convert::{coded_status, decode_op, outcome_pb};
+        if ops.len() > self.limits.max_batch_len {
+            return Err(coded_status(
+                tonic::Code::InvalidArgument,
+                "BATCH_TOO_LARGE",
+                format!("a batch holds at most {} operations", self.limits.max_batch_len),
+            ));
+        }
+        let items: Vec<_> = ops
+            .iter()
+            .map(|o| decode_op(Some(o)).and_then(|op| check(&op).map(|_| op)))
+            .collect();
+        let ids: Vec<Vec<u8>> = items
+            .iter()
+            .map(|i| i.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default())
+            .collect();
+        let outs = self.submit_checked(items).await?;
+        Ok(ruble_proto::v1::SubmitBatchResponse {
+            results: ids.iter().zip(&outs).map(|(id, o)| outcome_pb(id, o)).collect(),
+        })
+    }
+
     /// Submits a mix of pre-checked items: `Err` items are already rejected
     /// (malformed, not allowed on this service) and never reach the ledger.
     pub async fn submit_checked(&self, items: Vec<Result<SignedOp, Reason>>) -> Result<Vec<Outcome>, Status> {

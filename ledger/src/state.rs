@@ -89,6 +89,21 @@ impl Account {
         })
     }
 
+    /// A new, empty, active account.
+    pub fn new_active(id: AccountId, kind: AccountKind, bank: AccountId, opened_height: u64) -> Account {
+        Account {
+            id,
+            kind,
+            bank,
+            status: AccountStatus::Active,
+            frozen_by: FreezeAuthority::None,
+            balance: 0,
+            outflow_day: 0,
+            outflow_today: 0,
+            opened_height,
+        }
+    }
+
     /// Outflow already spent on `day`.
     pub fn outflow_on(&self, day: u64) -> Kopecks {
         if self.outflow_day == day {
@@ -362,30 +377,15 @@ impl State {
             reporting_threshold: g.reporting_threshold,
             max_validity_ms: g.max_validity_ms,
         };
-        let mut accounts = vec![Account {
-            id: g.central_bank,
-            kind: AccountKind::CentralBank,
-            bank: g.central_bank,
-            status: AccountStatus::Active,
-            frozen_by: FreezeAuthority::None,
-            balance: 0,
-            outflow_day: 0,
-            outflow_today: 0,
-            opened_height: 0,
-        }];
+        let mut accounts = vec![Account::new_active(
+            g.central_bank,
+            AccountKind::CentralBank,
+            g.central_bank,
+            0,
+        )];
         let mut banks = Vec::new();
         for b in &g.banks {
-            accounts.push(Account {
-                id: b.id,
-                kind: AccountKind::Settlement,
-                bank: b.id,
-                status: AccountStatus::Active,
-                frozen_by: FreezeAuthority::None,
-                balance: 0,
-                outflow_day: 0,
-                outflow_today: 0,
-                opened_height: 0,
-            });
+            accounts.push(Account::new_active(b.id, AccountKind::Settlement, b.id, 0));
             banks.push(Bank {
                 id: b.id,
                 name: b.name.clone(),

@@ -147,26 +147,11 @@ impl BankService for BankSvc {
         req: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         let bank = self.bank(&req)?;
-        let ops = &req.get_ref().operations;
-        if ops.len() > self.ctx.limits.max_batch_len {
-            return Err(coded_status(
-                Code::InvalidArgument,
-                "BATCH_TOO_LARGE",
-                format!("a batch holds at most {} operations", self.ctx.limits.max_batch_len),
-            ));
-        }
-        let items: Vec<_> = ops
-            .iter()
-            .map(|o| decode_op(Some(o)).and_then(|op| client_check(&self.ctx, &bank, &op).map(|_| op)))
-            .collect();
-        let ids: Vec<Vec<u8>> = items
-            .iter()
-            .map(|i| i.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default())
-            .collect();
-        let outs = self.ctx.submit_checked(items).await?;
-        Ok(Response::new(pb::SubmitBatchResponse {
-            results: ids.iter().zip(&outs).map(|(id, o)| outcome_pb(id, o)).collect(),
-        }))
+        let resp = self
+            .ctx
+            .submit_batch(&req.get_ref().operations, |op| client_check(&self.ctx, &bank, op))
+            .await?;
+        Ok(Response::new(resp))
     }
 
     type SubmitClientStreamStream = ResultStream;
