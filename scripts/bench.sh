@@ -25,7 +25,22 @@ grep -q RUBLE_NODE_READY "$OUT/node.out" || { echo "node did not start"; cat "$O
 
 echo "==> closed loop, ${SECS}s, with calibration"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts "$ACCOUNTS" --calibrate \
-  --report "$OUT/closed.json" --receipts "$OUT/closed-receipts.txt" --plot "$OUT/closed.svg"
+  --report "$OUT/closed.json" --receipts "$OUT/closed-receipts.txt" --plot "$OUT/closed.svg" 2> "$OUT/closed.log" &
+TXGEN=$!
+# Profile the node for 10 s of the timed phase (set BENCH_PERF=0 to skip).
+if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null; then
+  for _ in $(seq 1 600); do grep -q "txgen: running" "$OUT/closed.log" 2>/dev/null && break; sleep 0.1; done
+  sleep 2
+  perf record -F 499 -g -p "$NODE" -o "$OUT/perf.data" -- sleep 10 > /dev/null 2>&1 || true
+fi
+wait $TXGEN
+tail -6 "$OUT/closed.log"
+if [ -f "$OUT/perf.data" ]; then
+  perf report -i "$OUT/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -30 > "$OUT/profile.txt" || true
+  perf report -i "$OUT/perf.data" --no-children --sort comm --stdio 2>/dev/null \
+    | grep -E '^ +[0-9.]+%' | head -12 > "$OUT/profile-threads.txt" || true
+fi
 PEAK=$(python3 -c "import json;print(int(json.load(open('$OUT/closed.json'))['committed_tps']))")
 HALF=$((PEAK / 2))
 echo "==> open loop at half the peak: ${HALF}/s for ${SECS}s"
