@@ -84,7 +84,11 @@ impl Ctx {
                 for _ in 0..n {
                     self.metrics.inc_rejected(r.code());
                 }
-                reason_status(r, r.describe())
+                // Say why the node cannot commit (e.g. the disk is full).
+                match (r, self.pipeline.storage_error()) {
+                    (Reason::Unavailable, Some(e)) => reason_status(r, format!("{}: {e}", r.describe())),
+                    _ => reason_status(r, r.describe()),
+                }
             })?;
         let outs = rx
             .await

@@ -35,6 +35,8 @@ struct Inner {
     queue_depth: Family<QueueLabel, Gauge>,
     commit_latency: Histogram,
     block_ops: Histogram,
+    storage_ok: Gauge,
+    commit_failures: Gauge,
 }
 
 /// The node's metrics; cheap to clone.
@@ -75,6 +77,19 @@ impl Metrics {
             commit_latency.clone(),
         );
         registry.register("ruble_block_ops", "Operations per committed block", block_ops.clone());
+        let storage_ok = Gauge::default();
+        storage_ok.set(1);
+        registry.register(
+            "ruble_storage_ok",
+            "1 while blocks can be written, 0 after a failed write until the store recovers",
+            storage_ok.clone(),
+        );
+        let commit_failures = Gauge::default();
+        registry.register(
+            "ruble_commit_failures",
+            "Block writes that failed since the node started",
+            commit_failures.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             accepted,
@@ -83,6 +98,8 @@ impl Metrics {
             queue_depth,
             commit_latency,
             block_ops,
+            storage_ok,
+            commit_failures,
         }))
     }
 
@@ -107,6 +124,10 @@ impl Metrics {
                 queue: queue.to_string(),
             })
             .set(n);
+    }
+    pub fn set_storage(&self, ok: bool, failures: u64) {
+        self.0.storage_ok.set(ok as i64);
+        self.0.commit_failures.set(failures as i64);
     }
     pub fn observe_commit(&self, secs: f64, ops: u64) {
         self.0.commit_latency.observe(secs);

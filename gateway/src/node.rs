@@ -85,9 +85,17 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         );
     }
     let (db_dir, genesis) = (opts.db_dir.clone(), opts.genesis.clone());
-    let ledger = tokio::task::spawn_blocking(move || Ledger::open(&db_dir, genesis.as_ref()))
-        .await?
-        .with_context(|| format!("opening the ledger in {}", opts.db_dir.display()))?;
+    let ledger = tokio::task::spawn_blocking(move || -> Result<Ledger> {
+        let ledger = Ledger::open(&db_dir, genesis.as_ref())?;
+        // Read every record once with checksums: a damaged file must stop the
+        // node here, not surface later as a failed (or wrong) read.
+        let t0 = std::time::Instant::now();
+        let records = ledger.store().verify_integrity()?;
+        tracing::info!(records, ms = t0.elapsed().as_millis() as u64, "data directory verified");
+        Ok(ledger)
+    })
+    .await?
+    .with_context(|| format!("opening the ledger in {}", opts.db_dir.display()))?;
     let store = ledger.store().clone();
     let metrics = Metrics::new();
     metrics.set_height(ledger.state().height());
@@ -115,16 +123,36 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         shutdown: shutdown_rx.clone(),
     });
 
-    // Queue depths for the metrics endpoint.
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<WalletServiceServer<Wallet>>().await;
+    health_reporter.set_serving::<BankServiceServer<BankSvc>>().await;
+    health_reporter
+        .set_serving::<CentralBankServiceServer<CentralBankSvc>>()
+        .await;
+
+    // Queue depths and storage health for the metrics endpoint; the health
+    // service says NOT_SERVING while the store cannot be written.
     {
         let (pipeline, metrics, mut stop) = (pipeline.clone(), metrics.clone(), shutdown_rx.clone());
+        let health = health_reporter.clone();
         tokio::spawn(async move {
+            let mut was_ok = true;
             loop {
                 let s = pipeline.stats();
                 use std::sync::atomic::Ordering::Relaxed;
                 metrics.set_queue_depth("inflight_ops", s.inflight_ops.load(Relaxed) as i64);
                 metrics.set_queue_depth("verify", s.verify_queue.load(Relaxed) as i64);
                 metrics.set_queue_depth("sequencer", s.sequencer_queue.load(Relaxed) as i64);
+                let error = pipeline.storage_error();
+                metrics.set_storage(error.is_none(), s.commit_failures.load(Relaxed));
+                if error.is_none() != was_ok {
+                    was_ok = error.is_none();
+                    set_health(&health, was_ok).await;
+                    match error {
+                        Some(e) => tracing::error!(error = %e, "health: NOT_SERVING (cannot commit)"),
+                        None => tracing::warn!("health: SERVING again (store writable)"),
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     _ = stop.wait_for(|s| *s) => return,
@@ -146,12 +174,6 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         None => None,
     };
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<WalletServiceServer<Wallet>>().await;
-    health_reporter.set_serving::<BankServiceServer<BankSvc>>().await;
-    health_reporter
-        .set_serving::<CentralBankServiceServer<CentralBankSvc>>()
-        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ruble_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -231,6 +253,31 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         shutdown: shutdown_tx,
         task,
     })
+}
+
+/// Marks the node's services (and the whole server, `""`) serving or not.
+async fn set_health(h: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    h.set_service_status("", status).await;
+    h.set_service_status(
+        <WalletServiceServer<Wallet> as tonic::server::NamedService>::NAME,
+        status,
+    )
+    .await;
+    h.set_service_status(
+        <BankServiceServer<BankSvc> as tonic::server::NamedService>::NAME,
+        status,
+    )
+    .await;
+    h.set_service_status(
+        <CentralBankServiceServer<CentralBankSvc> as tonic::server::NamedService>::NAME,
+        status,
+    )
+    .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -19,8 +19,11 @@
 //!   by the committer, in block order, after the block's synced write returned.
 //! - **Commit failure.** If a write fails (disk full, IO error), that block and
 //!   every block sealed after it are answered [`Reason::Unavailable`] without
-//!   being written; the sequencer then reloads its state from the store (the
-//!   truth) and carries on, so the node serves again once writes succeed.
+//!   being written, and [`Pipeline::storage_error`] says why. Until the store
+//!   is writable again, `submit` fails fast with `Unavailable`. The sequencer
+//!   reopens the store every [`STORAGE_RETRY`] (RocksDB refuses writes after
+//!   a failed one until reopened), reloads its state from it (the truth) and
+//!   carries on, so the node serves again once writes succeed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +40,12 @@ use crate::reason::Reason;
 use crate::state::{Params, SealedBlock, State, Totals};
 use crate::store::{Receipt, Store};
 use crate::types::{Hash32, TxId};
+
+/// How often the sequencer tries to reopen the store after a failed write.
+pub const STORAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// How long an idle sequencer sleeps before looking at the store's health.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// Tuning and limits of the pipeline.
 #[derive(Clone, Debug)]
@@ -144,6 +153,8 @@ struct Shared {
     /// Blocks sealed in an epoch <= this must not be written (a write failed).
     failed_epoch: AtomicU64,
     accepting: AtomicBool,
+    /// Set by a failed commit, cleared when the store is writable again.
+    storage_error: parking_lot::Mutex<Option<String>>,
 }
 
 /// The running pipeline. Dropping the handle without [`Pipeline::shutdown`]
@@ -184,6 +195,7 @@ impl Pipeline {
             committer_busy: AtomicBool::new(false),
             failed_epoch: AtomicU64::new(0),
             accepting: AtomicBool::new(true),
+            storage_error: parking_lot::Mutex::new(None),
             cfg: cfg.clone(),
         });
         let cap = cfg.max_inflight_ops.max(1);
@@ -231,7 +243,7 @@ impl Pipeline {
             reply(Vec::new());
             return Ok(());
         }
-        if !self.shared.accepting.load(Ordering::Acquire) {
+        if !self.shared.accepting.load(Ordering::Acquire) || self.shared.storage_error.lock().is_some() {
             return Err(Reason::Unavailable);
         }
         let stats = &self.shared.stats;
@@ -294,6 +306,12 @@ impl Pipeline {
 
     pub fn config(&self) -> &PipelineConfig {
         &self.shared.cfg
+    }
+
+    /// Why the node cannot commit right now (the failed write's error), or
+    /// `None` when the store is healthy.
+    pub fn storage_error(&self) -> Option<String> {
+        self.shared.storage_error.lock().clone()
     }
 
     /// Stops admitting, lets every admitted operation finish (the block in
@@ -368,23 +386,33 @@ fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCo
     loop {
         let msg = match &open {
             Some(o) => rx.recv_timeout(max_wait.saturating_sub(o.started.elapsed())),
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            // Wake up when idle too: after a failed commit `submit` admits
+            // nothing, and the sequencer must still notice and recover.
+            None => rx.recv_timeout(IDLE_WAKE),
         };
         let disconnected = matches!(msg, Err(RecvTimeoutError::Disconnected));
         // A failed commit means our in-memory state is ahead of the disk:
         // drop the open block (answer Unavailable) and reload the truth.
         if sh.failed_epoch.load(Ordering::Acquire) >= epoch {
             if let Some(o) = open.take() {
-                state = abort_open(state, &sh, o);
+                abort_open(&mut state, &sh, o);
+            }
+            if let Ok(sub) = msg {
+                sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
+                reject_verified(&sh, sub, Reason::Unavailable);
             }
             while sh.committer_busy.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            match sh.store.load() {
-                Ok(s) => state = s,
-                Err(e) => tracing::error!(error = %e, "reloading state after a failed commit"),
+            match recover_storage(&rx, &sh) {
+                Some(s) => state = s,
+                None => return, // shut down while the store was failing
             }
             epoch = sh.failed_epoch.load(Ordering::Acquire) + 1;
+            if disconnected {
+                return;
+            }
+            continue;
         }
         if let Ok(sub) = msg {
             sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
@@ -451,7 +479,53 @@ fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCo
     }
 }
 
-fn abort_open(mut state: State, sh: &Shared, o: OpenBlockReplies) -> State {
+/// After a failed commit: every `STORAGE_RETRY`, reopen the store and reload
+/// the state from it, answering whatever arrives meanwhile `Unavailable`.
+/// Returns the reloaded state, or `None` if the pipeline shut down first.
+fn recover_storage(rx: &Receiver<VerifiedSubmission>, sh: &Shared) -> Option<State> {
+    let mut attempts = 0u64;
+    loop {
+        let until = Instant::now() + STORAGE_RETRY;
+        loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(sub) => {
+                    sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
+                    reject_verified(sh, sub, Reason::Unavailable);
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        attempts += 1;
+        match sh.store.reopen().and_then(|()| sh.store.load()) {
+            Ok(state) => {
+                tracing::warn!(
+                    attempts,
+                    height = state.height(),
+                    "store writable again; accepting operations"
+                );
+                *sh.storage_error.lock() = None;
+                return Some(state);
+            }
+            Err(e) => {
+                if attempts == 1 || attempts.is_multiple_of(30) {
+                    tracing::error!(error = %e, attempts, "store still failing; not accepting operations");
+                }
+            }
+        }
+    }
+}
+
+fn reject_verified(sh: &Shared, sub: VerifiedSubmission, reason: Reason) {
+    let mut slots = sub.slots;
+    for (slot, _) in sub.ops {
+        slots[slot] = Some(Outcome::Rejected(reason));
+    }
+    sh.stats.inflight_ops.fetch_sub(slots.len(), Ordering::AcqRel);
+    (sub.reply)(slots.into_iter().map(|s| s.expect("every slot resolved")).collect());
+}
+
+fn abort_open(state: &mut State, sh: &Shared, o: OpenBlockReplies) {
     if state.open_block_len() == 0 {
         state.abort_empty_block();
     } else {
@@ -461,7 +535,6 @@ fn abort_open(mut state: State, sh: &Shared, o: OpenBlockReplies) -> State {
     for p in o.replies {
         answer_all(sh, p, Reason::Unavailable);
     }
-    state
 }
 
 fn answer_all(sh: &Shared, p: PendingReply, reason: Reason) {
@@ -546,6 +619,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                     }
                     Err(e) => {
                         tracing::error!(error = %e, height = block.header.height, "commit failed; answering UNAVAILABLE");
+                        *sh.storage_error.lock() = Some(format!("storage write failed: {e}"));
                         sh.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
                         sh.failed_epoch.store(epoch, Ordering::Release);
                         for p in replies {

@@ -50,7 +50,12 @@ impl TestNode {
     }
 
     pub async fn start_with(limits: ClientLimits, pipeline: PipelineConfig) -> TestNode {
-        let dir = tempfile::tempdir().unwrap();
+        TestNode::start_in(tempfile::tempdir().unwrap(), limits, pipeline).await
+    }
+
+    /// A dev node whose whole directory (PKI, keys, RocksDB) is `dir`, for
+    /// tests that need the data on a particular filesystem.
+    pub async fn start_in(dir: tempfile::TempDir, limits: ClientLimits, pipeline: PipelineConfig) -> TestNode {
         let d = dir.path().to_path_buf();
         tokio::task::spawn_blocking(move || devnet::ensure(&d))
             .await
@@ -69,10 +74,10 @@ impl TestNode {
         t
     }
 
-    async fn boot(&mut self, listen: SocketAddr) {
+    fn node_options(&self, listen: SocketAddr) -> NodeOptions {
         let genesis = serde_json::from_slice(&std::fs::read(self.dir.path().join("genesis.json")).unwrap()).unwrap();
         let p = self.dir.path();
-        let opts = NodeOptions {
+        NodeOptions {
             db_dir: p.join("db"),
             genesis: Some(genesis),
             listen,
@@ -85,7 +90,12 @@ impl TestNode {
             limits: self.limits.clone(),
             pipeline: self.pipeline.clone(),
             shutdown_grace: Duration::from_secs(2),
-        };
+        }
+    }
+
+    async fn boot(&mut self, listen: SocketAddr) {
+        let opts = self.node_options(listen);
+        let p = self.dir.path();
         // The port of a restarted node may take a moment to be free again.
         let mut tries = 0;
         let node = loop {
@@ -120,6 +130,11 @@ impl TestNode {
         if let Some(n) = self.node.take() {
             n.shutdown().await.unwrap();
         }
+    }
+
+    /// The options this node starts with (to start one by hand in a test).
+    pub fn options(&self) -> NodeOptions {
+        self.node_options(self.addr)
     }
 
     /// Stops and starts again on the same address and data.
