@@ -15,27 +15,38 @@
 //!   commit, receipts); [`pipeline`] is the overlapped version the node runs.
 //! - [`audit::audit`]: replay from genesis and compare with the store.
 //! - [`query`]: signed, fresh read requests (wallets reading their own account).
+//!
+//! The IO layer (`store`, `engine`, `pipeline`, `audit`) is behind the default
+//! cargo feature `store`. Without it (`default-features = false`) the crate
+//! is the pure domain and state machine, with no RocksDB to build: the fuzz
+//! targets in `ledger/fuzz` use it that way.
 
 // The verifier hands a refused operation back in `Err` (as big as the `Ok`
 // side), so callers can report its id without cloning it.
 #![allow(clippy::result_large_err)]
 
+#[cfg(feature = "store")]
 pub mod audit;
 pub mod block;
 pub mod codec;
 pub mod crypto;
+#[cfg(feature = "store")]
 pub mod engine;
+#[cfg(feature = "store")]
 pub mod pipeline;
 pub mod query;
 pub mod reason;
 pub mod state;
+#[cfg(feature = "store")]
 pub mod store;
 pub mod types;
 
 pub use codec::{Op, OpBody, SignedOp};
 pub use crypto::{KeyCache, Verified};
+#[cfg(feature = "store")]
 pub use engine::{Ledger, Outcome};
 pub use reason::Reason;
 pub use state::{Account, Bank, Genesis, GenesisBank, Params, State, Totals};
+#[cfg(feature = "store")]
 pub use store::{Receipt, Store, StoreError};
 pub use types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, TxId};

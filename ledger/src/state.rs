@@ -521,20 +521,15 @@ impl State {
             banks_changed: false,
             recent_added: Vec::new(),
         })));
-        // Replay entries whose validity ended can never match again (an
-        // expired operation is refused before the replay check): drop them.
-        while let Some(&(until, tx)) = self.recent_by_expiry.first() {
-            if until >= timestamp_ms {
-                break;
-            }
-            self.recent_by_expiry.pop_first();
-            self.recent.remove(&tx);
-        }
+        // The replay set is pruned when the block is sealed, not here: an
+        // aborted block must leave no trace (see `abort_empty_block`).
     }
 
-    /// Discards an open block to which no operation applied. Equivalent to
-    /// never having opened it: the replay-window pruning it did would be done
-    /// by the next block anyway, and nothing else changed.
+    /// Discards an open block to which no operation applied. Exactly
+    /// equivalent to never having opened it: `begin_block` changes nothing
+    /// but the open block, so the next block may have an earlier timestamp
+    /// than the aborted one (the node's clock can step back) and every
+    /// operation applied before is still refused as a duplicate.
     pub fn abort_empty_block(&mut self) {
         let open = self.open.0.take().expect("no open block");
         assert!(open.ops.is_empty() && open.before.is_empty() && !open.banks_changed);
@@ -911,6 +906,20 @@ impl State {
         self.height = open.height;
         self.head_hash = hash;
         self.timestamp_ms = open.timestamp_ms;
+        // Replay entries whose validity ended before this block can never
+        // match again: from now on every block is at least this late and an
+        // expired operation is refused before the replay check. Dropped here,
+        // with the block that makes them stale (the store drops the same
+        // entries, `prune_below`, in the same commit). Not in `begin_block`:
+        // a block that is then aborted would have forgotten them while the
+        // next block may be earlier, letting an applied operation apply twice.
+        while let Some(&(until, tx)) = self.recent_by_expiry.first() {
+            if until >= open.timestamp_ms {
+                break;
+            }
+            self.recent_by_expiry.pop_first();
+            self.recent.remove(&tx);
+        }
         SealedBlock {
             header,
             hash,

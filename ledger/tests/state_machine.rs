@@ -390,6 +390,34 @@ fn replay_window_and_chain_id() {
     assert_eq!(t.run_at(later, wrong), Err(Reason::WrongChain));
 }
 
+/// Found by the `apply_ops` fuzz target: an aborted empty block must leave no
+/// trace. It used to prune the replay set in `begin_block`; a later block with
+/// an earlier timestamp (the node's clock stepping back) then applied an
+/// already-applied payment a second time.
+#[test]
+fn an_aborted_block_forgets_no_replay_entry() {
+    let mut t = T::new();
+    let a = t.client(0, 100, 100_00);
+    let b = t.client(0, 101, 0);
+    let op = t.w.sign(
+        &a,
+        Op::Transfer {
+            payee: id(&b),
+            amount: 1_00,
+            purpose: String::new(),
+        },
+    );
+    t.run(op.clone()).unwrap();
+    let before = snapshot(&t.s);
+    // A block past the payment's validity, to which nothing applies: aborted.
+    t.s.begin_block(T0 + 600_001);
+    t.s.abort_empty_block();
+    assert_eq!(snapshot(&t.s), before, "an aborted block changes nothing");
+    // The clock stepped back: the next block is inside the validity window.
+    assert_eq!(t.run_at(T0 + 1, op), Err(Reason::Duplicate));
+    assert_eq!(t.bal(id(&a)), 99_00);
+}
+
 #[test]
 fn account_opening_rules() {
     let mut t = T::new();
