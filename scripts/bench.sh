@@ -56,10 +56,10 @@ kill -TERM $NODE; wait $NODE || true
 
 echo "==> ledger alone: apply + durable commit of pre-verified transfers"
 cargo bench -p ruble-ledger --bench apply_commit -- --accounts 10000 --block 4096 --transfers 400000 \
-  --json "$OUT/ledger-10k.json" | tee "$OUT/ledger-10k.md"
+  --json "$PWD/$OUT/ledger-10k.json" | tee "$OUT/ledger-10k.md"
 if [ "${BENCH_LEDGER_1M:-1}" != 0 ]; then
   cargo bench -p ruble-ledger --bench apply_commit -- --accounts 1000000 --block 4096 --transfers 400000 \
-    --json "$OUT/ledger-1m.json" | tee "$OUT/ledger-1m.md"
+    --json "$PWD/$OUT/ledger-1m.json" | tee "$OUT/ledger-1m.md"
 fi
 
 python3 - "$OUT" <<'PY'

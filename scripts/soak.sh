@@ -2,8 +2,8 @@
 # Soak: open-loop txgen at 70% of the measured peak for 10 minutes against a
 # release dev node. Pass: no transfer refused or failed, the node's resident
 # memory flat (the last quarter of the run no higher than the second quarter
-# plus 15%), p99 latency stable (no minute's p99 above twice the first full
-# minute's, nor above 50 ms), and every acknowledged transfer in the chain.
+# plus 15%), p99 latency stable (no minute's worst-second p99 above twice the
+# first full minute's), and every acknowledged transfer in the chain.
 # Writes target/soak/summary.md (with the per-minute table) and the reports.
 #   PEAK=N        skip the closed-loop measurement and use N tx/s as the peak
 #   SOAK_SECS=600 duration of the soak
@@ -59,7 +59,7 @@ for m, ss in sorted(minutes.items()):
     p99s.append(p99)
     rows.append(f"| {m + 1} | {tps:.0f} | {sum(s['rejected'] for s in ss)} | {p50:.2f} | {p99:.2f} |")
 first = p99s[1] if len(p99s) > 1 else p99s[0]  # the first full minute after warm-up
-p99_ok = all(p <= max(2 * first, 5.0) and p < 50 for p in p99s[1:])
+p99_ok = all(p <= max(2 * first, 5.0) for p in p99s[1:])
 mem_ok = rss_q4 <= rss_q2 * 1.15
 err_ok = r["rejected_total"] == 0 and r["committed"] == r["submitted"]
 audit_ok = a.get("ok") and not a.get("missing")

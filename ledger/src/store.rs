@@ -125,7 +125,11 @@ impl Receipt {
 /// Tuning knobs for the RocksDB instance.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Memtable size; larger means fewer flushes under load.
+    /// Memtable size per column family. Small on purpose: the block's
+    /// random keys (tx ids, accounts, history) are inserted into a skiplist,
+    /// and a small one stays in cache. Measured with the `apply_commit`
+    /// bench at 10k accounts, 4096-transfer blocks (pipelined tx/s): 64 MiB
+    /// 87k, 16 MiB 150k, 8 MiB 152k, 4 MiB 199k, 2 MiB 191k, 1 MiB 169k.
     pub write_buffer_bytes: usize,
     /// Block cache for reads.
     pub block_cache_bytes: usize,
@@ -134,7 +138,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            write_buffer_bytes: 64 << 20,
+            write_buffer_bytes: 4 << 20,
             block_cache_bytes: 128 << 20,
         }
     }
@@ -217,6 +221,14 @@ impl Store {
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
             cf.set_write_buffer_size(o.write_buffer_bytes);
+            // Small memtables fill fast: keep a few so that a flush that lags
+            // never stalls the committer.
+            cf.set_max_write_buffer_number(4);
+            // A bloom filter over the memtable's whole keys: most point reads
+            // miss (the dedupe lookup of every submitted tx id before it is
+            // verified), and without it each miss is a full skiplist search.
+            cf.set_memtable_prefix_bloom_ratio(0.02);
+            cf.set_memtable_whole_key_filtering(true);
             let mut bbo = rocksdb::BlockBasedOptions::default();
             bbo.set_block_cache(&cache);
             bbo.set_bloom_filter(10.0, false);
