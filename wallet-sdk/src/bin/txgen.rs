@@ -125,6 +125,12 @@ struct RunArgs {
     /// Random seed for account keys and the payer schedule (default: random).
     #[arg(long)]
     seed: Option<u64>,
+    /// How long each transfer stays valid after the moment it is expected to
+    /// be sent. The node remembers every transfer until its validity ends
+    /// (replay protection), so a long validity costs node memory.
+    #[arg(long, default_value = "2m")]
+    #[serde(serialize_with = "ser_duration")]
+    validity: humantime::Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &humantime::Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -218,18 +224,24 @@ struct World {
     /// Bank index serving each account.
     bank_of: Vec<usize>,
     banks: Vec<BankServiceClient<Channel>>,
-    valid_until_ms: u64,
+    /// The node's clock at a known instant, to date transfers in node time.
+    node_ms_at: (u64, Instant),
 }
 
 impl World {
-    fn sign(&self, (payer, payee, amount): (usize, usize, u64), nonce: u64) -> SignedOp {
+    /// The node's clock now (as read at set-up, advanced locally).
+    fn node_now_ms(&self) -> u64 {
+        self.node_ms_at.0 + self.node_ms_at.1.elapsed().as_millis() as u64
+    }
+
+    fn sign(&self, (payer, payee, amount): (usize, usize, u64), nonce: u64, valid_until_ms: u64) -> SignedOp {
         let k = &self.keys[payer];
         SignedOp::sign(
             OpBody {
                 chain_id: self.chain_id.clone(),
                 signer: AccountId(k.verifying_key().to_bytes()),
                 nonce,
-                valid_until_ms: self.valid_until_ms,
+                valid_until_ms,
                 op: Op::Transfer {
                     payee: AccountId(self.keys[payee].verifying_key().to_bytes()),
                     amount,
@@ -277,7 +289,8 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
     let cb_client = connect(&m.central_bank.cert, &m.central_bank.cert_key)?
         .connect()
         .await?;
-    let valid_until_ms = cb_client.node_now_ms() + 9 * 60 * 1000;
+    let node_ms_at = (cb_client.node_now_ms(), Instant::now());
+    let valid_until_ms = node_ms_at.0 + 9 * 60 * 1000;
     let chain_id = m.chain_id.clone();
     let cb_key = read_key(&dir.join(&m.central_bank.key))?;
     let mut cb = CentralBankServiceClient::new(cb_client.channel());
@@ -382,7 +395,7 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
         keys,
         bank_of,
         banks,
-        valid_until_ms,
+        node_ms_at,
     })
 }
 
@@ -606,10 +619,19 @@ async fn run(args: RunArgs) -> Result<()> {
     eprintln!("txgen: pre-signing {presign_n} transfers…");
     let t = Instant::now();
     let base_nonce: u64 = rng.gen();
+    // Each pre-signed transfer is valid until `--validity` after the moment
+    // it is expected to go out (at the open-loop rate, or 80k/s closed loop).
+    // A transfer sent later than expected still has the margin.
+    let validity_ms = args.validity.as_millis() as u64;
+    let expected_rate = args.rate.unwrap_or(80_000.0).max(1.0);
+    let presign_at = world.node_now_ms();
     let ops: Vec<SignedOp> = schedule
         .par_iter()
         .enumerate()
-        .map(|(i, p)| world.sign(*p, base_nonce.wrapping_add(i as u64)))
+        .map(|(i, p)| {
+            let send_at = presign_at + (i as f64 * 1000.0 / expected_rate) as u64;
+            world.sign(*p, base_nonce.wrapping_add(i as u64), send_at + validity_ms)
+        })
         .collect();
     let presign_s = t.elapsed().as_secs_f64();
     let calibration = args.calibrate.then(|| {
@@ -690,7 +712,7 @@ async fn run(args: RunArgs) -> Result<()> {
             ops[i as usize].clone()
         } else {
             let p = plan(&args, 1, args.accounts, &mut extra_rng)[0];
-            world.sign(p, base_nonce.wrapping_add(i))
+            world.sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms)
         };
         let scheduled = match &poisson {
             Some(exp) => {
@@ -838,13 +860,13 @@ fn calibrate_only(args: RunArgs) -> Result<()> {
         keys,
         bank_of: vec![],
         banks: vec![],
-        valid_until_ms: u64::MAX,
+        node_ms_at: (0, Instant::now()),
     };
     let schedule = plan(&args, n, args.accounts.max(2), &mut rng);
     let ops: Vec<SignedOp> = schedule
         .par_iter()
         .enumerate()
-        .map(|(i, p)| world.sign(*p, i as u64))
+        .map(|(i, p)| world.sign(*p, i as u64, u64::MAX))
         .collect();
     let c = calibrate(&ops);
     println!("{}", serde_json::to_string_pretty(&c)?);
