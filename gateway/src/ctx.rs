@@ -118,13 +118,15 @@ impl Ctx {
                 format!("a batch holds at most {} operations", self.limits.max_batch_len),
             ));
         }
-        let items: Vec<_> = ops
+        let decoded: Vec<_> = ops.iter().map(|o| decode_op(Some(o))).collect();
+        // Every operation that decoded is answered with its id, refused or not.
+        let ids: Vec<Vec<u8>> = decoded
             .iter()
-            .map(|o| decode_op(Some(o)).and_then(|op| check(&op).map(|_| op)))
+            .map(|d| d.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default())
             .collect();
-        let ids: Vec<Vec<u8>> = items
-            .iter()
-            .map(|i| i.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default())
+        let items: Vec<_> = decoded
+            .into_iter()
+            .map(|d| d.and_then(|op| check(&op).map(|_| op)))
             .collect();
         let outs = self.submit_checked(items).await?;
         Ok(ruble_proto::v1::SubmitBatchResponse {

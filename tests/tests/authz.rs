@@ -376,6 +376,32 @@ async fn a_bank_never_sees_or_touches_another_banks_clients() {
         Some(pb::submit_result::Outcome::Rejected(rj)) => assert_eq!(rj.reason, "NOT_AUTHORISED"),
         other => panic!("{other:?}"),
     }
+    // A refused operation is answered with its id, so a client can match it.
+    assert_eq!(r.results[0].tx_id, pay.tx_id.0.to_vec());
+    // The same through bank 1's stream: refused, and answered with its id
+    // (a result without one leaves the client waiting for it forever).
+    let pay2 = sign(
+        &theirs,
+        Op::Transfer {
+            payee: id(&bank1),
+            amount: 2_00,
+            purpose: String::new(),
+        },
+    );
+    let r = b1
+        .submit_client_stream(tokio_stream::iter(vec![req(&pay2)]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("one result");
+    match &r.outcome {
+        Some(pb::submit_result::Outcome::Rejected(rj)) => assert_eq!(rj.reason, "NOT_AUTHORISED"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.tx_id, pay2.tx_id.0.to_vec());
     // The block stream shows bank 1 nothing of bank 0's clients.
     let mut s = b1
         .stream_blocks(pb::StreamBlocksRequest { from_height: 1 })

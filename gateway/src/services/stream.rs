@@ -98,14 +98,16 @@ where
             let mut items = Vec::with_capacity(batch.len());
             let mut ids = Vec::with_capacity(batch.len());
             for req in batch {
-                let item = decode_op(req.operation.as_ref()).and_then(|op| {
+                // The id goes with every result of an operation that decoded,
+                // refused or not, so the client can match it to what it sent.
+                let decoded = decode_op(req.operation.as_ref());
+                ids.push(decoded.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default());
+                items.push(decoded.and_then(|op| {
                     if !limiter.allow() {
                         return Err(Reason::Overloaded);
                     }
                     check(&op).map(|_| op)
-                });
-                ids.push(item.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default());
-                items.push(item);
+                }));
             }
             let (ctx2, tx2) = (ctx.clone(), tx.clone());
             tokio::spawn(async move {

@@ -708,11 +708,14 @@ async fn run(args: RunArgs) -> Result<()> {
         if i >= limit || (args.transfers.is_none() && Instant::now() >= deadline) {
             break;
         }
-        let op = if (i as usize) < ops.len() {
-            ops[i as usize].clone()
+        let (op, payer) = if (i as usize) < ops.len() {
+            (ops[i as usize].clone(), schedule[i as usize].0)
         } else {
             let p = plan(&args, 1, args.accounts, &mut extra_rng)[0];
-            world.sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms)
+            (
+                world.sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms),
+                p.0,
+            )
         };
         let scheduled = match &poisson {
             Some(exp) => {
@@ -725,7 +728,8 @@ async fn run(args: RunArgs) -> Result<()> {
             }
             None => None,
         };
-        let bank = world.bank_of[schedule.get(i as usize).map_or(0, |p| p.0)];
+        // The payer's own bank submits it (a bank acts for its clients only).
+        let bank = world.bank_of[payer];
         let q = &senders[bank][rr % senders[bank].len()];
         rr += 1;
         let sent = tokio::select! {
