@@ -14,7 +14,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use ruble_ledger::codec::Op;
 use ruble_ledger::engine::{Ledger, Outcome};
-use ruble_ledger::types::{AccountKind, TxId};
+use ruble_ledger::types::TxId;
 
 const PAYERS: u64 = 8;
 
@@ -25,32 +25,7 @@ fn child_main(dir: &Path) {
     let mut ledger = Ledger::open(dir, Some(&g)).unwrap();
     let payers: Vec<_> = (0..PAYERS).map(|i| key(500 + i)).collect();
     if ledger.state().account(&id(&payers[0])).is_none() {
-        let bank = w.banks[0].clone();
-        let cb = w.cb.clone();
-        let mut setup = vec![w.sign(
-            &cb,
-            Op::Issue {
-                bank: id(&bank),
-                amount: 1_000_000_000,
-            },
-        )];
-        for p in &payers {
-            setup.push(w.sign(
-                &bank,
-                Op::OpenAccount {
-                    account: id(p),
-                    kind: AccountKind::Business,
-                },
-            ));
-            setup.push(w.sign(
-                &bank,
-                Op::Transfer {
-                    payee: id(p),
-                    amount: 10_000_000,
-                    purpose: String::new(),
-                },
-            ));
-        }
+        let setup = w.fund_payers(&payers);
         let out = ledger.execute(T0, setup).unwrap();
         assert!(out.iter().all(|o| matches!(o, Outcome::Committed(_))));
     }

@@ -11,38 +11,13 @@ use common::*;
 use ruble_ledger::codec::Op;
 use ruble_ledger::engine::{Ledger, Outcome};
 use ruble_ledger::store::Store;
-use ruble_ledger::types::AccountKind;
 
 /// A chain of a few thousand transfers in `dir`.
 fn build_chain(dir: &Path) -> Ledger {
     let mut w = World::new();
     let mut ledger = Ledger::open(dir, Some(&w.genesis())).unwrap();
-    let (bank, cb) = (w.banks[0].clone(), w.cb.clone());
     let payers: Vec<_> = (0..8).map(|i| key(700 + i)).collect();
-    let mut setup = vec![w.sign(
-        &cb,
-        Op::Issue {
-            bank: id(&bank),
-            amount: 1_000_000_000,
-        },
-    )];
-    for p in &payers {
-        setup.push(w.sign(
-            &bank,
-            Op::OpenAccount {
-                account: id(p),
-                kind: AccountKind::Business,
-            },
-        ));
-        setup.push(w.sign(
-            &bank,
-            Op::Transfer {
-                payee: id(p),
-                amount: 10_000_000,
-                purpose: String::new(),
-            },
-        ));
-    }
+    let setup = w.fund_payers(&payers);
     let out = ledger.execute(T0, setup).unwrap();
     assert!(out.iter().all(|o| matches!(o, Outcome::Committed(_))));
     for block in 0..20u64 {

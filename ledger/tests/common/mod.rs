@@ -6,7 +6,7 @@ use ed25519_dalek::SigningKey;
 use ruble_ledger::codec::{Op, OpBody, SignedOp};
 use ruble_ledger::crypto::{verify_op, KeyCache, Verified};
 use ruble_ledger::state::{Genesis, GenesisBank};
-use ruble_ledger::types::{AccountId, Limits, Phase};
+use ruble_ledger::types::{AccountId, AccountKind, Limits, Phase};
 
 pub const CHAIN: &str = "ruble-test";
 pub const T0: u64 = 1_800_000_000_000;
@@ -80,6 +80,37 @@ impl World {
             },
             signer,
         )
+    }
+
+    /// Issues 10 000 000.00 ₽ to bank 0, opens a business account at bank 0
+    /// for each payer and funds it with 100 000.00 ₽.
+    pub fn fund_payers(&mut self, payers: &[SigningKey]) -> Vec<SignedOp> {
+        let (bank, cb) = (self.banks[0].clone(), self.cb.clone());
+        let mut ops = vec![self.sign(
+            &cb,
+            Op::Issue {
+                bank: id(&bank),
+                amount: 1_000_000_000,
+            },
+        )];
+        for p in payers {
+            ops.push(self.sign(
+                &bank,
+                Op::OpenAccount {
+                    account: id(p),
+                    kind: AccountKind::Business,
+                },
+            ));
+            ops.push(self.sign(
+                &bank,
+                Op::Transfer {
+                    payee: id(p),
+                    amount: 10_000_000,
+                    purpose: String::new(),
+                },
+            ));
+        }
+        ops
     }
 
     pub fn verified(&self, op: SignedOp) -> Verified<SignedOp> {
