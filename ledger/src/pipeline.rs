@@ -130,7 +130,6 @@ struct PendingReply {
     /// (slot, result of apply: index in block, or reason with the op's id)
     applied: Vec<(usize, ApplyResult)>,
     reply: Reply,
-    n_ops: usize,
 }
 
 enum ToCommitter {
@@ -399,7 +398,7 @@ fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCo
             }
             if let Ok(sub) = msg {
                 sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
-                reject_verified(&sh, sub, Reason::Unavailable);
+                answer_rest(&sh, sub.slots, sub.reply, Reason::Unavailable);
             }
             while sh.committer_busy.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -425,7 +424,6 @@ fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCo
                 });
             }
             let o = open.as_mut().expect("opened above");
-            let n_ops = sub.slots.len();
             let mut applied = Vec::with_capacity(sub.ops.len());
             for (slot, v) in sub.ops {
                 let r = match v {
@@ -442,7 +440,6 @@ fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCo
                 slots: sub.slots,
                 applied,
                 reply: sub.reply,
-                n_ops,
             });
         }
         let seal = match &open {
@@ -490,7 +487,7 @@ fn recover_storage(rx: &Receiver<VerifiedSubmission>, sh: &Shared) -> Option<Sta
             match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                 Ok(sub) => {
                     sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
-                    reject_verified(sh, sub, Reason::Unavailable);
+                    answer_rest(sh, sub.slots, sub.reply, Reason::Unavailable);
                 }
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -516,15 +513,6 @@ fn recover_storage(rx: &Receiver<VerifiedSubmission>, sh: &Shared) -> Option<Sta
     }
 }
 
-fn reject_verified(sh: &Shared, sub: VerifiedSubmission, reason: Reason) {
-    let mut slots = sub.slots;
-    for (slot, _) in sub.ops {
-        slots[slot] = Some(Outcome::Rejected(reason));
-    }
-    sh.stats.inflight_ops.fetch_sub(slots.len(), Ordering::AcqRel);
-    (sub.reply)(slots.into_iter().map(|s| s.expect("every slot resolved")).collect());
-}
-
 fn abort_open(state: &mut State, sh: &Shared, o: OpenBlockReplies) {
     if state.open_block_len() == 0 {
         state.abort_empty_block();
@@ -533,18 +521,21 @@ fn abort_open(state: &mut State, sh: &Shared, o: OpenBlockReplies) {
         let _ = state.seal_block();
     }
     for p in o.replies {
-        answer_all(sh, p, Reason::Unavailable);
+        answer_rest(sh, p.slots, p.reply, Reason::Unavailable);
     }
 }
 
-fn answer_all(sh: &Shared, p: PendingReply, reason: Reason) {
-    let outs = p
-        .slots
-        .into_iter()
-        .map(|s| s.unwrap_or(Outcome::Rejected(reason)))
-        .collect();
-    sh.stats.inflight_ops.fetch_sub(p.n_ops, Ordering::AcqRel);
-    (p.reply)(outs);
+/// Answers every slot not resolved yet with `reason` (slots already holding a
+/// duplicate's receipt keep it), releases the submission's in-flight count
+/// (one per slot) and replies.
+fn answer_rest(sh: &Shared, slots: Vec<Option<Outcome>>, reply: Reply, reason: Reason) {
+    sh.stats.inflight_ops.fetch_sub(slots.len(), Ordering::AcqRel);
+    reply(
+        slots
+            .into_iter()
+            .map(|s| s.unwrap_or(Outcome::Rejected(reason)))
+            .collect(),
+    );
 }
 
 fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
@@ -565,7 +556,7 @@ fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
             }
         });
     }
-    sh.stats.inflight_ops.fetch_sub(p.n_ops, Ordering::AcqRel);
+    sh.stats.inflight_ops.fetch_sub(slots.len(), Ordering::AcqRel);
     (p.reply)(slots.into_iter().map(|s| s.expect("every slot resolved")).collect());
 }
 
@@ -580,7 +571,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
             ToCommitter::Block { block, replies, epoch } => {
                 if epoch <= sh.failed_epoch.load(Ordering::Acquire) {
                     for p in replies {
-                        answer_all(&sh, p, Reason::Unavailable);
+                        answer_rest(&sh, p.slots, p.reply, Reason::Unavailable);
                     }
                     sh.committer_busy.store(false, Ordering::Release);
                     continue;
@@ -623,7 +614,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                         sh.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
                         sh.failed_epoch.store(epoch, Ordering::Release);
                         for p in replies {
-                            answer_all(&sh, p, Reason::Unavailable);
+                            answer_rest(&sh, p.slots, p.reply, Reason::Unavailable);
                         }
                         sh.committer_busy.store(false, Ordering::Release);
                     }

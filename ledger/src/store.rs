@@ -21,7 +21,6 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,9 +152,6 @@ pub struct Store {
     db: RwLock<Option<Arc<DB>>>,
     path: PathBuf,
     opts: StoreOptions,
-    /// Whether the open database accepts writes (false after a reopen that
-    /// had to fall back to read-only).
-    writable: AtomicBool,
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -180,7 +176,6 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             opts: StoreOptions::default(),
-            writable: AtomicBool::new(false),
         })
     }
 
@@ -190,7 +185,6 @@ impl Store {
             db: RwLock::new(Some(Arc::new(db))),
             path: path.to_path_buf(),
             opts: o.clone(),
-            writable: AtomicBool::new(true),
         })
     }
 
@@ -263,20 +257,13 @@ impl Store {
         match Self::open_db(&self.path, &self.opts) {
             Ok(db) => {
                 *slot = Some(Arc::new(db));
-                self.writable.store(true, Ordering::Release);
                 Ok(())
             }
             Err(e) => {
-                self.writable.store(false, Ordering::Release);
                 *slot = Self::open_db_read_only(&self.path).ok().map(Arc::new);
                 Err(e)
             }
         }
-    }
-
-    /// Whether the open database accepts writes.
-    pub fn is_writable(&self) -> bool {
-        self.writable.load(Ordering::Acquire)
     }
 
     /// Reads every record of every column family with checksum verification,
@@ -420,7 +407,8 @@ impl Store {
             wb.put_cf(cf(&db, CF_BANKS), b.id.0, b.encode());
         }
         let recent = cf(&db, CF_RECENT);
-        // Drop replay entries that expired before this block (see State::begin_block).
+        // Drop replay entries that expired before this block, as
+        // `State::seal_block` did in memory.
         wb.delete_range_cf(recent, [0u8; 8], block.prune_below.to_be_bytes());
         let mut recent_keys: Vec<[u8; 40]> = block
             .recent_added
