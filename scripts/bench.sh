@@ -14,14 +14,9 @@ ACCOUNTS=${BENCH_ACCOUNTS:-1000}
 OUT=target/bench
 rm -rf "$OUT" && mkdir -p "$OUT"
 cargo build --release -p ruble-gateway -p ruble-wallet-sdk --bins
-BIN=target/release
-
-"$BIN/ruble-node" dev --data-dir "$OUT/dev-data" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
-  > "$OUT/node.out" 2> "$OUT/node.log" &
-NODE=$!
-trap 'kill $NODE 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q RUBLE_NODE_READY "$OUT/node.out" 2>/dev/null && break; sleep 0.2; done
-grep -q RUBLE_NODE_READY "$OUT/node.out" || { echo "node did not start"; cat "$OUT/node.log"; exit 1; }
+. scripts/lib.sh
+trap '[ -n "${NODE:-}" ] && kill $NODE 2>/dev/null || true' EXIT
+start_dev_node "$OUT" --metrics-listen 127.0.0.1:0
 
 echo "==> closed loop, ${SECS}s, with calibration"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts "$ACCOUNTS" --calibrate \

@@ -4,7 +4,7 @@
 # (reason OVERLOADED) instead of queueing without bound, its resident memory
 # must stay under a stated bound, and throughput and latency must recover
 # when the load drops to half the peak. Writes target/overload/summary.md.
-#   PEAK=N        skip the closed-loop measurement and use N tx/s as the peak
+#   PEAK=N        skip the closed-loop measurement (30 s) and use N tx/s as the peak
 #   SECS=60       overload duration
 #   RSS_LIMIT_MB  the bound checked (default 1024)
 set -euo pipefail
@@ -14,21 +14,17 @@ RSS_LIMIT_MB=${RSS_LIMIT_MB:-1024}
 OUT=target/overload
 rm -rf "$OUT" && mkdir -p "$OUT"
 cargo build --release -q -p ruble-gateway -p ruble-wallet-sdk --bins
-BIN=target/release
-"$BIN/ruble-node" dev --data-dir "$OUT/dev-data" --listen 127.0.0.1:0 --max-inflight-ops 16384 > "$OUT/node.out" 2> "$OUT/node.log" &
-NODE=$!
-trap 'kill $NODE 2>/dev/null || true; kill $SAMPLER 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do grep -q RUBLE_NODE_READY "$OUT/node.out" 2>/dev/null && break; sleep 0.2; done
+. scripts/lib.sh
+SAMPLER=
+trap '[ -n "${NODE:-}" ] && kill $NODE 2>/dev/null || true; [ -n "$SAMPLER" ] && kill $SAMPLER 2>/dev/null || true' EXIT
+start_dev_node "$OUT" --max-inflight-ops 16384
 # Resident memory of the node, sampled every second.
 ( while kill -0 $NODE 2>/dev/null; do ps -o rss= -p $NODE >> "$OUT/rss_kb.txt" || true; sleep 1; done ) &
 SAMPLER=$!
-if [ -z "${PEAK:-}" ]; then
-  "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration 15s --accounts 1000 --report "$OUT/peak.json" > /dev/null
-  PEAK=$(python3 -c "import json;print(int(json.load(open('$OUT/peak.json'))['committed_tps']))")
-fi
+PEAK=${PEAK:-$(measure_peak "$OUT" 30)}
 echo "==> overload: open loop at $((PEAK * 2))/s for ${SECS}s (peak $PEAK/s)"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts 1000 --rate $((PEAK * 2)) \
-  --streams 8 --window 8192 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
+  --presign-max "$(presign_for $((PEAK * 2)) "$SECS")" --streams 8 --window 8192 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
 echo "==> recovery: open loop at $((PEAK / 2))/s for 20s"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration 20s --accounts 1000 --rate $((PEAK / 2)) \
   --report "$OUT/recovery.json" --plot "$OUT/recovery.svg"

@@ -198,6 +198,39 @@ fn calibrate(ops: &[SignedOp]) -> Calibration {
     }
 }
 
+/// Largest amount of one generated transfer, in kopecks.
+const MAX_TRANSFER_KOPECKS: u64 = 100;
+
+/// Transfers a run expects to send: `--transfers`, or the rate (open loop;
+/// 80k/s closed loop) times the duration.
+fn expected_transfers(args: &RunArgs) -> u64 {
+    let secs = args.duration.as_secs_f64().max(1.0);
+    match (args.transfers, args.rate) {
+        (Some(n), _) => n,
+        (None, Some(r)) => (r * secs * 1.05) as u64 + 1000,
+        (None, None) => (80_000.0 * secs) as u64,
+    }
+}
+
+/// Funding of each account, in kopecks: a floor of 1,000,000.00 ₽ plus twice
+/// the most the account can pay out if it is chosen as payer in proportion to
+/// its weight (Zipf's hottest payer sends ~13% of all transfers over 1000
+/// accounts, so a flat funding runs it dry in a long soak and the run measures
+/// `INSUFFICIENT_FUNDS` instead of the node).
+fn funding_plan(args: &RunArgs) -> Vec<u64> {
+    let n = args.accounts;
+    let weights: Vec<f64> = match args.dist {
+        Dist::Uniform => vec![1.0; n],
+        Dist::Zipf => (1..=n).map(|k| (k as f64).powf(-args.zipf_s)).collect(),
+    };
+    let total: f64 = weights.iter().sum();
+    let outflow = expected_transfers(args) as f64 * MAX_TRANSFER_KOPECKS as f64;
+    weights
+        .iter()
+        .map(|w| 1_000_000_00u64.saturating_add((2.0 * outflow * w / total).ceil() as u64))
+        .collect()
+}
+
 /// The schedule of transfers: payer index, payee index, amount.
 fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -> Vec<(usize, usize, u64)> {
     let zipf = rand_distr::Zipf::new(accounts as u64, args.zipf_s).expect("zipf parameters");
@@ -211,9 +244,9 @@ fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -
             if payee >= payer {
                 payee += 1;
             }
-            // Small amounts (1 kopeck to 1 ruble): even the hottest Zipf payer
-            // keeps its funding for millions of payments.
-            (payer, payee, rng.gen_range(1..=100))
+            // Small amounts (1 kopeck to 1 ruble); `funding_plan` gives each
+            // payer enough for its share of the run.
+            (payer, payee, rng.gen_range(1..=MAX_TRANSFER_KOPECKS))
         })
         .collect()
 }
@@ -316,12 +349,15 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
             k,
         )
     };
-    let funding: u64 = 1_000_000_00;
+    let funding = funding_plan(args);
     let keys: Vec<SigningKey> = (0..args.accounts).map(|_| SigningKey::generate(rng)).collect();
     let bank_of: Vec<usize> = (0..args.accounts).map(|i| i % banks.len()).collect();
     // Make sure each bank can fund its share.
     for (bi, bk) in bank_keys.iter().enumerate() {
-        let need = funding * bank_of.iter().filter(|b| **b == bi).count() as u64;
+        let need: u64 = (0..args.accounts)
+            .filter(|&i| bank_of[i] == bi)
+            .map(|i| funding[i])
+            .sum();
         let op = sign(
             &cb_key,
             Op::Issue {
@@ -368,7 +404,7 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
                 &bank_keys[b],
                 Op::Transfer {
                     payee: AccountId(keys[i].verifying_key().to_bytes()),
-                    amount: funding,
+                    amount: funding[i],
                     purpose: "txgen funding".into(),
                 },
             );
@@ -446,7 +482,27 @@ impl Stats {
 
 /// A transfer to send, with its scheduled time (open loop) or `None` (closed
 /// loop: latency counts from the actual send).
-type Job = (SignedOp, Option<Instant>);
+/// A signed transfer as sent: its id (to match the result) and its wire
+/// form. Lighter than a decoded [`SignedOp`], so that a long soak can pre-sign
+/// tens of millions of transfers.
+struct Presigned {
+    tx_id: TxId,
+    wire: pb::SignedOperation,
+}
+
+impl From<SignedOp> for Presigned {
+    fn from(op: SignedOp) -> Presigned {
+        Presigned {
+            tx_id: op.tx_id,
+            wire: pb::SignedOperation {
+                body: op.body_bytes,
+                signature: op.signature.to_vec(),
+            },
+        }
+    }
+}
+
+type Job = (Presigned, Option<Instant>);
 
 /// One bank stream: sends jobs, at most `window` in flight, and records every
 /// result. Jobs still queued at `stop_at` are dropped (not submitted).
@@ -491,7 +547,7 @@ async fn drive_stream(
         stats.submitted.fetch_add(1, Ordering::Relaxed);
         if tx
             .send(pb::SubmitRequest {
-                operation: Some(wire(&op)),
+                operation: Some(op.wire),
             })
             .await
             .is_err()
@@ -609,11 +665,7 @@ async fn run(args: RunArgs) -> Result<()> {
     eprintln!("txgen: setting up {} accounts…", args.accounts);
     let world = Arc::new(setup(&args, &mut rng).await?);
     let duration: Duration = *args.duration;
-    let estimate = match (args.transfers, args.rate) {
-        (Some(n), _) => n,
-        (None, Some(r)) => (r * duration.as_secs_f64() * 1.05) as u64 + 1000,
-        (None, None) => 80_000u64.saturating_mul(duration.as_secs().max(1)),
-    };
+    let estimate = expected_transfers(&args);
     let presign_n = estimate.min(args.presign_max);
     let schedule = plan(&args, presign_n, args.accounts, &mut rng);
     eprintln!("txgen: pre-signing {presign_n} transfers…");
@@ -624,7 +676,17 @@ async fn run(args: RunArgs) -> Result<()> {
     // A transfer sent later than expected still has the margin.
     let validity_ms = args.validity.as_millis() as u64;
     let expected_rate = args.rate.unwrap_or(80_000.0).max(1.0);
-    let presign_at = world.node_now_ms();
+    // Send times count from the end of pre-signing, which for a long soak
+    // takes minutes: time a sample, extrapolate (with a margin), and date
+    // every transfer from there, or the first ones would expire unsent.
+    let sample_n = presign_n.min(20_000) as usize;
+    let t_sample = Instant::now();
+    schedule[..sample_n].par_iter().for_each(|p| {
+        let _ = world.sign(*p, 0, 0);
+    });
+    let presign_est_ms =
+        (t_sample.elapsed().as_secs_f64() * 1000.0 * presign_n as f64 / sample_n.max(1) as f64 * 1.2) as u64;
+    let presign_at = world.node_now_ms() + presign_est_ms;
     let ops: Vec<SignedOp> = schedule
         .par_iter()
         .enumerate()
@@ -641,6 +703,7 @@ async fn run(args: RunArgs) -> Result<()> {
         );
         calibrate(&ops)
     });
+    let mut ops: Vec<Presigned> = ops.into_par_iter().map(Presigned::from).collect();
 
     // Per-bank job queues feeding `streams` streams each.
     let mut senders: Vec<Vec<mpsc::Sender<Job>>> = Vec::new();
@@ -709,11 +772,21 @@ async fn run(args: RunArgs) -> Result<()> {
             break;
         }
         let (op, payer) = if (i as usize) < ops.len() {
-            (ops[i as usize].clone(), schedule[i as usize].0)
+            // Taken, not cloned: each is sent once, and its memory goes with it.
+            let taken = std::mem::replace(
+                &mut ops[i as usize],
+                Presigned {
+                    tx_id: TxId::default(),
+                    wire: pb::SignedOperation::default(),
+                },
+            );
+            (taken, schedule[i as usize].0)
         } else {
             let p = plan(&args, 1, args.accounts, &mut extra_rng)[0];
             (
-                world.sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms),
+                world
+                    .sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms)
+                    .into(),
                 p.0,
             )
         };
