@@ -80,9 +80,11 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
             ));
         }
         let flags: Vec<(u64, bool)> = stored.iter().map(|s| (s.cursor, s.large)).collect();
+        let ids: Vec<TxId> = stored.iter().map(|s| s.op.tx_id).collect();
+        let indexed = store.tx_cursors(&ids)?;
         let verdicts = verify_ops_parallel(stored.into_iter().map(|s| s.op).collect(), &cache, 256);
         state.begin_block(header.timestamp_ms);
-        for (i, (v, (cursor, large))) in verdicts.into_iter().zip(flags).enumerate() {
+        for (i, ((v, (cursor, large)), indexed)) in verdicts.into_iter().zip(flags).zip(indexed).enumerate() {
             if cursor != cursor_of(height, i as u32) {
                 errors.push(format!("block {height}: operation {i} stored out of place"));
             }
@@ -94,7 +96,7 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
                 }
             };
             let tx = op.tx_id;
-            match store.tx_cursor(&tx)? {
+            match indexed {
                 Some(c) if c == cursor => {}
                 Some(c) => errors.push(format!("tx {tx}: index points at {c:#x}, op sits at {cursor:#x}")),
                 None => errors.push(format!("tx {tx}: missing from the transaction index")),
@@ -167,10 +169,12 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
     }
 
     let mut missing = Vec::new();
-    for tx in expect_committed {
-        match store.tx_cursor(tx)? {
-            Some(c) if (c >> 32) <= head => {}
-            _ => missing.push(tx.to_hex()),
+    for chunk in expect_committed.chunks(65_536) {
+        for (tx, at) in chunk.iter().zip(store.tx_cursors(chunk)?) {
+            match at {
+                Some(c) if (c >> 32) <= head => {}
+                _ => missing.push(tx.to_hex()),
+            }
         }
     }
     Ok(AuditReport {

@@ -12,7 +12,7 @@
 //! leaves the state exactly as it was: every check happens before the first
 //! mutation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -254,7 +254,7 @@ impl Genesis {
             return Err("max_validity_ms must be in 1..=86400000".into());
         }
         check_account_key(&self.central_bank.0).map_err(|_| "central bank key is unsafe".to_string())?;
-        let mut seen = BTreeSet::from([self.central_bank]);
+        let mut seen = std::collections::BTreeSet::from([self.central_bank]);
         for b in &self.banks {
             check_account_key(&b.id.0).map_err(|_| format!("bank {} key is unsafe", b.name))?;
             if b.name.len() > crate::codec::MAX_NAME_BYTES {
@@ -320,8 +320,14 @@ pub struct State {
     totals: Totals,
     accounts: HashMap<AccountId, Account>,
     banks: BTreeMap<AccountId, Bank>,
-    recent: HashMap<TxId, u64>,
-    recent_by_expiry: BTreeSet<(u64, TxId)>,
+    /// The replay set: every applied tx id, under the millisecond its
+    /// validity ends. A tx id is a hash of the body, which holds
+    /// `valid_until_ms`, so a replay looks in one small set; expiry drops
+    /// whole entries from the front. Many small sets rather than one map of
+    /// millions: a single map doubled (hundreds of MiB at once, and a pause
+    /// of the sequencer while it rehashed) as a soak's window filled.
+    recent: BTreeMap<u64, HashSet<TxId>>,
+    recent_len: usize,
     accumulator: StateAccumulator,
     banks_digest: Hash32,
     height: u64,
@@ -425,11 +431,10 @@ impl State {
             accounts.insert(a.id, a);
         }
         let banks: BTreeMap<_, _> = p.banks.into_iter().map(|b| (b.id, b)).collect();
-        let mut recent = HashMap::with_capacity(p.recent.len());
-        let mut recent_by_expiry = BTreeSet::new();
+        let mut recent: BTreeMap<u64, HashSet<TxId>> = BTreeMap::new();
+        let mut recent_len = 0;
         for (until, tx) in p.recent {
-            recent.insert(tx, until);
-            recent_by_expiry.insert((until, tx));
+            recent_len += usize::from(recent.entry(until).or_default().insert(tx));
         }
         State {
             banks_digest: banks_digest(&banks),
@@ -438,7 +443,7 @@ impl State {
             accounts,
             banks,
             recent,
-            recent_by_expiry,
+            recent_len,
             accumulator,
             height: p.height,
             head_hash: p.head_hash,
@@ -478,11 +483,13 @@ impl State {
         self.banks.values()
     }
     pub fn recent_len(&self) -> usize {
-        self.recent.len()
+        self.recent_len
     }
-    /// Whether this operation was applied (and is still inside its validity window).
+    /// Whether this operation was applied (and is still inside its validity
+    /// window). Scans the whole set: for tests and tools; the state itself
+    /// looks up by validity end and id.
     pub fn is_recent(&self, tx: &TxId) -> bool {
-        self.recent.contains_key(tx)
+        self.recent.values().any(|set| set.contains(tx))
     }
     pub fn accumulator(&self) -> StateAccumulator {
         self.accumulator
@@ -582,7 +589,11 @@ impl State {
         if body.valid_until_ms - ts > self.params.max_validity_ms {
             return Err(Reason::ValidityTooLong);
         }
-        if self.recent.contains_key(&op.tx_id) {
+        if self
+            .recent
+            .get(&body.valid_until_ms)
+            .is_some_and(|set| set.contains(&op.tx_id))
+        {
             return Err(Reason::Duplicate);
         }
         let signer = body.signer;
@@ -621,8 +632,9 @@ impl State {
         // Past this point the operation has applied: record it.
         let until = body.valid_until_ms;
         let tx = op.tx_id;
-        self.recent.insert(tx, until);
-        self.recent_by_expiry.insert((until, tx));
+        let fresh = self.recent.entry(until).or_default().insert(tx);
+        debug_assert!(fresh, "checked as not recent above");
+        self.recent_len += 1;
         let o = self.open_block();
         o.recent_added.push((until, tx));
         o.ops.push(AppliedOp {
@@ -913,12 +925,11 @@ impl State {
         // entries, `prune_below`, in the same commit). Not in `begin_block`:
         // a block that is then aborted would have forgotten them while the
         // next block may be earlier, letting an applied operation apply twice.
-        while let Some(&(until, tx)) = self.recent_by_expiry.first() {
-            if until >= open.timestamp_ms {
+        while let Some(entry) = self.recent.first_entry() {
+            if *entry.key() >= open.timestamp_ms {
                 break;
             }
-            self.recent_by_expiry.pop_first();
-            self.recent.remove(&tx);
+            self.recent_len -= entry.remove().len();
         }
         SealedBlock {
             header,
@@ -966,8 +977,8 @@ impl State {
                 return Err(format!("account {} freeze authority inconsistent", a.id));
             }
         }
-        if self.recent.len() != self.recent_by_expiry.len() {
-            return Err("replay set indexes disagree".into());
+        if self.recent.values().map(HashSet::len).sum::<usize>() != self.recent_len {
+            return Err("replay set count disagrees with its contents".into());
         }
         let mut acc = StateAccumulator::default();
         for a in self.accounts.values() {
