@@ -36,6 +36,14 @@ struct Args {
     payers: usize,
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Reuse the set-up: copy the data directory from here when it holds one,
+    /// or save it here after setting up (the set-up of 1M accounts takes
+    /// minutes; it is deterministic, so a copy is the same world).
+    #[arg(long)]
+    template: Option<std::path::PathBuf>,
+    /// Write RocksDB's per-column-family flush and compaction statistics here.
+    #[arg(long)]
+    cf_stats: Option<std::path::PathBuf>,
     /// Ignored (cargo bench passes it).
     #[arg(long, hide = true)]
     bench: bool,
@@ -48,7 +56,18 @@ fn seed_key(i: u64) -> SigningKey {
     SigningKey::from_bytes(&b)
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: u64 = 1_800_000_000_000;
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
 
 fn main() {
     let args = Args::parse();
@@ -70,6 +89,10 @@ fn main() {
             name: "Bench Bank".into(),
         }],
     };
+    let from_template = args.template.as_ref().is_some_and(|t| t.join("CURRENT").exists());
+    if from_template {
+        copy_dir(args.template.as_ref().unwrap(), dir.path());
+    }
     let mut ledger = Ledger::open(dir.path(), Some(&g)).unwrap();
     let cache = KeyCache::default();
     let bank_id = AccountId(bank.verifying_key().to_bytes());
@@ -103,41 +126,48 @@ fn main() {
         .map(|k| AccountId(k.verifying_key().to_bytes()))
         .chain(others)
         .collect();
-    ledger
-        .execute(
-            T0,
-            vec![sign(
-                &cb,
-                Op::Issue {
-                    bank: bank_id,
-                    amount: u64::MAX / 2,
-                },
-            )],
-        )
-        .unwrap();
-    for chunk in all.chunks(20_000) {
-        let mut ops = Vec::with_capacity(chunk.len() * 2);
-        for a in chunk {
-            ops.push(sign(
-                &bank,
-                Op::OpenAccount {
-                    account: *a,
-                    kind: AccountKind::Business,
-                },
-            ));
+    if !from_template {
+        ledger
+            .execute(
+                T0,
+                vec![sign(
+                    &cb,
+                    Op::Issue {
+                        bank: bank_id,
+                        amount: u64::MAX / 2,
+                    },
+                )],
+            )
+            .unwrap();
+        for chunk in all.chunks(20_000) {
+            let mut ops = Vec::with_capacity(chunk.len() * 2);
+            for a in chunk {
+                ops.push(sign(
+                    &bank,
+                    Op::OpenAccount {
+                        account: *a,
+                        kind: AccountKind::Business,
+                    },
+                ));
+            }
+            for a in chunk.iter().take(payers.len()) {
+                ops.push(sign(
+                    &bank,
+                    Op::Transfer {
+                        payee: *a,
+                        amount: 1_000_000_000,
+                        purpose: String::new(),
+                    },
+                ));
+            }
+            let out = ledger.execute(T0, ops).unwrap();
+            assert!(out.iter().all(|o| o.receipt().is_some()));
         }
-        for a in chunk.iter().take(payers.len()) {
-            ops.push(sign(
-                &bank,
-                Op::Transfer {
-                    payee: *a,
-                    amount: 1_000_000_000,
-                    purpose: String::new(),
-                },
-            ));
+        if let Some(t) = &args.template {
+            drop(ledger);
+            copy_dir(dir.path(), t);
+            ledger = Ledger::open(dir.path(), Some(&g)).unwrap();
         }
-        let out = ledger.execute(T0, ops).unwrap();
-        assert!(out.iter().all(|o| o.receipt().is_some()));
     }
     eprintln!(
         "set-up: {} accounts in {:.1}s",
@@ -209,6 +239,7 @@ fn main() {
     let seq_tps = n_seq as f64 / seq_s;
 
     // 2. Pipelined: apply on this thread, commit on another.
+    eprintln!("pipelined phase");
     let (state, store, _) = ledger.into_parts();
     let mut state = state;
     let (tx, rx) = crossbeam_channel::bounded::<ruble_ledger::state::SealedBlock>(1);
@@ -242,6 +273,9 @@ fn main() {
     let p50 = lat[lat.len() / 2];
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
     state.check_invariants().unwrap();
+    if let Some(p) = &args.cf_stats {
+        std::fs::write(p, store.cf_stats().unwrap()).unwrap();
+    }
 
     println!("| accounts | block | transfers | sequential tx/s | pipelined tx/s | commit ms p50 | commit ms p99 |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");

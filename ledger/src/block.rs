@@ -103,8 +103,13 @@ pub fn merkle_root(leaves: &[Hash32]) -> Hash32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct StateAccumulator(pub [u64; 8]);
 
+/// One entry's contribution to a [`StateAccumulator`] (its SHA-512 as lanes).
+pub type Lanes = [u64; 8];
+
 impl StateAccumulator {
-    fn lanes(entry: &[u8]) -> [u64; 8] {
+    /// The contribution of `entry`; kept beside an account so that replacing
+    /// its value costs one hash (the new one), not two.
+    pub fn lanes(entry: &[u8]) -> Lanes {
         let d = Sha512::digest(entry);
         let mut out = [0u64; 8];
         for (i, lane) in out.iter_mut().enumerate() {
@@ -113,13 +118,19 @@ impl StateAccumulator {
         out
     }
     pub fn add(&mut self, entry: &[u8]) {
-        for (a, l) in self.0.iter_mut().zip(Self::lanes(entry)) {
-            *a = a.wrapping_add(l);
-        }
+        self.add_lanes(&Self::lanes(entry));
     }
     pub fn remove(&mut self, entry: &[u8]) {
-        for (a, l) in self.0.iter_mut().zip(Self::lanes(entry)) {
-            *a = a.wrapping_sub(l);
+        self.remove_lanes(&Self::lanes(entry));
+    }
+    pub fn add_lanes(&mut self, lanes: &Lanes) {
+        for (a, l) in self.0.iter_mut().zip(lanes) {
+            *a = a.wrapping_add(*l);
+        }
+    }
+    pub fn remove_lanes(&mut self, lanes: &Lanes) {
+        for (a, l) in self.0.iter_mut().zip(lanes) {
+            *a = a.wrapping_sub(*l);
         }
     }
     pub fn to_bytes(&self) -> [u8; 64] {

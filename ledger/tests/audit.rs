@@ -145,12 +145,22 @@ fn tampered_balance_is_caught_by_audit_and_at_startup() {
     build_chain(dir.path());
     {
         let ledger = Ledger::open(dir.path(), None).unwrap();
+        // Account values reach their column family at a checkpoint (a clean
+        // shutdown writes one); before it, they are rebuilt from the blocks.
+        ledger.store().checkpoint().unwrap();
         let mut acct = ledger.store().account(&id(&key(101))).unwrap().unwrap();
         acct.balance += 1_000_00;
         ledger.store().tamper_account(&acct).unwrap();
         let r = audit(ledger.store(), &[]).unwrap();
         assert!(!r.ok);
         assert!(r.errors.iter().any(|e| e.contains("stored balance")), "{:?}", r.errors);
+        assert!(
+            r.errors
+                .iter()
+                .any(|e| e.contains("start-up check") && e.contains("state hash")),
+            "{:?}",
+            r.errors
+        );
     }
     match Ledger::open(dir.path(), None) {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("state hash"), "{msg}"),
