@@ -54,12 +54,15 @@ pub struct PipelineConfig {
     pub max_inflight_ops: usize,
     /// A block is sealed at this many operations at the latest.
     pub max_block_ops: usize,
-    /// ... or when its first operation has waited this long.
+    /// ... or when it has been open this long while the committer is busy
+    /// (otherwise it is sealed as soon as the committer is free).
     pub max_block_wait: Duration,
     /// Signatures per batch equation.
     pub verify_chunk: usize,
     /// Verifier threads (default: available cores).
     pub verify_threads: usize,
+    /// Nice value of the verifier threads (0: normal priority).
+    pub verify_nice: i32,
     /// Test-only fault injection: acknowledge before the commit is durable.
     /// Exists so the crash harness can prove it catches a lost acknowledgement.
     pub unsafe_ack_before_commit: bool,
@@ -70,9 +73,10 @@ impl Default for PipelineConfig {
         PipelineConfig {
             max_inflight_ops: 65_536,
             max_block_ops: 8_192,
-            max_block_wait: Duration::from_millis(2),
+            max_block_wait: Duration::from_millis(20),
             verify_chunk: 256,
             verify_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            verify_nice: 0,
             unsafe_ack_before_commit: false,
         }
     }
@@ -201,6 +205,9 @@ impl Pipeline {
         let (submit_tx, submit_rx) = bounded::<Submission>(cap);
         let (verified_tx, verified_rx) = bounded::<VerifiedSubmission>(cap);
         let (commit_tx, commit_rx) = bounded::<ToCommitter>(1);
+        // The committer's "I am free" signal to the sequencer (one pending
+        // token at most; a stale one only causes a spurious look).
+        let (idle_tx, idle_rx) = bounded::<()>(1);
         let mut threads = Vec::new();
         for i in 0..cfg.verify_threads.max(1) {
             let (rx, tx, sh) = (submit_rx.clone(), verified_tx.clone(), shared.clone());
@@ -216,14 +223,14 @@ impl Pipeline {
         threads.push(
             std::thread::Builder::new()
                 .name("ruble-sequencer".into())
-                .spawn(move || sequencer(state, verified_rx, commit_tx, sh))
+                .spawn(move || sequencer(state, verified_rx, idle_rx, commit_tx, sh))
                 .expect("spawn sequencer"),
         );
         let sh = shared.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("ruble-committer".into())
-                .spawn(move || committer(commit_rx, sh, on_commit))
+                .spawn(move || committer(commit_rx, idle_tx, sh, on_commit))
                 .expect("spawn committer"),
         );
         Pipeline {
@@ -254,12 +261,16 @@ impl Pipeline {
         }
         // Dedupe before spending verification work: an operation already in
         // the chain gets its original receipt straight from the index.
+        // One batched, sorted lookup for the whole submission; a receipt is
+        // built only for the (rare) operations found.
+        let ids: Vec<TxId> = ops.iter().map(|op| op.tx_id).collect();
+        let found = self.shared.store.tx_cursors(&ids).unwrap_or_else(|_| vec![None; n]);
         let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(n);
         let mut todo = Vec::with_capacity(n);
-        for (i, op) in ops.into_iter().enumerate() {
-            match self.shared.store.receipt(&op.tx_id) {
-                Ok(Some(r)) => slots.push(Some(Outcome::Duplicate(r))),
-                _ => {
+        for ((i, op), cursor) in ops.into_iter().enumerate().zip(found) {
+            match cursor.and_then(|_| self.shared.store.receipt(&op.tx_id).ok().flatten()) {
+                Some(r) => slots.push(Some(Outcome::Duplicate(r))),
+                None => {
                     slots.push(None);
                     todo.push((i, op));
                 }
@@ -324,7 +335,28 @@ impl Pipeline {
     }
 }
 
+/// Lowers the calling thread's CPU priority by `nice` steps (Linux: nice is
+/// per thread). Best effort: on failure the thread runs at normal priority.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions; setpriority on our own thread id
+    // only changes this thread's scheduling weight.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 fn verifier(rx: Receiver<Submission>, tx: Sender<VerifiedSubmission>, sh: Arc<Shared>) {
+    // Verification is the bulk of the node's CPU and runs in chunks of
+    // milliseconds. Niced, it still takes every cycle nobody else wants, but
+    // the sequencer, the committer and the gRPC threads (short, latency-
+    // critical bursts) preempt it instead of queueing behind it.
+    if sh.cfg.verify_nice != 0 {
+        lower_priority(sh.cfg.verify_nice);
+    }
     let chunk = sh.cfg.verify_chunk.max(1);
     while let Ok(first) = rx.recv() {
         // Coalesce small submissions (unary RPCs) into one batch equation.
@@ -378,13 +410,27 @@ struct OpenBlockReplies {
     ops: usize,
 }
 
-fn sequencer(mut state: State, rx: Receiver<VerifiedSubmission>, tx: Sender<ToCommitter>, sh: Arc<Shared>) {
+fn sequencer(
+    mut state: State,
+    rx: Receiver<VerifiedSubmission>,
+    idle: Receiver<()>,
+    tx: Sender<ToCommitter>,
+    sh: Arc<Shared>,
+) {
     let mut epoch = 1u64;
     let mut open: Option<OpenBlockReplies> = None;
     let max_wait = sh.cfg.max_block_wait;
     loop {
         let msg = match &open {
-            Some(o) => rx.recv_timeout(max_wait.saturating_sub(o.started.elapsed())),
+            // A block is open: take more operations until the committer
+            // is free (it says so on `idle`), then seal. Sealing earlier
+            // would only queue a small block behind the commit in flight,
+            // and small blocks mean one fsync for few operations.
+            Some(o) => crossbeam_channel::select! {
+                recv(rx) -> m => m.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(idle) -> _ => Err(RecvTimeoutError::Timeout),
+                default(max_wait.saturating_sub(o.started.elapsed())) => Err(RecvTimeoutError::Timeout),
+            },
             // Wake up when idle too: after a failed commit `submit` admits
             // nothing, and the sequencer must still notice and recover.
             None => rx.recv_timeout(IDLE_WAKE),
@@ -560,7 +606,11 @@ fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
     (p.reply)(slots.into_iter().map(|s| s.expect("every slot resolved")).collect());
 }
 
-fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) {
+fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_commit: CommitHook) {
+    let set_idle = || {
+        sh.committer_busy.store(false, Ordering::Release);
+        let _ = idle.try_send(());
+    };
     while let Ok(msg) = rx.recv() {
         match msg {
             ToCommitter::RepliesOnly { replies } => {
@@ -573,7 +623,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                     for p in replies {
                         answer_rest(&sh, p.slots, p.reply, Reason::Unavailable);
                     }
-                    sh.committer_busy.store(false, Ordering::Release);
+                    set_idle();
                     continue;
                 }
                 let receipts = crate::engine::receipts_of(&block);
@@ -584,7 +634,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                     }
                     std::thread::sleep(Duration::from_millis(20));
                     let _ = sh.store.commit(&block);
-                    sh.committer_busy.store(false, Ordering::Release);
+                    set_idle();
                     continue;
                 }
                 let t0 = Instant::now();
@@ -602,7 +652,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                         }
                         // Free the sequencer to seal the next block before we
                         // spend time on replies.
-                        sh.committer_busy.store(false, Ordering::Release);
+                        set_idle();
                         for p in replies {
                             resolve(&sh, p, &receipts);
                         }
@@ -616,7 +666,7 @@ fn committer(rx: Receiver<ToCommitter>, sh: Arc<Shared>, on_commit: CommitHook) 
                         for p in replies {
                             answer_rest(&sh, p.slots, p.reply, Reason::Unavailable);
                         }
-                        sh.committer_busy.store(false, Ordering::Release);
+                        set_idle();
                     }
                 }
             }
