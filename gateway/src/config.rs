@@ -18,7 +18,7 @@
 //! max_inflight_ops = 65536
 //! [block]
 //! max_ops = 8192
-//! max_wait_ms = 2
+//! max_wait_ms = 20
 //! ```
 
 use std::net::SocketAddr;
@@ -72,7 +72,7 @@ impl Default for BlockConfig {
     fn default() -> Self {
         BlockConfig {
             max_ops: 8192,
-            max_wait_ms: 2,
+            max_wait_ms: 20,
         }
     }
 }
@@ -178,7 +178,9 @@ pub struct RunArgs {
     /// Largest block, in operations.
     #[arg(long, env = "RUBLE_MAX_BLOCK_OPS")]
     pub max_block_ops: Option<usize>,
-    /// Longest a block stays open, in milliseconds.
+    /// Longest a block gathers operations while the previous one is being
+    /// committed, in milliseconds (a block is sealed as soon as the committer
+    /// is free, so this only bounds a slow commit's effect).
     #[arg(long, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
     pub max_block_wait_ms: Option<u64>,
 }

@@ -1,6 +1,7 @@
 //! What every service shares: the pipeline, the store, the commit feed,
 //! metrics and the limits on what clients may ask for.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,8 @@ use ruble_ledger::codec::SignedOp;
 use ruble_ledger::pipeline::Pipeline;
 use ruble_ledger::query::QueryGuard;
 use ruble_ledger::state::SealedBlock;
-use ruble_ledger::store::Store;
+use ruble_ledger::store::{Store, StoreError};
+use ruble_ledger::types::{AccountId, AccountKind};
 use ruble_ledger::{Outcome, Reason};
 use tokio::sync::{broadcast, Semaphore};
 use tonic::Status;
@@ -51,6 +53,9 @@ pub struct Ctx {
     pub limits: ClientLimits,
     pub streams: Arc<Semaphore>,
     pub queries: parking_lot::Mutex<QueryGuard>,
+    /// Which bank serves an account, for the per-operation "is this your
+    /// client" check of bank submissions.
+    pub servicing: ServicingCache,
     /// Flips to true when the node begins shutting down; long-lived streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -59,6 +64,40 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Account → (servicing bank, kind), cached: an account's bank and kind are
+/// set when it is opened and never change, so a cached answer cannot go
+/// stale. Only accounts that exist are cached (an unknown one may be opened
+/// later). Bounded: cleared wholesale when full.
+pub struct ServicingCache {
+    map: parking_lot::RwLock<HashMap<AccountId, (AccountId, AccountKind), foldhash::fast::RandomState>>,
+    capacity: usize,
+}
+
+impl ServicingCache {
+    pub fn new(capacity: usize) -> Self {
+        ServicingCache {
+            map: parking_lot::RwLock::new(HashMap::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The account's bank and kind, or `None` if it does not exist.
+    pub fn get(&self, store: &Store, account: &AccountId) -> Result<Option<(AccountId, AccountKind)>, StoreError> {
+        if let Some(hit) = self.map.read().get(account) {
+            return Ok(Some(*hit));
+        }
+        let Some(a) = store.account(account)? else {
+            return Ok(None);
+        };
+        let mut map = self.map.write();
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(*account, (a.bank, a.kind));
+        Ok(Some((a.bank, a.kind)))
+    }
 }
 
 impl Ctx {
@@ -73,10 +112,12 @@ impl Ctx {
     pub async fn submit(&self, ops: Vec<SignedOp>) -> Result<Vec<Outcome>, Status> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let n = ops.len();
+        let (admitted, metrics) = (std::time::Instant::now(), self.metrics.clone());
         self.pipeline
             .submit(
                 ops,
                 Box::new(move |outs| {
+                    metrics.observe_submit(admitted.elapsed().as_secs_f64());
                     let _ = tx.send(outs);
                 }),
             )
@@ -131,6 +172,7 @@ impl Ctx {
         let outs = self.submit_checked(items).await?;
         Ok(ruble_proto::v1::SubmitBatchResponse {
             results: ids.iter().zip(&outs).map(|(id, o)| outcome_pb(id, o)).collect(),
+            request_id: 0,
         })
     }
 

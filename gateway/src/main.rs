@@ -20,6 +20,11 @@ use ruble_ledger::pipeline::PipelineConfig;
 use ruble_ledger::store::Store;
 use ruble_ledger::types::TxId;
 
+// Operations are allocated on one thread and freed on another (gRPC workers,
+// verifiers, the committer); mimalloc handles that without glibc's arena locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "ruble-node", version, about = "Digital ruble ledger node", long_about = None)]
 struct Cli {
@@ -59,8 +64,10 @@ struct DevArgs {
     /// Largest block, in operations.
     #[arg(long, default_value_t = 8192, env = "RUBLE_MAX_BLOCK_OPS")]
     max_block_ops: usize,
-    /// Longest a block stays open, in milliseconds.
-    #[arg(long, default_value_t = 2, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
+    /// Longest a block gathers operations while the previous one is being
+    /// committed, in milliseconds (a block is sealed as soon as the committer
+    /// is free, so this only bounds a slow commit's effect).
+    #[arg(long, default_value_t = 20, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
     max_block_wait_ms: u64,
     /// FAULT INJECTION for the crash harness only: acknowledge before the
     /// commit is durable. Never use it otherwise.

@@ -35,6 +35,7 @@ struct Inner {
     queue_depth: Family<QueueLabel, Gauge>,
     commit_latency: Histogram,
     block_ops: Histogram,
+    submit_latency: Histogram,
     storage_ok: Gauge,
     commit_failures: Gauge,
 }
@@ -77,6 +78,13 @@ impl Metrics {
             commit_latency.clone(),
         );
         registry.register("ruble_block_ops", "Operations per committed block", block_ops.clone());
+        // 0.25 ms .. ~4 s
+        let submit_latency = Histogram::new(exponential_buckets(0.00025, 2.0, 15));
+        registry.register(
+            "ruble_submit_latency_seconds",
+            "From admission of a submission to its durable answer (verify, sequence, commit)",
+            submit_latency.clone(),
+        );
         let storage_ok = Gauge::default();
         storage_ok.set(1);
         registry.register(
@@ -98,6 +106,7 @@ impl Metrics {
             queue_depth,
             commit_latency,
             block_ops,
+            submit_latency,
             storage_ok,
             commit_failures,
         }))
@@ -128,6 +137,9 @@ impl Metrics {
     pub fn set_storage(&self, ok: bool, failures: u64) {
         self.0.storage_ok.set(ok as i64);
         self.0.commit_failures.set(failures as i64);
+    }
+    pub fn observe_submit(&self, secs: f64) {
+        self.0.submit_latency.observe(secs);
     }
     pub fn observe_commit(&self, secs: f64, ops: u64) {
         self.0.commit_latency.observe(secs);

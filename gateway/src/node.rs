@@ -119,6 +119,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         metrics: metrics.clone(),
         streams: Arc::new(Semaphore::new(opts.limits.max_concurrent_streams)),
         queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 1_000_000)),
+        servicing: crate::ctx::ServicingCache::new(1 << 20),
         limits: opts.limits.clone(),
         shutdown: shutdown_rx.clone(),
     });

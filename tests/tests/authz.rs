@@ -33,6 +33,7 @@ const BANK_RPCS: &[&str] = &[
     "BankUnfreeze",
     "SubmitClientOperations",
     "SubmitClientStream",
+    "SubmitClientBatches",
     "GetClientAccount",
     "GetStatement",
     "StreamBlocks",
@@ -224,6 +225,7 @@ async fn call(t: &TestNode, role: Role, rpc: &str) -> Result<(), Status> {
             let r = bank
                 .submit_client_operations(pb::SubmitBatchRequest {
                     operations: vec![wire(&pay)],
+                    request_id: 0,
                 })
                 .await?
                 .into_inner();
@@ -249,6 +251,30 @@ async fn call(t: &TestNode, role: Role, rpc: &str) -> Result<(), Status> {
             let r = s.message().await?.expect("one result");
             assert!(
                 matches!(r.outcome, Some(pb::submit_result::Outcome::Committed(_))),
+                "{r:?}"
+            );
+            Ok(())
+        }
+        "SubmitClientBatches" => {
+            let pay = sign(
+                &client,
+                Op::Transfer {
+                    payee: id(&bk),
+                    amount: 1,
+                    purpose: String::new(),
+                },
+            );
+            let mut s = bank
+                .submit_client_batches(tokio_stream::iter(vec![pb::SubmitBatchRequest {
+                    operations: vec![wire(&pay)],
+                    request_id: 7,
+                }]))
+                .await?
+                .into_inner();
+            let r = s.message().await?.expect("one response");
+            assert_eq!(r.request_id, 7, "a response names its request");
+            assert!(
+                matches!(r.results[0].outcome, Some(pb::submit_result::Outcome::Committed(_))),
                 "{r:?}"
             );
             Ok(())
@@ -368,6 +394,7 @@ async fn a_bank_never_sees_or_touches_another_banks_clients() {
     let r = b1
         .submit_client_operations(pb::SubmitBatchRequest {
             operations: vec![wire(&pay)],
+            request_id: 0,
         })
         .await
         .unwrap()
@@ -402,6 +429,32 @@ async fn a_bank_never_sees_or_touches_another_banks_clients() {
         other => panic!("{other:?}"),
     }
     assert_eq!(r.tx_id, pay2.tx_id.0.to_vec());
+    // And through bank 1's batch stream.
+    let pay3 = sign(
+        &theirs,
+        Op::Transfer {
+            payee: id(&bank1),
+            amount: 3_00,
+            purpose: String::new(),
+        },
+    );
+    let r = b1
+        .submit_client_batches(tokio_stream::iter(vec![pb::SubmitBatchRequest {
+            operations: vec![wire(&pay3)],
+            request_id: 1,
+        }]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("one response");
+    match &r.results[0].outcome {
+        Some(pb::submit_result::Outcome::Rejected(rj)) => assert_eq!(rj.reason, "NOT_AUTHORISED"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.results[0].tx_id, pay3.tx_id.0.to_vec());
     // The block stream shows bank 1 nothing of bank 0's clients.
     let mut s = b1
         .stream_blocks(pb::StreamBlocksRequest { from_height: 1 })

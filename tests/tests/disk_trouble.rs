@@ -106,6 +106,7 @@ async fn full_disk_stops_acknowledging_loses_nothing_and_recovers() {
         let ops = batch(&t, 500);
         let req = pb::SubmitBatchRequest {
             operations: ops.iter().map(wire).collect(),
+            request_id: 0,
         };
         match wallet.submit_batch(req).await {
             Ok(r) => {
@@ -153,6 +154,7 @@ async fn full_disk_stops_acknowledging_loses_nothing_and_recovers() {
         let ops = batch(&t, 10);
         let req = pb::SubmitBatchRequest {
             operations: ops.iter().map(wire).collect(),
+            request_id: 0,
         };
         let st = wallet
             .submit_batch(req)
@@ -183,6 +185,7 @@ async fn full_disk_stops_acknowledging_loses_nothing_and_recovers() {
     let ops = batch(&t, 200);
     let req = pb::SubmitBatchRequest {
         operations: ops.iter().map(wire).collect(),
+        request_id: 0,
     };
     let results = wallet.submit_batch(req).await.unwrap().into_inner().results;
     assert!(
@@ -234,6 +237,7 @@ async fn a_node_refuses_to_start_on_a_damaged_data_directory() {
         let ops = batch(&t, 500);
         let req = pb::SubmitBatchRequest {
             operations: ops.iter().map(wire).collect(),
+            request_id: 0,
         };
         wallet.submit_batch(req).await.unwrap();
     }

@@ -24,6 +24,7 @@ enum Send {
     CbSetPhase(pb::SubmitRequest),
     CbIssue(pb::SubmitRequest),
     BankClientOps(pb::SubmitBatchRequest),
+    BankBatchStream(pb::SubmitBatchRequest),
 }
 
 struct Case {
@@ -128,6 +129,16 @@ async fn send(t: &TestNode, s: Send) -> Result<Option<pb::SubmitResult>, Status>
                 .into_inner();
             Ok(out.results.into_iter().next())
         }
+        Send::BankBatchStream(r) => {
+            let mut s = t
+                .bank(Role::Bank(0))
+                .await
+                .submit_client_batches(tokio_stream::iter(vec![r]))
+                .await?
+                .into_inner();
+            let out = s.message().await?.expect("a response or a status");
+            Ok(out.results.into_iter().next())
+        }
     }
 }
 
@@ -187,6 +198,7 @@ async fn hostile_input_is_refused_precisely_and_changes_nothing() {
     );
     bank.submit_client_operations(pb::SubmitBatchRequest {
         operations: vec![wire(&fund)],
+        request_id: 0,
     })
     .await
     .unwrap();
@@ -457,6 +469,7 @@ async fn hostile_input_is_refused_precisely_and_changes_nothing() {
             name: "above the payee's balance cap",
             send: Send::BankClientOps(pb::SubmitBatchRequest {
                 operations: vec![wire(&big_credit)],
+                request_id: 0,
             }),
             code: Code::FailedPrecondition,
             reason: "BALANCE_LIMIT_EXCEEDED",
@@ -515,7 +528,19 @@ async fn hostile_input_is_refused_precisely_and_changes_nothing() {
         },
         Case {
             name: "batch over the limit",
-            send: Send::WalletBatch(pb::SubmitBatchRequest { operations: too_big }),
+            send: Send::WalletBatch(pb::SubmitBatchRequest {
+                operations: too_big.clone(),
+                request_id: 0,
+            }),
+            code: Code::InvalidArgument,
+            reason: "BATCH_TOO_LARGE",
+        },
+        Case {
+            name: "batch over the limit on a bank's batch stream",
+            send: Send::BankBatchStream(pb::SubmitBatchRequest {
+                operations: too_big,
+                request_id: 1,
+            }),
             code: Code::InvalidArgument,
             reason: "BATCH_TOO_LARGE",
         },

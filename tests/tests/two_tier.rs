@@ -59,6 +59,7 @@ async fn two_tier_story_then_restart() {
     let out = bank
         .submit_client_operations(pb::SubmitBatchRequest {
             operations: vec![wire(&fund)],
+            request_id: 0,
         })
         .await
         .unwrap()

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::stream::{run_submit_stream, stream_permit, ResultStream};
+use super::stream::{run_batch_stream, run_submit_stream, stream_permit, BatchResultStream, ResultStream};
 use super::wallet::history_page;
 use crate::auth::{participant_from_request, require_bank};
 use crate::convert::*;
@@ -49,8 +49,8 @@ impl Expect {
 
 /// Whether `account` is served by `bank` (its clients and its own settlement account).
 pub fn served_by(ctx: &Ctx, account: &AccountId, bank: &AccountId) -> Result<bool, Status> {
-    Ok(match ctx.store.account(account).map_err(internal)? {
-        Some(a) => a.bank == *bank && a.kind != AccountKind::CentralBank,
+    Ok(match ctx.servicing.get(&ctx.store, account).map_err(internal)? {
+        Some((b, kind)) => b == *bank && kind != AccountKind::CentralBank,
         None => false,
     })
 }
@@ -166,6 +166,21 @@ impl BankService for BankSvc {
         Ok(Response::new(run_submit_stream(ctx, req.into_inner(), move |op| {
             client_check(&check_ctx, &bank, op)
         })?))
+    }
+
+    type SubmitClientBatchesStream = BatchResultStream;
+
+    async fn submit_client_batches(
+        &self,
+        req: Request<Streaming<pb::SubmitBatchRequest>>,
+    ) -> Result<Response<Self::SubmitClientBatchesStream>, Status> {
+        let bank = self.bank(&req)?;
+        let check_ctx = self.ctx.clone();
+        Ok(Response::new(run_batch_stream(
+            self.ctx.clone(),
+            req.into_inner(),
+            move |op| client_check(&check_ctx, &bank, op),
+        )?))
     }
 
     async fn get_client_account(

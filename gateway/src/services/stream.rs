@@ -18,6 +18,7 @@ use crate::convert::{coded_status, decode_op, outcome_pb};
 use crate::ctx::Ctx;
 
 pub type ResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitResult, Status>> + Send>>;
+pub type BatchResultStream = Pin<Box<dyn Stream<Item = Result<pb::SubmitBatchResponse, Status>> + Send>>;
 
 /// Takes one of the node's stream slots or answers RESOURCE_EXHAUSTED.
 pub fn stream_permit(ctx: &Ctx) -> Result<OwnedSemaphorePermit, Status> {
@@ -133,6 +134,89 @@ where
                         let _ = tx2.send(Err(st)).await;
                     }
                 }
+            });
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Runs a stream of batches: each request is a batch (at most
+/// `max_batch_len` operations, else the stream ends with BATCH_TOO_LARGE),
+/// answered by one response with its `request_id`, in completion order.
+/// Bounded like the single-operation stream: at most `max_stream_inflight`
+/// operations outstanding (the stream stops reading beyond that), the per-
+/// stream rate limit per operation, and the node-wide stream count.
+pub fn run_batch_stream<F>(
+    ctx: Arc<Ctx>,
+    mut input: Streaming<pb::SubmitBatchRequest>,
+    check: F,
+) -> Result<BatchResultStream, Status>
+where
+    F: Fn(&SignedOp) -> Result<(), Reason> + Send + Sync + 'static,
+{
+    let permit = stream_permit(&ctx)?;
+    let max_inflight = ctx.limits.max_stream_inflight;
+    let inflight = Arc::new(Semaphore::new(max_inflight));
+    // Responses waiting to be written: at most one per outstanding batch.
+    let (tx, rx) = mpsc::channel::<Result<pb::SubmitBatchResponse, Status>>(max_inflight.max(1));
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut limiter = RateLimiter::new(ctx.limits.max_stream_ops_per_sec);
+        loop {
+            let req = match input.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) | Err(_) => break,
+            };
+            let n = req.operations.len();
+            if n > ctx.limits.max_batch_len {
+                let _ = tx
+                    .send(Err(coded_status(
+                        Code::InvalidArgument,
+                        "BATCH_TOO_LARGE",
+                        format!("a batch holds at most {} operations", ctx.limits.max_batch_len),
+                    )))
+                    .await;
+                break;
+            }
+            // Stop reading while too many results are outstanding
+            // (backpressure to the client). A batch larger than the whole
+            // window waits for all of it.
+            let want = n.clamp(1, max_inflight) as u32;
+            let Ok(permits) = inflight.clone().acquire_many_owned(want).await else {
+                break;
+            };
+            let mut items = Vec::with_capacity(n);
+            let mut ids = Vec::with_capacity(n);
+            for op in &req.operations {
+                let decoded = decode_op(Some(op));
+                ids.push(decoded.as_ref().map(|op| op.tx_id.0.to_vec()).unwrap_or_default());
+                items.push(decoded.and_then(|op| {
+                    if !limiter.allow() {
+                        return Err(Reason::Overloaded);
+                    }
+                    check(&op).map(|_| op)
+                }));
+            }
+            let request_id = req.request_id;
+            let (ctx2, tx2) = (ctx.clone(), tx.clone());
+            tokio::spawn(async move {
+                let _permits = permits;
+                let answer = match ctx2.submit_checked(items).await {
+                    Ok(outs) => Ok(pb::SubmitBatchResponse {
+                        results: ids.iter().zip(&outs).map(|(id, o)| outcome_pb(id, o)).collect(),
+                        request_id,
+                    }),
+                    // Overload is per batch: answer each operation, keep the stream.
+                    Err(st) if st.code() == Code::ResourceExhausted => {
+                        let o = ruble_ledger::Outcome::Rejected(Reason::Overloaded);
+                        Ok(pb::SubmitBatchResponse {
+                            results: ids.iter().map(|id| outcome_pb(id, &o)).collect(),
+                            request_id,
+                        })
+                    }
+                    Err(st) => Err(st),
+                };
+                let _ = tx2.send(answer).await;
             });
         }
     });
