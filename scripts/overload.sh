@@ -24,7 +24,7 @@ SAMPLER=$!
 PEAK=${PEAK:-$(measure_peak "$OUT" 30)}
 echo "==> overload: open loop at $((PEAK * 2))/s for ${SECS}s (peak $PEAK/s)"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts 1000 --rate $((PEAK * 2)) \
-  --presign-max "$(presign_for $((PEAK * 2)) "$SECS")" --streams 8 --window 8192 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
+  --presign-max "$(presign_for $((PEAK * 2)) "$SECS")" --window 8192 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
 echo "==> recovery: open loop at $((PEAK / 2))/s for 20s"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration 20s --accounts 1000 --rate $((PEAK / 2)) \
   --report "$OUT/recovery.json" --plot "$OUT/recovery.svg"

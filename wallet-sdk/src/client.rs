@@ -423,6 +423,7 @@ impl Client {
                         signature: op.signature.to_vec(),
                     })
                     .collect(),
+                request_id: 0,
             };
             let r = self
                 .with_retries(|| {
