@@ -69,6 +69,11 @@ struct DevArgs {
     /// is free, so this only bounds a slow commit's effect).
     #[arg(long, default_value_t = 20, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
     max_block_wait_ms: u64,
+    /// Nice value of the signature-verifier threads (0 = normal priority).
+    /// Niced, verification takes the cycles the latency-critical threads
+    /// (gRPC, sequencer, committer) leave, instead of delaying them.
+    #[arg(long, env = "RUBLE_VERIFY_NICE")]
+    verify_nice: Option<i32>,
     /// FAULT INJECTION for the crash harness only: acknowledge before the
     /// commit is durable. Never use it otherwise.
     #[arg(long, hide = true)]
@@ -139,6 +144,7 @@ async fn dev(a: DevArgs) -> Result<()> {
             max_block_ops: a.max_block_ops,
             max_block_wait: Duration::from_millis(a.max_block_wait_ms),
             unsafe_ack_before_commit: a.unsafe_ack_before_commit,
+            verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
             ..PipelineConfig::default()
         },
         shutdown_grace: Duration::from_secs(5),

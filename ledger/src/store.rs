@@ -149,6 +149,13 @@ pub struct StoreOptions {
     /// bench at 10k accounts, 4096-transfer blocks (pipelined tx/s): 64 MiB
     /// 87k, 16 MiB 150k, 8 MiB 152k, 4 MiB 199k, 2 MiB 191k, 1 MiB 169k.
     pub write_buffer_bytes: usize,
+    /// Memtable size of the two families every block writes in bulk
+    /// (`ops`, `txs`). With 4 MiB they flushed ~2 small files a second
+    /// each under a sustained 45k/s; compaction (niced, on a busy machine)
+    /// fell behind, level 0 reached RocksDB's stop trigger and commits
+    /// stalled for seconds. `ops` keys ascend and `txs` has a hash memtable,
+    /// so a large memtable costs inserts nothing.
+    pub bulk_write_buffer_bytes: usize,
     /// Block cache for reads.
     pub block_cache_bytes: usize,
     /// A checkpoint is written once this many operations were committed
@@ -164,6 +171,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             write_buffer_bytes: 4 << 20,
+            bulk_write_buffer_bytes: 32 << 20,
             block_cache_bytes: 256 << 20,
             checkpoint_ops: 65_536,
             checkpoint_accounts: 262_144,
@@ -283,7 +291,9 @@ impl Store {
         let mut opts = Self::db_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_max_background_jobs(2);
+        // One flush and up to three compactions at a time: a long merge of
+        // a big sorted run must not keep level 0 from being compacted.
+        opts.set_max_background_jobs(4);
         // Hash memtables (below) do not support concurrent inserts; the store
         // has a single writer anyway (the committer, under `write_lock`).
         opts.set_allow_concurrent_memtable_write(false);
@@ -299,7 +309,12 @@ impl Store {
         let cache = rocksdb::Cache::new_lru_cache(o.block_cache_bytes);
         let cfs = ALL_CFS.iter().map(|name| {
             let mut cf = Options::default();
-            cf.set_write_buffer_size(o.write_buffer_bytes);
+            let bulk = *name == CF_OPS || *name == CF_TXS;
+            cf.set_write_buffer_size(if bulk {
+                o.bulk_write_buffer_bytes
+            } else {
+                o.write_buffer_bytes
+            });
             // Small memtables fill fast: keep a few so that a flush that lags
             // never stalls the committer.
             cf.set_max_write_buffer_number(4);
@@ -356,6 +371,14 @@ impl Store {
                 // Universal (tiered) compaction rewrites each byte a few
                 // times instead; point reads stay cheap behind bloom filters.
                 cf.set_compaction_style(rocksdb::DBCompactionStyle::Universal);
+            }
+            if bulk || RANDOM_KEY_CFS.contains(name) {
+                // Level-0 files are merged in bursts by niced threads; leave
+                // room for a burst before slowing (default 20) or stopping
+                // (36) the committer's writes. Reads stay cheap: every file
+                // has a bloom filter (`history` is only scanned per account).
+                cf.set_level_zero_slowdown_writes_trigger(40);
+                cf.set_level_zero_stop_writes_trigger(64);
             }
             // What the chain stores is mostly hashes, public keys and
             // signatures, which do not compress: LZ4 cost a few percent of
