@@ -284,7 +284,23 @@ impl Store {
     }
 
     fn open_db_read_only(path: &Path) -> Result<DB> {
-        Ok(DB::open_cf_for_read_only(&Self::db_options(), path, ALL_CFS, false)?)
+        // Beside a running node, a compaction may delete a table file
+        // between the moment the open reads the file list and the moment it
+        // opens the file. Once open, every table file is held open
+        // (`max_open_files` is unlimited), so only the open itself races:
+        // try again on a vanished file, a bounded number of times.
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 1;
+        loop {
+            match DB::open_cf_for_read_only(&Self::db_options(), path, ALL_CFS, false) {
+                Ok(db) => return Ok(db),
+                Err(e) if attempt < ATTEMPTS && e.as_ref().contains("No such file or directory") => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn open_db(path: &Path, o: &StoreOptions) -> Result<DB> {
