@@ -17,14 +17,16 @@ cargo build --release -q -p ruble-gateway -p ruble-wallet-sdk --bins
 . scripts/lib.sh
 SAMPLER=
 trap '[ -n "${NODE:-}" ] && kill $NODE 2>/dev/null || true; [ -n "$SAMPLER" ] && kill $SAMPLER 2>/dev/null || true' EXIT
-start_dev_node "$OUT" --max-inflight-ops 16384
+# Admission (8192 operations in flight) below what txgen offers (two batch
+# streams of up to 16384 each), so that the excess is refused, not queued.
+start_dev_node "$OUT" --max-inflight-ops 8192
 # Resident memory of the node, sampled every second.
 ( while kill -0 $NODE 2>/dev/null; do ps -o rss= -p $NODE >> "$OUT/rss_kb.txt" || true; sleep 1; done ) &
 SAMPLER=$!
 PEAK=${PEAK:-$(measure_peak "$OUT" 30)}
 echo "==> overload: open loop at $((PEAK * 2))/s for ${SECS}s (peak $PEAK/s)"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts 1000 --rate $((PEAK * 2)) \
-  --presign-max "$(presign_for $((PEAK * 2)) "$SECS")" --window 8192 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
+  --presign-max "$(presign_for $((PEAK * 2)) "$SECS")" --window 16384 --report "$OUT/overload.json" --plot "$OUT/overload.svg" || true
 echo "==> recovery: open loop at $((PEAK / 2))/s for 20s"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration 20s --accounts 1000 --rate $((PEAK / 2)) \
   --report "$OUT/recovery.json" --plot "$OUT/recovery.svg"
