@@ -244,31 +244,49 @@ fn main() {
     let mut state = state;
     let (tx, rx) = crossbeam_channel::bounded::<ruble_ledger::state::SealedBlock>(1);
     let st: Arc<ruble_ledger::store::Store> = store.clone();
-    let committer = std::thread::spawn(move || {
-        let mut lat = Vec::new();
-        for b in rx {
-            let t = Instant::now();
-            st.commit(&b).unwrap();
-            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        lat
-    });
+    let committer = std::thread::Builder::new()
+        .name("committer".into())
+        .spawn(move || {
+            let mut lat = Vec::new();
+            for b in rx {
+                let t = Instant::now();
+                st.commit(&b).unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        })
+        .unwrap();
+    // Where the sequencer's time goes (apply, seal) and how long it waits
+    // for the committer (a full channel): the split that shows which side
+    // bounds the pipeline.
+    let (mut apply_s, mut seal_s, mut wait_s) = (0.0f64, 0.0f64, 0.0f64);
     let t = Instant::now();
     let mut n_pipe = 0usize;
     let mut it = pipe_part.into_iter().peekable();
     while it.peek().is_some() {
+        let t_apply = Instant::now();
         state.begin_block(T0 + 2);
         for v in it.by_ref().take(args.block) {
             let op = v.unwrap_or_else(|_| panic!("pre-verified"));
             state.apply(op).expect("bench transfers apply");
             n_pipe += 1;
         }
-        tx.send(state.seal_block()).unwrap();
+        let t_seal = Instant::now();
+        let sealed = state.seal_block();
+        let t_send = Instant::now();
+        tx.send(sealed).unwrap();
+        apply_s += (t_seal - t_apply).as_secs_f64();
+        seal_s += (t_send - t_seal).as_secs_f64();
+        wait_s += t_send.elapsed().as_secs_f64();
     }
     drop(tx);
     let mut lat = committer.join().unwrap();
     let pipe_s = t.elapsed().as_secs_f64();
     let pipe_tps = n_pipe as f64 / pipe_s;
+    let commit_s: f64 = lat.iter().sum::<f64>() / 1000.0;
+    eprintln!(
+        "pipelined {pipe_s:.2}s: sequencer apply {apply_s:.2}s, seal {seal_s:.2}s, waiting for the committer {wait_s:.2}s; committer busy {commit_s:.2}s"
+    );
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p50 = lat[lat.len() / 2];
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)];
@@ -295,6 +313,8 @@ fn main() {
             "accounts": args.accounts, "block_ops": args.block, "transfers": n_seq + n_pipe,
             "sequential_tps": seq_tps, "pipelined_tps": pipe_tps,
             "commit_ms_p50": p50, "commit_ms_p99": p99,
+            "pipelined_s": pipe_s, "apply_s": apply_s, "seal_s": seal_s,
+            "sequencer_wait_s": wait_s, "committer_busy_s": commit_s,
         });
         std::fs::write(p, serde_json::to_string_pretty(&j).unwrap()).unwrap();
     }

@@ -51,6 +51,18 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
         _ => errors.push("block 0 does not match the genesis configuration".to_string()),
     }
     let head = store.head_height()?;
+    // The node's own start-up path first: the checkpoint, then every later
+    // block replayed onto it. Besides being checked, this brings what the
+    // store writes behind (the tx index, account values and history of the
+    // blocks after the checkpoint) into view for the checks below.
+    let checkpoint = store.checkpoint_height()?;
+    let loaded = match store.load() {
+        Ok(_) => true,
+        Err(e) => {
+            errors.push(format!("start-up check: {e}"));
+            false
+        }
+    };
     let cache = KeyCache::default();
     let mut operations = 0u64;
     let mut blocks = 0u64;
@@ -98,6 +110,8 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
             };
             let tx = op.tx_id;
             match indexed {
+                // Not loaded: only the written index can be checked.
+                _ if !loaded && height > checkpoint => {}
                 Some(c) if c == cursor => {}
                 Some(c) => errors.push(format!("tx {tx}: index points at {c:#x}, op sits at {cursor:#x}")),
                 None => errors.push(format!("tx {tx}: missing from the transaction index")),
@@ -129,13 +143,6 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
         if errors.len() >= MAX_REPORTED_ERRORS {
             break;
         }
-    }
-
-    // The node's own start-up path: the checkpoint, then every later block
-    // replayed onto it (this also brings the account values and history
-    // committed since the checkpoint into view for the comparison below).
-    if let Err(e) = store.load() {
-        errors.push(format!("start-up check: {e}"));
     }
 
     // Compare every account the replay produced with the stored records.

@@ -119,11 +119,12 @@ impl Account {
         }
     }
 
-    fn state_entry(&self) -> Vec<u8> {
-        let mut e = Vec::with_capacity(4 + 32 + ACCOUNT_BYTES);
-        e.extend_from_slice(b"acct");
-        e.extend_from_slice(&self.id.0);
-        e.extend_from_slice(&self.encode());
+    /// On the stack: sealing hashes one per touched account.
+    fn state_entry(&self) -> [u8; 4 + 32 + ACCOUNT_BYTES] {
+        let mut e = [0u8; 4 + 32 + ACCOUNT_BYTES];
+        e[..4].copy_from_slice(b"acct");
+        e[4..36].copy_from_slice(&self.id.0);
+        e[36..].copy_from_slice(&self.encode());
         e
     }
 }

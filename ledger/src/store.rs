@@ -5,19 +5,23 @@
 //! | `meta` | `genesis`, `format`, `state` | genesis JSON; layout version ([`FORMAT_VERSION`]); params + totals + head JSON |
 //! | `blocks` | height (u64 BE) | header (116 B) ‖ block hash (32 B) |
 //! | `ops` | cursor (u64 BE) | stored op (`u16 len ‖ body ‖ sig`) ‖ large flag |
-//! | `txs` | tx id | cursor |
-//! | `history` | account ‖ height | indexes (u32 BE) of the block's ops that touched the account |
+//! | `txs` | tx id | cursor (written at checkpoints) |
+//! | `history` | account ‖ height | cursors (u64 BE) of the account's ops up to that height since its previous record (written at checkpoints) |
 //! | `large` | cursor | empty (large-payment reports) |
-//! | `accounts` | account id | account record |
+//! | `accounts` | account id | account record (written at checkpoints) |
 //! | `banks` | bank id | bank record |
 //! | `recent` | latest valid_until (u64 BE) ‖ height | the block's `(valid_until ‖ tx id)` list (the replay window) |
 //!
-//! A block and all its effects are written by [`Store::commit`] as one
-//! `WriteBatch` with `sync = true`: after it returns, the block survives a
+//! A block is written by [`Store::commit`] as one `WriteBatch` with
+//! `sync = true` holding what a restart needs to replay it (header,
+//! operations, replay-window record): after it returns, the block survives a
 //! crash or power loss; before it returns, none of it is visible after a
-//! restart. [`Store::load`] rebuilds the in-memory state and refuses to start
-//! when the recomputed state hash differs from the head block's, so a corrupted
-//! record is never served as a balance.
+//! restart. What derives from the blocks (`accounts`, `history`, `txs`) is
+//! kept in memory and written behind, at checkpoints, by a background thread
+//! (see `Pendings`). [`Store::load`] rebuilds the in-memory state from the
+//! last checkpoint and the blocks after it, and refuses to start when a
+//! recomputed state or block hash differs from the stored one, so a
+//! corrupted record is never served as a balance.
 
 use std::path::{Path, PathBuf};
 
@@ -51,7 +55,8 @@ const RECENT_ENTRY_BYTES: usize = 40;
 const RECENT_PRUNE_EVERY: u64 = 64;
 /// Version of the on-disk layout, stored as `meta/format` at genesis.
 /// 2: per-block history and replay-window records (1 had one per operation).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the `txs` index is written at checkpoints, not with each block.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Column families whose keys arrive in random order (tx ids, account ids).
 /// An account and the cursors of its operations (oldest first).
@@ -85,6 +90,8 @@ pub enum StoreError {
     Genesis(String),
     #[error("the store is closed (reopening after a failed write)")]
     Closed,
+    #[error("checkpoint write failed: {0}")]
+    Checkpoint(String),
     #[error(
         "data directory layout version {found}, this node reads version {expected}: \
          create a new data directory (there is no migration between development versions)"
@@ -143,18 +150,18 @@ impl Receipt {
 /// Tuning knobs for the RocksDB instance.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Memtable size per column family. Small on purpose: the block's
-    /// random keys (tx ids, accounts, history) are inserted into a skiplist,
-    /// and a small one stays in cache. Measured with the `apply_commit`
-    /// bench at 10k accounts, 4096-transfer blocks (pipelined tx/s): 64 MiB
-    /// 87k, 16 MiB 150k, 8 MiB 152k, 4 MiB 199k, 2 MiB 191k, 1 MiB 169k.
+    /// Memtable size per column family. Small on purpose: when every block
+    /// wrote its random keys (accounts, history), a small skiplist stayed in
+    /// cache. Measured with the `apply_commit` bench at 10k accounts,
+    /// 4096-transfer blocks (pipelined tx/s): 64 MiB 87k, 16 MiB 150k,
+    /// 8 MiB 152k, 4 MiB 199k, 2 MiB 191k, 1 MiB 169k.
     pub write_buffer_bytes: usize,
-    /// Memtable size of the two families every block writes in bulk
-    /// (`ops`, `txs`). With 4 MiB they flushed ~2 small files a second
-    /// each under a sustained 45k/s; compaction (niced, on a busy machine)
-    /// fell behind, level 0 reached RocksDB's stop trigger and commits
-    /// stalled for seconds. `ops` keys ascend and `txs` has a hash memtable,
-    /// so a large memtable costs inserts nothing.
+    /// Memtable size of the two families written in bulk (`ops` by every
+    /// block, `txs` by every checkpoint, 65k keys at a time). With 4 MiB
+    /// they flushed ~2 small files a second each under a sustained 45k/s;
+    /// compaction (niced, on a busy machine) fell behind, level 0 reached
+    /// RocksDB's stop trigger and commits stalled for seconds. Both are
+    /// written in key order, so a large memtable costs inserts nothing.
     pub bulk_write_buffer_bytes: usize,
     /// Block cache for reads.
     pub block_cache_bytes: usize,
@@ -185,15 +192,73 @@ impl Default for StoreOptions {
 /// ([`Store::reopen`]): after a failed write (a full disk) RocksDB stays in an
 /// error state that only a reopen clears.
 pub struct Store {
-    db: RwLock<Option<Arc<DB>>>,
+    /// Shared with the checkpoint writer thread.
+    db: Arc<RwLock<Option<Arc<DB>>>>,
     path: PathBuf,
     opts: StoreOptions,
-    /// Account values and history committed since the last checkpoint (see
-    /// the module docs); readers look here first.
-    pending: RwLock<Pending>,
-    /// Serialises writers (`commit`, `checkpoint`): each decides from
-    /// `pending` what its batch must hold.
+    /// Account values, history and tx index entries committed since the
+    /// last written checkpoint (see the module docs); readers look here
+    /// first. Shared with the checkpoint writer thread.
+    pending: Arc<RwLock<Pendings>>,
+    /// Serialises writers (`commit`, `checkpoint`, `load`): each decides
+    /// from `pending` what its batch must hold.
     write_lock: parking_lot::Mutex<()>,
+    /// The background checkpoint writer's status.
+    writer: Arc<CheckpointWriter>,
+}
+
+/// What is committed but not yet in the derived column families: the
+/// generation still accumulating, and the one the background writer is
+/// writing (at most one: a commit that would start a second waits).
+#[derive(Default)]
+struct Pendings {
+    active: Pending,
+    frozen: Option<Arc<Frozen>>,
+    /// Bumped whenever `active` is handed over; a reader that scans a column
+    /// family and then overlays what is pending uses it to notice that a
+    /// generation moved meanwhile (and reads again).
+    handovers: u64,
+}
+
+impl Pendings {
+    /// Generations from newest to oldest.
+    fn newest_first(&self) -> impl Iterator<Item = &Pending> {
+        std::iter::once(&self.active).chain(self.frozen.as_deref().map(|f| &f.pending))
+    }
+}
+
+/// A generation handed to the writer: its records and the checkpoint record
+/// (the head record of block `height`) written with them.
+struct Frozen {
+    pending: Pending,
+    height: u64,
+    meta: Vec<u8>,
+}
+
+/// Status of the background checkpoint writer (one write at a time).
+#[derive(Default)]
+struct CheckpointWriter {
+    state: parking_lot::Mutex<WriterState>,
+    idle: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct WriterState {
+    running: bool,
+    /// The last write failed: the store is failing (a full disk); commits
+    /// refuse until `load` (after a reopen) starts over from what is durable.
+    error: Option<String>,
+}
+
+impl CheckpointWriter {
+    /// Waits until no checkpoint is being written; returns the last failure.
+    fn wait_idle(&self) -> Option<String> {
+        let mut st = self.state.lock();
+        while st.running {
+            self.idle.wait(&mut st);
+        }
+        st.error.clone()
+    }
 }
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -207,6 +272,9 @@ struct Pending {
     /// Cursors of the operations that touched each account since the
     /// checkpoint, ascending.
     history: FastMap<AccountId, Vec<u64>>,
+    /// Where each operation committed since the checkpoint sits (the `txs`
+    /// index entries still to write).
+    txs: FastMap<TxId, u64>,
     /// Operations committed since the checkpoint.
     ops: usize,
 }
@@ -219,7 +287,15 @@ impl Pending {
         for (acct, cursors) in history {
             self.history.entry(acct).or_default().extend(cursors);
         }
+        self.txs.reserve(block.ops.len());
+        for (i, a) in block.ops.iter().enumerate() {
+            self.txs.insert(a.op.tx_id, cursor_of(block.header.height, i as u32));
+        }
         self.ops += block.ops.len();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ops == 0 && self.accounts.is_empty()
     }
 }
 
@@ -249,24 +325,23 @@ impl Store {
     /// running node, seeing the data as of the moment it opens).
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let db = Self::open_db_read_only(path)?;
-        Ok(Store {
-            db: RwLock::new(Some(Arc::new(db))),
-            path: path.to_path_buf(),
-            opts: StoreOptions::default(),
-            pending: RwLock::new(Pending::default()),
-            write_lock: parking_lot::Mutex::new(()),
-        })
+        Ok(Store::with_db(db, path, StoreOptions::default()))
     }
 
     pub fn open_with(path: &Path, o: &StoreOptions) -> Result<Store> {
         let db = Self::open_db(path, o)?;
-        Ok(Store {
-            db: RwLock::new(Some(Arc::new(db))),
+        Ok(Store::with_db(db, path, o.clone()))
+    }
+
+    fn with_db(db: DB, path: &Path, opts: StoreOptions) -> Store {
+        Store {
+            db: Arc::new(RwLock::new(Some(Arc::new(db)))),
             path: path.to_path_buf(),
-            opts: o.clone(),
-            pending: RwLock::new(Pending::default()),
+            opts,
+            pending: Arc::default(),
             write_lock: parking_lot::Mutex::new(()),
-        })
+            writer: Arc::default(),
+        }
     }
 
     fn db_options() -> Options {
@@ -310,9 +385,12 @@ impl Store {
         // One flush and up to three compactions at a time: a long merge of
         // a big sorted run must not keep level 0 from being compacted.
         opts.set_max_background_jobs(4);
-        // Hash memtables (below) do not support concurrent inserts; the store
-        // has a single writer anyway (the committer, under `write_lock`).
-        opts.set_allow_concurrent_memtable_write(false);
+        // Two writers: the committer (a block, synced) and the checkpoint
+        // writer (tens of MiB of derived records, not synced). Pipelined and
+        // concurrent memtable writes let a block's WAL write and fsync go
+        // ahead while a checkpoint is still being inserted into memtables.
+        opts.set_enable_pipelined_write(true);
+        opts.set_allow_concurrent_memtable_write(true);
         // Compaction is background work: on a machine whose cores verify
         // signatures and answer clients, it must not take the CPU from them
         // (compaction bursts showed up as p99 latency spikes). Nice'd, it
@@ -367,17 +445,15 @@ impl Store {
             if RANDOM_KEY_CFS.contains(name) {
                 // Every key starts with a 32-byte hash (tx id, account id),
                 // and every read is a point lookup or a scan within one such
-                // prefix: a hash-bucketed memtable finds the prefix in O(1)
-                // instead of a skiplist search over a memtable of ~100k keys
-                // per committed block (measured: less sequencer/committer
-                // CPU, p99 at half peak 29–56 ms instead of 51–65 ms).
-                // Whole-CF scans (audit, start-up) use `total_order()`.
+                // prefix. Whole-CF scans (audit, start-up) use `total_order()`.
+                // The memtable stays the default skiplist: these families are
+                // written only by checkpoints, tens of thousands of keys in
+                // one sorted batch, which a skiplist takes at little cost (it
+                // resumes each insert from the previous one) and flushes
+                // without sorting. (Hash memtables were better when every
+                // block wrote its tx ids, but their flush sorted ~400k keys
+                // in one burst and showed in the latency tail.)
                 cf.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(32));
-                cf.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
-                    bucket_count: 65_536,
-                    height: 4,
-                    branching_factor: 4,
-                });
             }
             if RANDOM_KEY_CFS.contains(name) {
                 // Keys are hashes or start with one: every flushed file
@@ -522,7 +598,7 @@ impl Store {
         // The genesis state is the first checkpoint.
         wb.put_cf(cf(&db, CF_META), b"checkpoint", meta);
         Self::write_synced(&db, wb)?;
-        *self.pending.write() = Pending::default();
+        *self.pending.write() = Pendings::default();
         Ok(state)
     }
 
@@ -558,55 +634,36 @@ impl Store {
         Ok(())
     }
 
-    /// Durably commits one block and all its effects as a single synced batch.
+    /// Durably commits one block as a single synced batch: its header, its
+    /// operations and its replay-window record, which is all a restart
+    /// needs. What derives from them (account values, history, the `txs`
+    /// index) joins `pending` and is written behind, at a checkpoint.
     ///
     /// Keys are put in sorted order per column family: RocksDB's memtable
     /// skiplist then reuses its insertion point from one key to the next
-    /// instead of searching from the top (profiling showed random-order
-    /// inserts as the committer's main cost).
+    /// instead of searching from the top.
     pub fn commit(&self, block: &SealedBlock) -> Result<()> {
         let _w = self.write_lock.lock();
+        // A failed checkpoint write means the disk is failing: refuse before
+        // writing anything (the pipeline then reopens and reloads).
+        if let Some(e) = self.writer.state.lock().error.clone() {
+            return Err(StoreError::Checkpoint(e));
+        }
         let db = self.db()?;
         let height = block.header.height;
         let mut wb = WriteBatch::default();
-        let (ops, txs, large) = (cf(&db, CF_OPS), cf(&db, CF_TXS), cf(&db, CF_LARGE));
-        let n = block.ops.len();
-        let mut tx_keys: Vec<([u8; 32], [u8; 8])> = Vec::with_capacity(n);
-        // (account, index in block) for every account an operation touched.
-        let mut touches: Vec<(AccountId, u32)> = Vec::with_capacity(2 * n);
+        let (ops, large) = (cf(&db, CF_OPS), cf(&db, CF_LARGE));
         for (i, a) in block.ops.iter().enumerate() {
-            let cursor = cursor_of(height, i as u32);
-            let ck = cursor.to_be_bytes();
+            let ck = cursor_of(height, i as u32).to_be_bytes();
             let mut v = a.op.to_stored();
             v.push(a.large as u8);
             // Cursors ascend: already in order.
             wb.put_cf(ops, ck, v);
-            tx_keys.push((a.op.tx_id.0, ck));
-            for acct in touched_by(&a.op) {
-                touches.push((acct, i as u32));
-            }
             if a.large {
                 wb.put_cf(large, ck, []);
             }
         }
-        tx_keys.sort_unstable();
-        for (k, v) in &tx_keys {
-            wb.put_cf(txs, k, v);
-        }
-        let block_history = group_history(height, touches);
-        // Account values and history go to their column families only at a
-        // checkpoint; in between they wait in `pending` (and are rebuilt from
-        // the blocks after a crash). A block that changes the banks is always
-        // a checkpoint: the banks column family must match the checkpoint.
-        let checkpoint = {
-            let p = self.pending.read();
-            !block.banks.is_empty()
-                || p.ops + n >= self.opts.checkpoint_ops
-                || p.accounts.len() + block.accounts.len() >= self.opts.checkpoint_accounts
-        };
-        for b in &block.banks {
-            wb.put_cf(cf(&db, CF_BANKS), b.id.0, b.encode());
-        }
+        let block_history = block_history(block);
         let recent = cf(&db, CF_RECENT);
         // The block's replay entries as one record, keyed by the latest
         // validity end among them: once that has passed, the whole record is
@@ -631,22 +688,97 @@ impl Store {
             wb.delete_range_cf(recent, &[0u8; 16][..], &block.prune_below.to_be_bytes()[..]);
         }
         let meta = Self::put_head(&db, &mut wb, &block.header, &block.hash, &block.params, block.totals);
-        if checkpoint {
-            Self::put_checkpoint(
-                &db,
-                &mut wb,
-                &self.pending.read(),
-                Some((block, &block_history)),
-                height,
-                &meta,
-            );
+
+        if !block.banks.is_empty() {
+            // A block that changes the banks is a checkpoint, written inline
+            // with the block: `load` reads the banks column family as of the
+            // checkpoint. Rare (admitting or suspending a bank), so it may
+            // wait for the writer.
+            if let Some(e) = self.writer.wait_idle() {
+                return Err(StoreError::Checkpoint(e));
+            }
+            for b in &block.banks {
+                wb.put_cf(cf(&db, CF_BANKS), b.id.0, b.encode());
+            }
+            let mut p = self.pending.write();
+            debug_assert!(p.frozen.is_none(), "an idle writer has no generation");
+            Self::put_checkpoint(&db, &mut wb, &p.active, Some((block, &block_history)), height, &meta);
             Self::write_synced(&db, wb)?;
-            *self.pending.write() = Pending::default();
-        } else {
-            Self::write_synced(&db, wb)?;
-            self.pending.write().add_block(block, block_history);
+            p.active = Pending::default();
+            p.handovers += 1;
+            return Ok(());
+        }
+
+        Self::write_synced(&db, wb)?;
+        let due = {
+            let mut p = self.pending.write();
+            p.active.add_block(block, block_history);
+            p.active.ops >= self.opts.checkpoint_ops || p.active.accounts.len() >= self.opts.checkpoint_accounts
+        };
+        if due {
+            self.hand_over(height, meta);
         }
         Ok(())
+    }
+
+    /// Hands the active generation to a background writer as the checkpoint
+    /// at block `height`. The block is already durable, so the checkpoint is
+    /// off the commit's path; if the previous one is still being written,
+    /// this waits for it (at most two generations in memory).
+    fn hand_over(&self, height: u64, meta: Vec<u8>) {
+        if self.writer.wait_idle().is_some() {
+            // The store is failing: keep accumulating; the next commit
+            // refuses and the pipeline reloads from what is durable.
+            return;
+        }
+        let frozen = {
+            let mut p = self.pending.write();
+            let f = Arc::new(Frozen {
+                pending: std::mem::take(&mut p.active),
+                height,
+                meta,
+            });
+            p.frozen = Some(f.clone());
+            p.handovers += 1;
+            f
+        };
+        self.writer.state.lock().running = true;
+        let (slot, pending, writer) = (self.db.clone(), self.pending.clone(), self.writer.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ruble-checkpoint".into())
+            .spawn(move || {
+                let written = (|| -> Result<()> {
+                    let db = slot.read().clone().ok_or(StoreError::Closed)?;
+                    let mut wb = WriteBatch::default();
+                    Self::put_checkpoint(&db, &mut wb, &frozen.pending, None, frozen.height, &frozen.meta);
+                    // Not synced: if it is lost in a crash, `load` starts
+                    // from the previous checkpoint and replays more blocks.
+                    // The next synced block commit makes it durable anyway.
+                    db.write(wb)?;
+                    Ok(())
+                })();
+                let mut st = writer.state.lock();
+                match written {
+                    Ok(()) => {
+                        // Readers now find it in the column families.
+                        let mut p = pending.write();
+                        if p.frozen.as_ref().is_some_and(|f| Arc::ptr_eq(f, &frozen)) {
+                            p.frozen = None;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, height = frozen.height, "checkpoint write failed");
+                        st.error = Some(e.to_string());
+                    }
+                }
+                st.running = false;
+                writer.idle.notify_all();
+            });
+        if let Err(e) = spawned {
+            let mut st = self.writer.state.lock();
+            st.running = false;
+            st.error = Some(format!("cannot start the checkpoint writer: {e}"));
+        }
     }
 
     /// Writes `pending`, and the block being committed with it if any, as
@@ -690,6 +822,23 @@ impl Store {
                 .collect();
             wb.put_cf(history, k, v);
         }
+        let mut txs: Vec<(&TxId, u64)> = pending.txs.iter().map(|(t, c)| (t, *c)).collect();
+        let block_txs: Vec<(TxId, u64)> = block
+            .map(|(b, _)| {
+                let h = b.header.height;
+                b.ops
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (a.op.tx_id, cursor_of(h, i as u32)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        txs.extend(block_txs.iter().map(|(t, c)| (t, *c)));
+        txs.sort_unstable();
+        let txs_cf = cf(db, CF_TXS);
+        for (t, c) in txs {
+            wb.put_cf(txs_cf, t.0, c.to_be_bytes());
+        }
         wb.put_cf(cf(db, CF_META), b"checkpoint", meta);
     }
 
@@ -697,9 +846,12 @@ impl Store {
     /// does, so that the next start-up replays nothing).
     pub fn checkpoint(&self) -> Result<()> {
         let _w = self.write_lock.lock();
+        if let Some(e) = self.writer.wait_idle() {
+            return Err(StoreError::Checkpoint(e));
+        }
         let db = self.db()?;
-        let pending = self.pending.read();
-        if pending.ops == 0 && pending.accounts.is_empty() {
+        let mut p = self.pending.write();
+        if p.active.is_empty() {
             return Ok(());
         }
         let meta = db
@@ -707,11 +859,17 @@ impl Store {
             .ok_or(StoreError::NotInitialised)?;
         let height = self.meta_state()?.height;
         let mut wb = WriteBatch::default();
-        Self::put_checkpoint(&db, &mut wb, &pending, None, height, &meta);
+        Self::put_checkpoint(&db, &mut wb, &p.active, None, height, &meta);
         Self::write_synced(&db, wb)?;
-        drop(pending);
-        *self.pending.write() = Pending::default();
+        p.active = Pending::default();
+        p.handovers += 1;
         Ok(())
+    }
+
+    /// Height of the last checkpoint written (the `txs`, `accounts` and
+    /// `history` column families are complete up to it).
+    pub fn checkpoint_height(&self) -> Result<u64> {
+        Ok(self.meta_record(b"checkpoint")?.height)
     }
 
     /// The genesis this store was initialised with.
@@ -749,6 +907,10 @@ impl Store {
     /// (which commits to the state hash). Refills what is pending.
     pub fn load(&self) -> Result<State> {
         let _w = self.write_lock.lock();
+        // Start over from what is durable: wait out a checkpoint being
+        // written, and forget its failure (the caller reopened the store).
+        self.writer.wait_idle();
+        self.writer.state.lock().error = None;
         let db = self.db()?;
         self.check_format()?;
         let head = self.meta_state()?;
@@ -840,7 +1002,12 @@ impl Store {
             }
             pending.add_block(&sealed, block_history(&sealed));
         }
-        *self.pending.write() = pending;
+        let mut p = self.pending.write();
+        *p = Pendings {
+            active: pending,
+            frozen: None,
+            handovers: p.handovers + 1,
+        };
         Ok(state)
     }
 
@@ -901,20 +1068,36 @@ impl Store {
 
     /// Where a committed operation sits, if it is committed.
     pub fn tx_cursor(&self, tx: &TxId) -> Result<Option<u64>> {
-        let db = self.db()?;
-        Ok(db.get_cf(cf(&db, CF_TXS), tx.0)?.and_then(|v| be64(&v)))
+        Ok(self.tx_cursors(std::slice::from_ref(tx))?[0])
     }
 
     /// Where each of `txs` sits, in one batched lookup (sorted internally:
     /// RocksDB then walks each file's index once for the whole batch, which
     /// is what lets the auditor check tens of millions of ids).
     pub fn tx_cursors(&self, txs: &[TxId]) -> Result<Vec<Option<u64>>> {
+        // Recent ones are still pending (a retry of a just-committed
+        // operation is found here without touching RocksDB). One that is not
+        // pending was written before the generations now pending were
+        // handed over, so the column family has it.
+        let mut out = vec![None; txs.len()];
+        let mut rest: Vec<usize> = Vec::new();
+        {
+            let p = self.pending.read();
+            for (i, tx) in txs.iter().enumerate() {
+                match p.newest_first().find_map(|g| g.txs.get(tx)) {
+                    Some(c) => out[i] = Some(*c),
+                    None => rest.push(i),
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(out);
+        }
         let db = self.db()?;
-        let mut order: Vec<usize> = (0..txs.len()).collect();
+        let mut order = rest;
         order.sort_unstable_by_key(|&i| txs[i].0);
         let keys: Vec<&[u8]> = order.iter().map(|&i| &txs[i].0[..]).collect();
         let found = db.batched_multi_get_cf(cf(&db, CF_TXS), keys, true);
-        let mut out = vec![None; txs.len()];
         for (&i, r) in order.iter().zip(found) {
             out[i] = r?.and_then(|v| be64(&v));
         }
@@ -943,44 +1126,94 @@ impl Store {
         }))
     }
 
+    /// Scans the column families with `scan`, then lays the pending
+    /// generations over the result with `overlay` (oldest first), such that
+    /// no generation was handed over in between: the scan then saw the
+    /// column families either before or after the one generation that may
+    /// have been written meanwhile, and overlaying that generation gives the
+    /// same result either way.
+    fn scan_then_overlay<T>(
+        &self,
+        scan: impl Fn(&DB) -> Result<T>,
+        overlay: impl Fn(&mut T, &[&Pending]),
+    ) -> Result<T> {
+        for _ in 0..16 {
+            let (frozen, handovers) = {
+                let p = self.pending.read();
+                (p.frozen.clone(), p.handovers)
+            };
+            let mut t = scan(&*self.db()?)?;
+            let p = self.pending.read();
+            if p.handovers == handovers {
+                let gens: Vec<&Pending> = frozen
+                    .as_deref()
+                    .map(|f| &f.pending)
+                    .into_iter()
+                    .chain([&p.active])
+                    .collect();
+                overlay(&mut t, &gens);
+                return Ok(t);
+            }
+        }
+        // Commits hand over faster than this scan runs: hold them off once.
+        let p = self.pending.read();
+        let mut t = scan(&*self.db()?)?;
+        let gens: Vec<&Pending> = p
+            .frozen
+            .as_deref()
+            .map(|f| &f.pending)
+            .into_iter()
+            .chain([&p.active])
+            .collect();
+        overlay(&mut t, &gens);
+        Ok(t)
+    }
+
     /// Cursors of operations touching `account` strictly after `after`, oldest first.
     pub fn history(&self, account: &AccountId, after: u64, limit: usize) -> Result<Vec<u64>> {
-        let db = self.db()?;
-        let mut from = [0u8; 40];
-        from[..32].copy_from_slice(&account.0);
-        // Records are keyed by the latest height they reach.
-        from[32..].copy_from_slice(&cursor_parts(after).0.to_be_bytes());
-        let mut out: Vec<u64> = Vec::new();
-        'records: for item in db.iterator_cf(cf(&db, CF_HISTORY), IteratorMode::From(&from, Direction::Forward)) {
-            let (k, v) = item?;
-            if k.len() != 40 || k[..32] != account.0 {
-                break;
-            }
-            if v.is_empty() || v.len() % 8 != 0 {
-                return Err(StoreError::Corrupt(format!("history record of {account}")));
-            }
-            for c in v.chunks_exact(8) {
-                let cursor = be64(c).expect("8 bytes");
-                if cursor <= after {
-                    continue;
+        let scan = |db: &DB| -> Result<Vec<u64>> {
+            let mut from = [0u8; 40];
+            from[..32].copy_from_slice(&account.0);
+            // Records are keyed by the latest height they reach.
+            from[32..].copy_from_slice(&cursor_parts(after).0.to_be_bytes());
+            let mut out: Vec<u64> = Vec::new();
+            'records: for item in db.iterator_cf(cf(db, CF_HISTORY), IteratorMode::From(&from, Direction::Forward)) {
+                let (k, v) = item?;
+                if k.len() != 40 || k[..32] != account.0 {
+                    break;
                 }
+                if v.is_empty() || v.len() % 8 != 0 {
+                    return Err(StoreError::Corrupt(format!("history record of {account}")));
+                }
+                for c in v.chunks_exact(8) {
+                    let cursor = be64(c).expect("8 bytes");
+                    if cursor <= after {
+                        continue;
+                    }
+                    if out.len() >= limit {
+                        break 'records;
+                    }
+                    out.push(cursor);
+                }
+            }
+            Ok(out)
+        };
+        // Then what is not checkpointed yet, oldest generation first (each
+        // later than the records, except a generation being written, which
+        // both may hold: skip what was already listed).
+        self.scan_then_overlay(scan, |out, gens| {
+            for g in gens {
                 if out.len() >= limit {
-                    break 'records;
+                    break;
                 }
-                out.push(cursor);
+                let floor = out.last().copied().unwrap_or(after);
+                if let Some(cursors) = g.history.get(account) {
+                    let start = cursors.partition_point(|&c| c <= floor);
+                    let room = limit - out.len();
+                    out.extend(cursors[start..].iter().take(room));
+                }
             }
-        }
-        // Then what is not checkpointed yet (all later than the records,
-        // except for the instant a checkpoint is being written, when both
-        // hold it: skip what was already listed).
-        if out.len() < limit {
-            let floor = out.last().copied().unwrap_or(after);
-            if let Some(cursors) = self.pending.read().history.get(account) {
-                let start = cursors.partition_point(|&c| c <= floor);
-                out.extend(cursors[start..].iter().take(limit - out.len()));
-            }
-        }
-        Ok(out)
+        })
     }
 
     /// Cursors of large payments strictly after `after`.
@@ -1000,7 +1233,7 @@ impl Store {
 
     /// One stored account record.
     pub fn account(&self, id: &AccountId) -> Result<Option<Account>> {
-        if let Some(a) = self.pending.read().accounts.get(id) {
+        if let Some(a) = self.pending.read().newest_first().find_map(|g| g.accounts.get(id)) {
             return Ok(Some(a.clone()));
         }
         let db = self.db()?;
@@ -1014,31 +1247,33 @@ impl Store {
 
     /// Every account as of the last committed block, in id order.
     pub fn all_accounts(&self) -> Result<Vec<Account>> {
-        let db = self.db()?;
-        let mut out = Vec::new();
-        for item in db.iterator_cf_opt(cf(&db, CF_ACCOUNTS), total_order(), IteratorMode::Start) {
-            let (k, v) = item?;
-            let id = AccountId::from_slice(&k).ok_or_else(|| StoreError::Corrupt("account key".into()))?;
-            out.push(Account::decode(id, &v).ok_or_else(|| StoreError::Corrupt(format!("account {id}")))?);
-        }
-        let pending = self.pending.read();
-        for a in out.iter_mut() {
-            if let Some(p) = pending.accounts.get(&a.id) {
-                *a = p.clone();
+        let scan = |db: &DB| -> Result<Vec<Account>> {
+            let mut out = Vec::new();
+            for item in db.iterator_cf_opt(cf(db, CF_ACCOUNTS), total_order(), IteratorMode::Start) {
+                let (k, v) = item?;
+                let id = AccountId::from_slice(&k).ok_or_else(|| StoreError::Corrupt("account key".into()))?;
+                out.push(Account::decode(id, &v).ok_or_else(|| StoreError::Corrupt(format!("account {id}")))?);
             }
-        }
-        let mut created: Vec<Account> = pending
-            .accounts
-            .values()
-            .filter(|a| out.binary_search_by(|o| o.id.cmp(&a.id)).is_err())
-            .cloned()
-            .collect();
-        drop(pending);
-        if !created.is_empty() {
-            out.append(&mut created);
-            out.sort_unstable_by_key(|a| a.id);
-        }
-        Ok(out)
+            Ok(out)
+        };
+        self.scan_then_overlay(scan, |out, gens| {
+            // Newest value of each pending account.
+            let mut latest: FastMap<&AccountId, &Account> = FastMap::default();
+            for g in gens {
+                latest.extend(g.accounts.iter());
+            }
+            let mut created = Vec::new();
+            for (id, a) in latest {
+                match out.binary_search_by(|o| o.id.cmp(id)) {
+                    Ok(i) => out[i] = a.clone(),
+                    Err(_) => created.push(a.clone()),
+                }
+            }
+            if !created.is_empty() {
+                out.append(&mut created);
+                out.sort_unstable_by_key(|a| a.id);
+            }
+        })
     }
 
     /// Every bank record, in id order.
@@ -1134,5 +1369,13 @@ pub fn touched_by(op: &SignedOp) -> Vec<AccountId> {
     match other {
         Some(o) if o != signer => vec![signer, o],
         _ => vec![signer],
+    }
+}
+
+impl Drop for Store {
+    /// A checkpoint being written holds the database open: let it finish,
+    /// so that the data directory is unlocked when the store is gone.
+    fn drop(&mut self) {
+        self.writer.wait_idle();
     }
 }
