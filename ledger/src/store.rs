@@ -227,6 +227,12 @@ impl Pendings {
     }
 }
 
+/// The pending generations, oldest first: the one being written (if any),
+/// then the one accumulating.
+fn oldest_first<'a>(frozen: Option<&'a Frozen>, active: &'a Pending) -> Vec<&'a Pending> {
+    frozen.map(|f| &f.pending).into_iter().chain([active]).collect()
+}
+
 /// A generation handed to the writer: its records and the checkpoint record
 /// (the head record of block `height`) written with them.
 struct Frozen {
@@ -1145,27 +1151,14 @@ impl Store {
             let mut t = scan(&*self.db()?)?;
             let p = self.pending.read();
             if p.handovers == handovers {
-                let gens: Vec<&Pending> = frozen
-                    .as_deref()
-                    .map(|f| &f.pending)
-                    .into_iter()
-                    .chain([&p.active])
-                    .collect();
-                overlay(&mut t, &gens);
+                overlay(&mut t, &oldest_first(frozen.as_deref(), &p.active));
                 return Ok(t);
             }
         }
         // Commits hand over faster than this scan runs: hold them off once.
         let p = self.pending.read();
         let mut t = scan(&*self.db()?)?;
-        let gens: Vec<&Pending> = p
-            .frozen
-            .as_deref()
-            .map(|f| &f.pending)
-            .into_iter()
-            .chain([&p.active])
-            .collect();
-        overlay(&mut t, &gens);
+        overlay(&mut t, &oldest_first(p.frozen.as_deref(), &p.active));
         Ok(t)
     }
 

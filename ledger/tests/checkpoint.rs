@@ -40,24 +40,29 @@ fn fund(ledger: &mut Ledger, w: &mut World) {
     assert!(ledger.execute(T0, fund).unwrap().iter().all(|o| o.receipt().is_some()));
 }
 
+/// Block `b`: 9 transfers among the payers.
+fn block_transfers(w: &mut World, b: u64) -> Vec<ruble_ledger::codec::SignedOp> {
+    let payers = payers();
+    (0..9)
+        .map(|i| {
+            let (p, q) = ((b * 9 + i) % PAYERS, (b * 5 + i * 7 + 1) % PAYERS);
+            let q = if p == q { (q + 1) % PAYERS } else { q };
+            w.sign(
+                &payers[p as usize],
+                Op::Transfer {
+                    payee: id(&payers[q as usize]),
+                    amount: 1_00 + b,
+                    purpose: format!("b{b} i{i}"),
+                },
+            )
+        })
+        .collect()
+}
+
 /// `blocks` blocks of 9 transfers among the payers.
 fn build(ledger: &mut Ledger, w: &mut World, blocks: u64) {
-    let payers = payers();
     for b in 0..blocks {
-        let ops = (0..9)
-            .map(|i| {
-                let (p, q) = ((b * 9 + i) % PAYERS, (b * 5 + i * 7 + 1) % PAYERS);
-                let q = if p == q { (q + 1) % PAYERS } else { q };
-                w.sign(
-                    &payers[p as usize],
-                    Op::Transfer {
-                        payee: id(&payers[q as usize]),
-                        amount: 1_00 + b,
-                        purpose: format!("b{b} i{i}"),
-                    },
-                )
-            })
-            .collect();
+        let ops = block_transfers(w, b);
         let out = ledger.execute(T0 + 1 + b, ops).unwrap();
         assert!(out.iter().all(|o| o.receipt().is_some()), "{out:?}");
     }
@@ -240,22 +245,8 @@ fn reads_stay_whole_while_checkpoints_are_written_behind() {
             })
         })
         .collect();
-    let payers = payers();
     for b in 0..300u64 {
-        let ops: Vec<_> = (0..9)
-            .map(|i| {
-                let (p, q) = ((b * 9 + i) % PAYERS, (b * 5 + i * 7 + 1) % PAYERS);
-                let q = if p == q { (q + 1) % PAYERS } else { q };
-                w.sign(
-                    &payers[p as usize],
-                    Op::Transfer {
-                        payee: id(&payers[q as usize]),
-                        amount: 1 + b,
-                        purpose: String::new(),
-                    },
-                )
-            })
-            .collect();
+        let ops = block_transfers(&mut w, b);
         let txs: Vec<_> = ops.iter().map(|o| o.tx_id).collect();
         let out = ledger.execute(T0 + 1 + b, ops).unwrap();
         assert!(out.iter().all(|o| o.receipt().is_some()));
