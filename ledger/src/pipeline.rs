@@ -44,6 +44,10 @@ use crate::types::{Hash32, TxId};
 /// How often the sequencer tries to reopen the store after a failed write.
 pub const STORAGE_RETRY: Duration = Duration::from_secs(1);
 
+/// A stage that holds up the pipeline this long is logged (a latency spike
+/// for everything behind it): a sequencer seal, or a committer's replies.
+const SLOW_STAGE: Duration = Duration::from_millis(100);
+
 /// How long an idle sequencer sleeps before looking at the store's health.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 
@@ -504,8 +508,18 @@ fn sequencer(
                 ToCommitter::RepliesOnly { replies: o.replies }
             } else {
                 sh.committer_busy.store(true, Ordering::Release);
+                let t = Instant::now();
+                let block = Box::new(state.seal_block());
+                if t.elapsed() >= SLOW_STAGE {
+                    tracing::warn!(
+                        height = block.header.height,
+                        ops = block.ops.len(),
+                        seal_ms = t.elapsed().as_millis() as u64,
+                        "slow block seal"
+                    );
+                }
                 ToCommitter::Block {
-                    block: Box::new(state.seal_block()),
+                    block,
                     replies: o.replies,
                     epoch,
                 }
@@ -653,10 +667,15 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                         // Free the sequencer to seal the next block before we
                         // spend time on replies.
                         set_idle();
+                        let t = Instant::now();
+                        let height = block.header.height;
                         for p in replies {
                             resolve(&sh, p, &receipts);
                         }
                         on_commit(&Arc::new(*block), latency);
+                        if t.elapsed() >= SLOW_STAGE {
+                            tracing::warn!(height, replies_ms = t.elapsed().as_millis() as u64, "slow replies");
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, height = block.header.height, "commit failed; answering UNAVAILABLE");

@@ -20,6 +20,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
+/// Sealing hashes a block's touched accounts and operation leaves on all
+/// cores from this many on; below it the hand-off costs more than it saves.
+const PARALLEL_SEAL_MIN: usize = 2048;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -326,8 +330,8 @@ struct OpenBlock {
     height: u64,
     timestamp_ms: u64,
     ops: Vec<AppliedOp>,
-    /// Every account the block changed or created, once each.
-    touched: Vec<AccountId>,
+    /// Every account the block changed or created, once each (slot indices).
+    touched: Vec<u32>,
     banks_changed: bool,
     recent_added: Vec<(u64, TxId)>,
 }
@@ -337,7 +341,13 @@ struct OpenBlock {
 pub struct State {
     params: Params,
     totals: Totals,
-    accounts: FastMap<AccountId, Slot>,
+    /// Where each account's slot is. Accounts are never removed (a closed
+    /// account keeps its slot), so an index stays valid for the state's life.
+    index: FastMap<AccountId, u32>,
+    /// Every account, in the order it was created (a slab). The open block
+    /// lists touched accounts by index, so sealing reaches them without a
+    /// second lookup in a map of millions (each one a cache miss).
+    slots: Vec<Slot>,
     banks: BTreeMap<AccountId, Bank>,
     /// The replay set: every applied tx id, under the millisecond its
     /// validity ends. A tx id is a hash of the body, which holds
@@ -444,18 +454,19 @@ impl State {
     /// which is how a corrupted record is caught at start-up).
     pub fn from_parts(p: StateParts) -> State {
         let mut accumulator = StateAccumulator::default();
-        let mut accounts = FastMap::with_capacity_and_hasher(p.accounts.len(), Default::default());
+        let mut index = FastMap::with_capacity_and_hasher(p.accounts.len(), Default::default());
+        let mut slots = Vec::with_capacity(p.accounts.len());
         for a in p.accounts {
             let lanes = StateAccumulator::lanes(&a.state_entry());
             accumulator.add_lanes(&lanes);
-            accounts.insert(
-                a.id,
-                Slot {
-                    account: a,
-                    lanes: Some(lanes),
-                    touched: false,
-                },
-            );
+            let at = u32::try_from(slots.len()).expect("at most 2^32 accounts");
+            let fresh = index.insert(a.id, at).is_none();
+            assert!(fresh, "account {} stored twice", a.id);
+            slots.push(Slot {
+                account: a,
+                lanes: Some(lanes),
+                touched: false,
+            });
         }
         let banks: BTreeMap<_, _> = p.banks.into_iter().map(|b| (b.id, b)).collect();
         let mut recent: BTreeMap<u64, FastSet<TxId>> = BTreeMap::new();
@@ -467,7 +478,8 @@ impl State {
             banks_digest: banks_digest(&banks),
             params: p.params,
             totals: p.totals,
-            accounts,
+            index,
+            slots,
             banks,
             recent,
             recent_len,
@@ -495,13 +507,13 @@ impl State {
         self.timestamp_ms
     }
     pub fn account(&self, id: &AccountId) -> Option<&Account> {
-        self.accounts.get(id).map(|s| &s.account)
+        self.acct(id)
     }
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.values().map(|s| &s.account)
+        self.slots.iter().map(|s| &s.account)
     }
     pub fn account_count(&self) -> usize {
-        self.accounts.len()
+        self.slots.len()
     }
     pub fn bank(&self, id: &AccountId) -> Option<&Bank> {
         self.banks.get(id)
@@ -576,37 +588,47 @@ impl State {
     /// Lists an existing account as touched by the open block (once). Called
     /// only once every check has passed: apply is all or nothing.
     fn remember(&mut self, id: AccountId) {
-        let slot = self.accounts.get_mut(&id).expect("remember an existing account");
+        let at = self.slot_of(&id).expect("remember an existing account");
+        self.remember_at(at);
+    }
+
+    /// [`State::remember`] by slot index.
+    fn remember_at(&mut self, at: u32) {
+        let slot = &mut self.slots[at as usize];
         if !slot.touched {
             slot.touched = true;
-            self.open_block().touched.push(id);
+            self.open_block().touched.push(at);
         }
     }
 
     /// Inserts an account created by the open block (listed as touched).
     fn create(&mut self, account: Account) {
-        let id = account.id;
-        let fresh = self
-            .accounts
-            .insert(
-                id,
-                Slot {
-                    account,
-                    lanes: None,
-                    touched: true,
-                },
-            )
-            .is_none();
+        let at = u32::try_from(self.slots.len()).expect("at most 2^32 accounts");
+        let fresh = self.index.insert(account.id, at).is_none();
         assert!(fresh, "checked as new before");
-        self.open_block().touched.push(id);
+        self.slots.push(Slot {
+            account,
+            lanes: None,
+            touched: true,
+        });
+        self.open_block().touched.push(at);
+    }
+
+    fn slot_of(&self, id: &AccountId) -> Option<u32> {
+        self.index.get(id).copied()
+    }
+
+    fn exists(&self, id: &AccountId) -> bool {
+        self.index.contains_key(id)
     }
 
     fn acct(&self, id: &AccountId) -> Option<&Account> {
-        self.accounts.get(id).map(|s| &s.account)
+        self.slot_of(id).map(|at| &self.slots[at as usize].account)
     }
 
     fn acct_mut(&mut self, id: &AccountId) -> &mut Account {
-        &mut self.accounts.get_mut(id).expect("checked above").account
+        let at = self.slot_of(id).expect("checked above");
+        &mut self.slots[at as usize].account
     }
 
     fn is_central_bank(&self, id: &AccountId) -> bool {
@@ -716,8 +738,11 @@ impl State {
         if payer_id == payee_id {
             return Err(Reason::SelfTransfer);
         }
-        let payer = self.acct(&payer_id).ok_or(Reason::UnknownAccount)?;
-        let payee = self.acct(&payee_id).ok_or(Reason::UnknownAccount)?;
+        // One map lookup per side; everything after goes by slot index.
+        let pi = self.slot_of(&payer_id).ok_or(Reason::UnknownAccount)?;
+        let qi = self.slot_of(&payee_id).ok_or(Reason::UnknownAccount)?;
+        let payer = &self.slots[pi as usize].account;
+        let payee = &self.slots[qi as usize].account;
         Self::usable(payer)?;
         Self::usable(payee)?;
         if payer.kind == AccountKind::CentralBank || payee.kind == AccountKind::CentralBank {
@@ -745,13 +770,13 @@ impl State {
         if payee_balance > self.params.limits(payee.kind).balance_cap {
             return Err(Reason::BalanceLimitExceeded);
         }
-        self.remember(payer_id);
-        self.remember(payee_id);
-        let payer = self.acct_mut(&payer_id);
+        self.remember_at(pi);
+        self.remember_at(qi);
+        let payer = &mut self.slots[pi as usize].account;
         payer.balance = payer_balance;
         payer.outflow_day = day;
         payer.outflow_today = outflow;
-        self.acct_mut(&payee_id).balance = payee_balance;
+        self.slots[qi as usize].account.balance = payee_balance;
         let t = self.params.reporting_threshold;
         Ok(t > 0 && amount >= t)
     }
@@ -801,7 +826,7 @@ impl State {
             AccountKind::Retail => return Err(Reason::PhaseNotOpen),
             AccountKind::CentralBank | AccountKind::Settlement => return Err(Reason::InvalidKind),
         }
-        if self.accounts.contains_key(&account) {
+        if self.exists(&account) {
             return Err(Reason::AccountExists);
         }
         check_account_key(&account.0)?;
@@ -879,7 +904,7 @@ impl State {
             self.open_block().banks_changed = true;
             return Ok(false);
         }
-        if self.accounts.contains_key(&bank) {
+        if self.exists(&bank) {
             return Err(Reason::AccountExists);
         }
         check_account_key(&bank.0)?;
@@ -913,17 +938,36 @@ impl State {
     /// accounts only and returns the block with everything to store.
     pub fn seal_block(&mut self) -> SealedBlock {
         let mut open = *self.open.0.take().expect("no open block");
-        let mut touched = std::mem::take(&mut open.touched);
+        // The block lists its accounts sorted by id.
+        let mut touched: Vec<(AccountId, u32)> = std::mem::take(&mut open.touched)
+            .into_iter()
+            .map(|at| (self.slots[at as usize].account.id, at))
+            .collect();
         touched.sort_unstable();
+        // The new lanes (one SHA-512 per account) are most of sealing's
+        // work and independent of each other: hashed in parallel for a large
+        // block. The accumulator is a sum, so the order it is added in, and
+        // the threads that hashed it, cannot change the result.
+        let hash =
+            |&(_, at): &(AccountId, u32)| StateAccumulator::lanes(&self.slots[at as usize].account.state_entry());
+        let new_lanes: Vec<Lanes> = if touched.len() >= PARALLEL_SEAL_MIN {
+            use rayon::prelude::*;
+            touched
+                .par_iter()
+                .with_min_len(PARALLEL_SEAL_MIN / 2)
+                .map(hash)
+                .collect()
+        } else {
+            touched.iter().map(hash).collect()
+        };
         let mut accounts = Vec::with_capacity(touched.len());
-        for id in &touched {
-            let slot = self.accounts.get_mut(id).expect("touched accounts are never removed");
+        for (&(_, at), new) in touched.iter().zip(new_lanes) {
+            let slot = &mut self.slots[at as usize];
             debug_assert!(slot.touched);
             slot.touched = false;
             if let Some(old) = &slot.lanes {
                 self.accumulator.remove_lanes(old);
             }
-            let new = StateAccumulator::lanes(&slot.account.state_entry());
             self.accumulator.add_lanes(&new);
             slot.lanes = Some(new);
             accounts.push(slot.account.clone());
@@ -934,7 +978,17 @@ impl State {
         } else {
             Vec::new()
         };
-        let leaves: Vec<Hash32> = open.ops.iter().map(|a| op_leaf(&a.op.tx_id, &a.op.signature)).collect();
+        let leaf = |a: &AppliedOp| op_leaf(&a.op.tx_id, &a.op.signature);
+        let leaves: Vec<Hash32> = if open.ops.len() >= PARALLEL_SEAL_MIN {
+            use rayon::prelude::*;
+            open.ops
+                .par_iter()
+                .with_min_len(PARALLEL_SEAL_MIN / 2)
+                .map(leaf)
+                .collect()
+        } else {
+            open.ops.iter().map(leaf).collect()
+        };
         let header = BlockHeader {
             height: open.height,
             prev_hash: self.head_hash,
@@ -986,9 +1040,7 @@ impl State {
             return Err(format!("sum of balances {sum} != issued - redeemed {circulation}"));
         }
         let cb = self
-            .accounts
-            .get(&self.params.central_bank)
-            .map(|s| &s.account)
+            .acct(&self.params.central_bank)
             .ok_or("central bank account missing")?;
         if cb.balance != 0 {
             return Err("the central bank account holds money".into());
@@ -1011,7 +1063,13 @@ impl State {
             return Err("replay set count disagrees with its contents".into());
         }
         let mut acc = StateAccumulator::default();
-        for slot in self.accounts.values() {
+        if self.index.len() != self.slots.len() {
+            return Err("account index and slots disagree in size".into());
+        }
+        for (at, slot) in self.slots.iter().enumerate() {
+            if self.slot_of(&slot.account.id) != Some(at as u32) {
+                return Err(format!("account {} is not indexed at its slot", slot.account.id));
+            }
             if slot.touched {
                 return Err(format!("account {} still marked as touched", slot.account.id));
             }

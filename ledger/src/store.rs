@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use rocksdb::{
@@ -51,6 +51,10 @@ const CF_BANKS: &str = "banks";
 const CF_RECENT: &str = "recent";
 /// `valid_until_ms` (8) ‖ tx id (32), one per operation in a `recent` record.
 const RECENT_ENTRY_BYTES: usize = 40;
+
+/// A block commit slower than this is logged with where its time went (one
+/// such commit is a latency spike for every operation in the block).
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// Stale replay-window records are range-deleted once every this many blocks.
 const RECENT_PRUNE_EVERY: u64 = 64;
 /// Version of the on-disk layout, stored as `meta/format` at genesis.
@@ -397,6 +401,13 @@ impl Store {
         // ahead while a checkpoint is still being inserted into memtables.
         opts.set_enable_pipelined_write(true);
         opts.set_allow_concurrent_memtable_write(true);
+        // Write back table files and the log a MiB at a time as they are
+        // written, rather than leaving tens of MiB dirty until their final
+        // sync: on ext4 a block's fdatasync commits the journal, which waits
+        // for whatever other dirty data it orders, so a flush's or a
+        // checkpoint's backlog showed up as 100-150 ms block commits.
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_wal_bytes_per_sync(1 << 20);
         // Compaction is background work: on a machine whose cores verify
         // signatures and answer clients, it must not take the CPU from them
         // (compaction bursts showed up as p99 latency spikes). Nice'd, it
@@ -649,6 +660,7 @@ impl Store {
     /// skiplist then reuses its insertion point from one key to the next
     /// instead of searching from the top.
     pub fn commit(&self, block: &SealedBlock) -> Result<()> {
+        let t_start = Instant::now();
         let _w = self.write_lock.lock();
         // A failed checkpoint write means the disk is failing: refuse before
         // writing anything (the pipeline then reopens and reloads).
@@ -715,7 +727,9 @@ impl Store {
             return Ok(());
         }
 
+        let t_write = Instant::now();
         Self::write_synced(&db, wb)?;
+        let t_written = Instant::now();
         let due = {
             let mut p = self.pending.write();
             p.active.add_block(block, block_history);
@@ -723,6 +737,21 @@ impl Store {
         };
         if due {
             self.hand_over(height, meta);
+        }
+        let total = t_start.elapsed();
+        if total >= SLOW_COMMIT {
+            // Names the part that was slow, for correlating latency spikes
+            // with the disk (write_ms: WAL append + fsync) or with a
+            // checkpoint writer still busy (handover_ms).
+            tracing::warn!(
+                height,
+                ops = block.ops.len(),
+                total_ms = total.as_millis() as u64,
+                prepare_ms = (t_write - t_start).as_millis() as u64,
+                write_ms = (t_written - t_write).as_millis() as u64,
+                handover_ms = t_written.elapsed().as_millis() as u64,
+                "slow block commit"
+            );
         }
         Ok(())
     }
@@ -754,13 +783,22 @@ impl Store {
             .name("ruble-checkpoint".into())
             .spawn(move || {
                 let written = (|| -> Result<()> {
+                    let t0 = Instant::now();
                     let db = slot.read().clone().ok_or(StoreError::Closed)?;
                     let mut wb = WriteBatch::default();
                     Self::put_checkpoint(&db, &mut wb, &frozen.pending, None, frozen.height, &frozen.meta);
+                    let t_built = Instant::now();
                     // Not synced: if it is lost in a crash, `load` starts
                     // from the previous checkpoint and replays more blocks.
                     // The next synced block commit makes it durable anyway.
                     db.write(wb)?;
+                    tracing::debug!(
+                        height = frozen.height,
+                        ops = frozen.pending.ops,
+                        build_ms = (t_built - t0).as_millis() as u64,
+                        write_ms = t_built.elapsed().as_millis() as u64,
+                        "checkpoint written"
+                    );
                     Ok(())
                 })();
                 let mut st = writer.state.lock();
