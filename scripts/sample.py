@@ -8,8 +8,10 @@ One JSON object per line, with the wall-clock time `ts` (seconds):
 - `rss_kib`: the node's resident memory;
 - `metrics`: the node's Prometheus histograms and counters (cumulative; the
   reader takes differences between seconds);
-- `threads_ticks`: CPU ticks (user + system) per thread name of the node,
-  cumulative (`ruble-verify-0` and `-1` are kept apart);
+- `threads_ticks`: CPU ticks (user + system) of each thread of the node,
+  cumulative, keyed `name/tid` (threads come and go: a checkpoint writer
+  per checkpoint, tokio's blocking pool; the reader groups by name);
+- `process_ticks`: the node's own cumulative ticks (exited threads included);
 - `cpu`: the machine's cumulative /proc/stat ticks (user, nice, system, idle,
   iowait, irq, softirq, steal);
 - `dirty_kib`, `writeback_kib`: page cache waiting to be written;
@@ -51,17 +53,17 @@ def proc_ticks(pid):
 
 
 def thread_ticks(pid):
-    by_name = {}
+    out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
                 raw = f.read()
         except OSError:
-            continue
+            continue  # exited meanwhile
         name = raw[raw.index("(") + 1:raw.rindex(")")]
         rest = raw.rsplit(")", 1)[1].split()
-        by_name[name] = by_name.get(name, 0) + int(rest[11]) + int(rest[12])
-    return by_name
+        out[f"{name}/{tid}"] = int(rest[11]) + int(rest[12])
+    return out
 
 
 def meminfo():
@@ -79,12 +81,16 @@ def main():
     others = [int(p) for p in sys.argv[4:]]
     url = f"http://{addr}/metrics"
     with open(out, "a") as f:
-        next_at = time.time()
+        next_at = time.monotonic()
         while True:
+            # The scrape first: it can take up to its timeout in a stalled
+            # second, and `ts` must be when the rest was read.
+            metrics = read_metrics(url)
             try:
                 with open(f"/proc/{pid}/status") as s:
                     rss = next(int(l.split()[1]) for l in s if l.startswith("VmRSS:"))
                 threads = thread_ticks(pid)
+                process = proc_ticks(pid)
             except (OSError, StopIteration):
                 return
             with open("/proc/stat") as s:
@@ -96,12 +102,13 @@ def main():
                     o[str(p)] = proc_ticks(p)
                 except OSError:
                     pass
-            rec = {"ts": time.time(), "rss_kib": rss, "metrics": read_metrics(url), "threads_ticks": threads,
+            rec = {"ts": time.time(), "rss_kib": rss, "metrics": metrics, "threads_ticks": threads,
+                   "process_ticks": process,
                    "cpu": cpu, "dirty_kib": mi.get("Dirty"), "writeback_kib": mi.get("Writeback"), "others_ticks": o}
             f.write(json.dumps(rec) + "\n")
             f.flush()
             next_at += 1.0
-            time.sleep(max(0.0, next_at - time.time()))
+            time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ TXGEN=$!
 ( until grep -q "txgen: running" "$OUT/soak.log" 2>/dev/null; do sleep 0.2; done
   exec python3 scripts/sample.py "$METRICS" "$NODE" "$OUT/samples.jsonl" "$TXGEN" ) &
 SAMPLER=$!
-wait $TXGEN
+# A failed txgen still gets its audit and report (the report names its
+# errors); the script fails at the end.
+TXGEN_RC=0
+wait $TXGEN || TXGEN_RC=$?
 TXGEN=
 kill $SAMPLER 2>/dev/null || true
 SAMPLER=
@@ -49,3 +52,4 @@ echo "==> audit of every acknowledged transfer"
 "$BIN/ruble-node" audit --data-dir "$OUT/dev-data" --expect-committed "$OUT/receipts.txt" > "$OUT/audit.json" || true
 kill -TERM $NODE; wait $NODE || true
 python3 scripts/soak_report.py "$OUT" "$PEAK" "$RATE"
+exit $TXGEN_RC

@@ -53,21 +53,27 @@ def hist_quantile(prev, cur, name, q):
 def per_second_node(samples):
     """For each pair of consecutive samples: (ts, view of that second)."""
     rows = []
+    last_metrics = None  # a failed scrape leaves a gap, not two blank seconds
     for a, b in zip(samples, samples[1:]):
+        if a.get("metrics"):
+            last_metrics = a["metrics"]
         dt = b["ts"] - a["ts"]
         if dt <= 0:
             continue
         groups = {}
-        for name, ticks in b["threads_ticks"].items():
-            g = re.sub(r"[-:]\d+$", "", name)  # ruble-verify-0 -> ruble-verify
-            d = ticks - a["threads_ticks"].get(name, 0)
-            groups[g] = groups.get(g, 0) + d
+        for key, ticks in b["threads_ticks"].items():
+            # Per thread (a thread born in between counts from 0), then by
+            # name: ruble-verify-0 -> ruble-verify.
+            name = key.rsplit("/", 1)[0]
+            g = re.sub(r"[-:]\d+$", "", name)
+            d = ticks - a["threads_ticks"].get(key, 0)
+            groups[g] = groups.get(g, 0) + max(d, 0)
         cpu_a, cpu_b = a["cpu"], b["cpu"]
         tot = sum(cpu_b) - sum(cpu_a) or 1
         others = sum(b["others_ticks"].get(p, 0) - a["others_ticks"].get(p, 0) for p in b["others_ticks"])
         rows.append((a["ts"], {
-            "submit_p99_ms": hist_quantile(a.get("metrics"), b.get("metrics"), "ruble_submit_latency_seconds", 0.99),
-            "commit_max_ms": hist_quantile(a.get("metrics"), b.get("metrics"), "ruble_commit_latency_seconds", 1.0),
+            "submit_p99_ms": hist_quantile(last_metrics, b.get("metrics"), "ruble_submit_latency_seconds", 0.99),
+            "commit_max_ms": hist_quantile(last_metrics, b.get("metrics"), "ruble_commit_latency_seconds", 1.0),
             "node_cpu_pct": {g: 100.0 * d / HZ / dt for g, d in groups.items() if d > 0},
             "txgen_cpu_pct": 100.0 * others / HZ / dt,
             "iowait_pct": 100.0 * (cpu_b[4] - cpu_a[4]) / tot,
@@ -87,19 +93,19 @@ def node_warnings(path):
     strip = re.compile(r"\x1b\[[0-9;]*m")
     for line in open(path, errors="replace"):
         line = strip.sub("", line)
-        if "WARN" not in line or "slow" not in line:
+        m = re.match(r"(\S+)\s+WARN\s+\S+: (slow .*)", line)
+        if not m:
             continue
-        stamp = line.split()[0]
         try:
-            ts = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            ts = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp()
         except ValueError:
             continue
-        out.append((ts, line.split(":", 3)[-1].strip() if "slow" in line else line))
+        out.append((ts, m.group(2).strip()))
     return out
 
 
 def rocksdb_events(path):
-    """(unix ts, text) of RocksDB flushes and compactions that took >= 0.5 s."""
+    """(start, end, text) of RocksDB compactions that took >= 0.5 s, in unix s."""
     out = []
     if not os.path.exists(path):
         return out
@@ -113,7 +119,8 @@ def rocksdb_events(path):
         if j.get("event") == "compaction_finished":
             secs = j.get("compaction_time_micros", 0) / 1e6
             if secs >= 0.5:
-                out.append((j["time_micros"] / 1e6 - secs,
+                end = j["time_micros"] / 1e6
+                out.append((end - secs, end,
                             f"compaction {j.get('total_output_size', 0) / 2**20:.0f} MiB over {secs:.1f} s"))
         elif j.get("event") == "flush_finished":
             pass  # every second or so: too common to explain a spike
@@ -129,7 +136,9 @@ def main():
         a = {}  # not run (yet), or cut short
     samples = load_samples(f"{out}/samples.jsonl")
     t0 = r.get("started_unix_s", 0.0)
-    timed = [s for s in samples if t0 <= s["ts"] <= t0 + r["duration_s"]]
+    timed = [s for s in samples if t0 > 0 and t0 <= s["ts"] <= t0 + r["duration_s"]]
+    # Memory is judged only on a run that was sampled throughout.
+    sampled = len(timed) >= 0.9 * r["duration_s"]
     rss = [s["rss_kib"] / 1024 for s in timed] or [0.0]
     q = max(1, len(rss) // 4)
     rss_q2, rss_q4 = max(rss[q:2 * q] or rss), max(rss[-q:])
@@ -151,7 +160,7 @@ def main():
         rows.append(f"| {m + 1} | {tps:.0f} | {sum(s['rejected'] for s in ss)} | {p50:.2f} | {p99:.2f} |")
     first = p99s[1] if len(p99s) > 1 else (p99s[0] if p99s else 0.0)  # first full minute after warm-up
     p99_ok = all(p <= max(2 * first, 5.0) for p in p99s[1:])
-    mem_ok = rss_q4 <= rss_q2 * 1.15
+    mem_ok = sampled and rss_q4 <= rss_q2 * 1.15
     err_ok = r["rejected_total"] == 0 and r["committed"] == r["submitted"] and not r.get("errors")
     audit_ok = bool(a.get("ok")) and not a.get("missing")
 
@@ -163,18 +172,19 @@ def main():
     worst = sorted(secs, key=lambda s: -s["latency_ms_p99"])[:12]
     spike_rows = ["| second | txgen p99 ms | committed | node submit p99 ms (≤) | slowest commit ms (≤) | "
                   "verify / tokio / seq / commit / ckpt / rocksdb CPU % | txgen CPU % | iowait % | steal % | "
-                  "dirty MiB | node warnings and long compactions (within 2 s before) |",
+                  "dirty MiB | node warnings (2 s before to 1 s after) and compactions running |",
                   "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for s in sorted(worst, key=lambda s: s["t"]):
         wall = t0 + s["t"]
-        i = bisect.bisect_right(node_ts, wall) - 1
+        # The sample interval holding the middle of txgen's second.
+        i = bisect.bisect_right(node_ts, wall + 0.5) - 1
         n = node[i][1] if i >= 0 and wall - node_ts[i] < 2 else None
 
         def cpu(*names):
             return sum(v for g, v in n["node_cpu_pct"].items() if g.startswith(names)) if n else 0  # names are cut at 15 characters
 
         notes = [f"{m} ({ts - wall:+.1f} s)" for ts, m in warns if wall - 2 <= ts <= wall + 1]
-        notes += [f"{m} ({ts - wall:+.1f} s)" for ts, m in events if ts <= wall + 1 and ts + 30 >= wall - 2][:2]
+        notes += [f"{m}, running" for start, end, m in events if start <= wall + 1 and end >= wall - 2]
         fmt = (lambda v: "–" if v is None else ("∞" if v == math.inf else f"{v:.0f}"))
         spike_rows.append(
             f"| {s['t']:.0f} | {s['latency_ms_p99']:.0f} | {s['committed']} | "
@@ -191,7 +201,8 @@ def main():
         f"latency over the run: p50 {r['latency_ms_p50']:.2f} ms, p99 {r['latency_ms_p99']:.2f} ms, "
         f"max {r['latency_ms_max']:.2f} ms",
         f"node RSS: first sample {rss[0]:.0f} MiB, max of 2nd quarter {rss_q2:.0f} MiB, max of last quarter "
-        f"{rss_q4:.0f} MiB, overall max {max(rss):.0f} MiB ({len(rss)} samples)",
+        f"{rss_q4:.0f} MiB, overall max {max(rss):.0f} MiB ({len(timed)} samples"
+        f"{'' if sampled else ', TOO FEW to judge'})",
         f"audit: ok={a.get('ok')} operations={a.get('operations')} expected_committed={a.get('expected_committed')} "
         f"missing={len(a.get('missing', []))}",
         "",

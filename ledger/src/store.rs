@@ -661,6 +661,7 @@ impl Store {
     /// instead of searching from the top.
     pub fn commit(&self, block: &SealedBlock) -> Result<()> {
         let t_start = Instant::now();
+        // (Includes waiting for this lock: `prepare_ms` below.)
         let _w = self.write_lock.lock();
         // A failed checkpoint write means the disk is failing: refuse before
         // writing anything (the pipeline then reopens and reloads).
@@ -724,6 +725,15 @@ impl Store {
             Self::write_synced(&db, wb)?;
             p.active = Pending::default();
             p.handovers += 1;
+            let total = t_start.elapsed();
+            if total >= SLOW_COMMIT {
+                tracing::warn!(
+                    height,
+                    ops = block.ops.len(),
+                    total_ms = total.as_millis() as u64,
+                    "slow block commit (with an inline checkpoint: the banks changed)"
+                );
+            }
             return Ok(());
         }
 
@@ -735,21 +745,25 @@ impl Store {
             p.active.add_block(block, block_history);
             p.active.ops >= self.opts.checkpoint_ops || p.active.accounts.len() >= self.opts.checkpoint_accounts
         };
+        let t_pending = Instant::now();
         if due {
             self.hand_over(height, meta);
         }
-        let total = t_start.elapsed();
-        if total >= SLOW_COMMIT {
-            // Names the part that was slow, for correlating latency spikes
-            // with the disk (write_ms: WAL append + fsync) or with a
-            // checkpoint writer still busy (handover_ms).
+        let t_end = Instant::now();
+        if t_end - t_start >= SLOW_COMMIT {
+            // Names the part that was slow, for placing a latency spike:
+            // the disk (write_ms: WAL append + fsync), readers holding the
+            // pending generations (pending_ms), or a checkpoint writer still
+            // busy with the previous generation (handover_ms).
+            let ms = |d: Duration| d.as_millis() as u64;
             tracing::warn!(
                 height,
                 ops = block.ops.len(),
-                total_ms = total.as_millis() as u64,
-                prepare_ms = (t_write - t_start).as_millis() as u64,
-                write_ms = (t_written - t_write).as_millis() as u64,
-                handover_ms = t_written.elapsed().as_millis() as u64,
+                total_ms = ms(t_end - t_start),
+                prepare_ms = ms(t_write - t_start),
+                write_ms = ms(t_written - t_write),
+                pending_ms = ms(t_pending - t_written),
+                handover_ms = ms(t_end - t_pending),
                 "slow block commit"
             );
         }
@@ -1108,6 +1122,18 @@ impl Store {
             out.push(Self::decode_op(c, &v)?);
         }
         Ok(out)
+    }
+
+    /// Where each of `txs` sits if it was committed since the last
+    /// checkpoint written (the generations still in memory): no RocksDB
+    /// read. This is where a client's retry of a just-acknowledged
+    /// operation is found; an older one is answered by the state's replay
+    /// set or, once expired, by [`Store::receipt`] (see `pipeline.rs`).
+    pub fn recent_tx_cursors(&self, txs: &[TxId]) -> Vec<Option<u64>> {
+        let p = self.pending.read();
+        txs.iter()
+            .map(|tx| p.newest_first().find_map(|g| g.txs.get(tx)).copied())
+            .collect()
     }
 
     /// Where a committed operation sits, if it is committed.

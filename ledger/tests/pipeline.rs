@@ -1,0 +1,144 @@
+//! The pipeline's answers to a resubmitted operation, at every age: a retry
+//! is always answered with the original receipt and never pays twice,
+//! whether the operation is still in memory (committed since the last
+//! checkpoint), only in the written index (an older one, still valid), or
+//! past its validity.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use ruble_ledger::codec::{Op, SignedOp};
+use ruble_ledger::engine::{Ledger, Outcome};
+use ruble_ledger::pipeline::{Pipeline, PipelineConfig};
+use ruble_ledger::reason::Reason;
+use ruble_ledger::store::{Receipt, Store, StoreOptions};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn submit(p: &Pipeline, ops: Vec<SignedOp>) -> Vec<Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    p.submit(
+        ops,
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )
+    .unwrap();
+    rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
+}
+
+fn committed(o: &Outcome) -> Receipt {
+    match o {
+        Outcome::Committed(r) => r.clone(),
+        other => panic!("not committed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_retry_gets_the_original_receipt_at_every_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    // The chain starts now (not at the fixed test time), so that validity
+    // windows pass in real time.
+    let mut genesis = w.genesis();
+    genesis.timestamp_ms = now_ms() - 1_000;
+    // Checkpoints every 8 operations: the payment soon leaves memory.
+    let opts = StoreOptions {
+        checkpoint_ops: 8,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open_with(dir.path(), &opts).unwrap());
+    let ledger = Ledger::from_store(store.clone(), Some(&genesis)).unwrap();
+    let p = Pipeline::start(ledger, PipelineConfig::default(), Box::new(|_, _| {}));
+
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    let funding: Vec<SignedOp> = w
+        .fund_payers(&[a.clone(), b.clone()])
+        .into_iter()
+        .map(|op| w.sign_until(&signer_of(&w, &op), op.body.op.clone(), until))
+        .collect();
+    for o in submit(&p, funding) {
+        committed(&o);
+    }
+
+    // The payment expires 3 s from now.
+    let expires = now_ms() + 3_000;
+    let pay = w.sign_until(
+        &a,
+        Op::Transfer {
+            payee: id(&b),
+            amount: 1_00,
+            purpose: "retried".into(),
+        },
+        expires,
+    );
+    let original = committed(&submit(&p, vec![pay.clone()])[0]);
+    let balance = |p: &Pipeline| p.store().account(&id(&b)).unwrap().unwrap().balance;
+    let paid = balance(&p);
+
+    // 1. Just committed: found in memory before verification.
+    assert!(store.recent_tx_cursors(&[pay.tx_id])[0].is_some());
+    assert_eq!(
+        submit(&p, vec![pay.clone()]),
+        vec![Outcome::Duplicate(original.clone())]
+    );
+
+    // 2. Written behind at a checkpoint, still valid: the sequencer's replay
+    // set refuses it and the answer carries the original receipt.
+    let mut nonce_payee = 0u64;
+    while store.recent_tx_cursors(&[pay.tx_id])[0].is_some() {
+        nonce_payee += 1;
+        let filler = w.sign_until(
+            &b,
+            Op::Transfer {
+                payee: id(&a),
+                amount: 1,
+                purpose: format!("filler {nonce_payee}"),
+            },
+            until,
+        );
+        committed(&submit(&p, vec![filler])[0]);
+        assert!(nonce_payee < 200, "the payment never left memory");
+    }
+    assert!(now_ms() < expires, "the test ran too slowly to check a valid retry");
+    assert_eq!(
+        submit(&p, vec![pay.clone()]),
+        vec![Outcome::Duplicate(original.clone())]
+    );
+
+    // 3. Past its validity: still the original receipt, not EXPIRED.
+    while now_ms() <= expires + 50 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(submit(&p, vec![pay.clone()]), vec![Outcome::Duplicate(original)]);
+    // An operation that expired without ever being committed is EXPIRED.
+    let late = w.sign_until(
+        &a,
+        Op::Transfer {
+            payee: id(&b),
+            amount: 1_00,
+            purpose: "late".into(),
+        },
+        expires,
+    );
+    assert_eq!(submit(&p, vec![late]), vec![Outcome::Rejected(Reason::Expired)]);
+
+    // Paid once, whatever the retries (the fillers went the other way).
+    assert_eq!(balance(&p), paid - nonce_payee);
+    p.shutdown();
+}
+
+/// The key that signed `op` (the funding ops are re-signed with a validity
+/// that suits a chain starting now).
+fn signer_of(w: &World, op: &SignedOp) -> ed25519_dalek::SigningKey {
+    [w.cb.clone(), w.banks[0].clone(), w.banks[1].clone()]
+        .into_iter()
+        .find(|k| id(k) == op.body.signer)
+        .expect("funding is signed by the central bank or bank 0")
+}
