@@ -27,6 +27,11 @@ struct QueueLabel {
     queue: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabel {
+    part: String,
+}
+
 struct Inner {
     registry: Registry,
     accepted: Counter,
@@ -38,6 +43,7 @@ struct Inner {
     submit_latency: Histogram,
     storage_ok: Gauge,
     commit_failures: Gauge,
+    store_memory: Family<PartLabel, Gauge>,
 }
 
 /// The node's metrics; cheap to clone.
@@ -98,6 +104,12 @@ impl Metrics {
             "Block writes that failed since the node started",
             commit_failures.clone(),
         );
+        let store_memory = Family::<PartLabel, Gauge>::default();
+        registry.register(
+            "ruble_store_memory_bytes",
+            "Memory held by RocksDB, by part (block_cache, memtables); both bounded by configuration",
+            store_memory.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             accepted,
@@ -109,6 +121,7 @@ impl Metrics {
             submit_latency,
             storage_ok,
             commit_failures,
+            store_memory,
         }))
     }
 
@@ -133,6 +146,14 @@ impl Metrics {
                 queue: queue.to_string(),
             })
             .set(n);
+    }
+    pub fn set_store_memory(&self, block_cache: u64, memtables: u64) {
+        for (part, v) in [("block_cache", block_cache), ("memtables", memtables)] {
+            self.0
+                .store_memory
+                .get_or_create(&PartLabel { part: part.to_string() })
+                .set(v as i64);
+        }
     }
     pub fn set_storage(&self, ok: bool, failures: u64) {
         self.0.storage_ok.set(ok as i64);
@@ -206,6 +227,7 @@ mod tests {
         let m = Metrics::new();
         m.inc_accepted(3);
         m.inc_rejected("INSUFFICIENT_FUNDS");
+        m.set_store_memory(1_000, 2_000);
         let addr = serve(m.clone(), "127.0.0.1:0".parse().unwrap(), std::future::pending())
             .await
             .unwrap();
@@ -218,6 +240,14 @@ mod tests {
         assert!(body.contains("ruble_ops_accepted_total 3"), "{body}");
         assert!(
             body.contains("ruble_ops_rejected_total{reason=\"INSUFFICIENT_FUNDS\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("ruble_store_memory_bytes{part=\"block_cache\"} 1000"),
+            "{body}"
+        );
+        assert!(
+            body.contains("ruble_store_memory_bytes{part=\"memtables\"} 2000"),
             "{body}"
         );
     }

@@ -146,6 +146,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
                 metrics.set_queue_depth("sequencer", s.sequencer_queue.load(Relaxed) as i64);
                 let error = pipeline.storage_error();
                 metrics.set_storage(error.is_none(), s.commit_failures.load(Relaxed));
+                if let Ok((cache, memtables)) = pipeline.store().rocksdb_memory() {
+                    metrics.set_store_memory(cache, memtables);
+                }
                 if error.is_none() != was_ok {
                     was_ok = error.is_none();
                     set_health(&health, was_ok).await;

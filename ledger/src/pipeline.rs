@@ -3,8 +3,8 @@
 //! ```text
 //!  submit() ──► [submit queue] ──► verifier × N ──► [verified] ──► sequencer ──► [sealed, cap 1] ──► committer ──► replies
 //!   dedupe by        bounded        batch ZIP-215       bounded      apply to        one block being       synced        after the
-//!   committed tx                    (chunked, cached    FIFO         State; cut      applied while the     WriteBatch    commit only
-//!   index                            keys, fallback)                 blocks          previous commits
+//!   recent commits                  (chunked, cached    FIFO         State; cut      applied while the     WriteBatch    commit only
+//!   (in memory)                      keys, fallback)                 blocks          previous commits
 //! ```
 //!
 //! - **Backpressure.** Every operation counts against `max_inflight_ops` from

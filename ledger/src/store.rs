@@ -930,6 +930,25 @@ impl Store {
         Ok(self.meta_record(b"checkpoint")?.height)
     }
 
+    /// Memory held by RocksDB, in bytes: the block cache (bounded by
+    /// `StoreOptions::block_cache_bytes`) and the memtables of every column
+    /// family (bounded by their sizes and counts). Both fill up over the
+    /// first minutes of load; reported so that growth elsewhere stands out.
+    pub fn rocksdb_memory(&self) -> Result<(u64, u64)> {
+        let db = self.db()?;
+        let mut memtables = 0;
+        let mut block_cache = 0;
+        for name in ALL_CFS {
+            let h = cf(&db, name);
+            memtables += db
+                .property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables")?
+                .unwrap_or(0);
+            // One cache shared by all families: the same figure from each.
+            block_cache = db.property_int_value_cf(h, "rocksdb.block-cache-usage")?.unwrap_or(0);
+        }
+        Ok((block_cache, memtables))
+    }
+
     /// The genesis this store was initialised with.
     pub fn genesis(&self) -> Result<Genesis> {
         let db = self.db()?;

@@ -131,6 +131,9 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
 
     // Paid once, whatever the retries (the fillers went the other way).
     assert_eq!(balance(&p), paid - nonce_payee);
+    // What RocksDB holds in memory is reported (the blocks are in memtables).
+    let (_cache, memtables) = store.rocksdb_memory().unwrap();
+    assert!(memtables > 0);
     p.shutdown();
 }
 
