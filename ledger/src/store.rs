@@ -405,7 +405,7 @@ impl Store {
         // written, rather than leaving tens of MiB dirty until their final
         // sync: on ext4 a block's fdatasync commits the journal, which waits
         // for whatever other dirty data it orders, so a flush's or a
-        // checkpoint's backlog showed up as 100-150 ms block commits.
+        // checkpoint's backlog would land on some block's commit.
         opts.set_bytes_per_sync(1 << 20);
         opts.set_wal_bytes_per_sync(1 << 20);
         // Compaction is background work: on a machine whose cores verify
