@@ -24,7 +24,9 @@ echo "==> closed loop, ${SECS}s, with calibration"
 TXGEN=$!
 # Profile the node for 10 s of the timed phase (set BENCH_PERF=0 to skip).
 if [ "${BENCH_PERF:-1}" != 0 ] && command -v perf >/dev/null; then
-  for _ in $(seq 1 600); do grep -q "txgen: running" "$OUT/closed.log" 2>/dev/null && break; sleep 0.1; done
+  # Set-up, pre-signing and calibration come first (about a minute here):
+  # wait up to 5 minutes for the timed phase, or the profile is of an idle node.
+  for _ in $(seq 1 3000); do grep -q "txgen: running" "$OUT/closed.log" 2>/dev/null && break; sleep 0.1; done
   sleep 2
   perf record -F 499 -g -p "$NODE" -o "$OUT/perf.data" -- sleep 10 > /dev/null 2>&1 || true
 fi
