@@ -277,7 +277,7 @@ impl Pipeline {
         let mut slots: Vec<Option<Outcome>> = Vec::with_capacity(n);
         let mut todo = Vec::with_capacity(n);
         for ((i, op), cursor) in ops.into_iter().enumerate().zip(found) {
-            match cursor.and_then(|_| self.shared.store.receipt(&op.tx_id).ok().flatten()) {
+            match cursor.and_then(|c| self.shared.store.receipt_at(&op.tx_id, c).ok()) {
                 Some(r) => slots.push(Some(Outcome::Duplicate(r))),
                 None => {
                     slots.push(None);
@@ -515,11 +515,12 @@ fn sequencer(
                 sh.committer_busy.store(true, Ordering::Release);
                 let t = Instant::now();
                 let block = Box::new(state.seal_block());
-                if t.elapsed() >= SLOW_STAGE {
+                let took = t.elapsed();
+                if took >= SLOW_STAGE {
                     tracing::warn!(
                         height = block.header.height,
                         ops = block.ops.len(),
-                        seal_ms = t.elapsed().as_millis() as u64,
+                        seal_ms = took.as_millis() as u64,
                         "slow block seal"
                     );
                 }
@@ -611,18 +612,16 @@ fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
                 sh.stats.committed_ops.fetch_add(1, Ordering::Relaxed);
                 Outcome::Committed(receipts[i as usize].clone())
             }
-            Err((Reason::Duplicate, tx)) => match sh.store.receipt(&tx) {
-                Ok(Some(r)) => Outcome::Duplicate(r),
-                _ => Outcome::Rejected(Reason::Duplicate),
-            },
-            // An operation past its validity may be a retry of one committed
-            // long ago: that one gets its original receipt (rare, so the
-            // index lookup is affordable here).
-            Err((Reason::Expired, tx)) => match sh.store.receipt(&tx) {
+            // A retry gets its original receipt: one the replay set refused
+            // (DUPLICATE), or one past its validity that may have been
+            // committed long ago (rare, so the index lookup is affordable).
+            Err((reason @ (Reason::Duplicate | Reason::Expired), tx)) => match sh.store.receipt(&tx) {
                 Ok(Some(r)) => Outcome::Duplicate(r),
                 _ => {
-                    sh.stats.rejected_ops.fetch_add(1, Ordering::Relaxed);
-                    Outcome::Rejected(Reason::Expired)
+                    if reason == Reason::Expired {
+                        sh.stats.rejected_ops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::Rejected(reason)
                 }
             },
             Err((reason, _)) => {
@@ -688,8 +687,9 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                             resolve(&sh, p, &receipts);
                         }
                         on_commit(&Arc::new(*block), latency);
-                        if t.elapsed() >= SLOW_STAGE {
-                            tracing::warn!(height, replies_ms = t.elapsed().as_millis() as u64, "slow replies");
+                        let took = t.elapsed();
+                        if took >= SLOW_STAGE {
+                            tracing::warn!(height, replies_ms = took.as_millis() as u64, "slow replies");
                         }
                     }
                     Err(e) => {

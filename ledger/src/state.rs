@@ -361,6 +361,16 @@ pub struct State {
     open: OpenBlockBox,
 }
 
+/// Appends `slot` to the slab and indexes it; returns its index. An account
+/// is added once (callers check, or load unique stored keys).
+fn add_slot(index: &mut FastMap<AccountId, u32>, slots: &mut Vec<Slot>, slot: Slot) -> u32 {
+    let at = u32::try_from(slots.len()).expect("at most 2^32 accounts");
+    let fresh = index.insert(slot.account.id, at).is_none();
+    assert!(fresh, "account {} added twice", slot.account.id);
+    slots.push(slot);
+    at
+}
+
 // Boxed so that cloning a State between blocks stays cheap to write.
 #[derive(Default)]
 struct OpenBlockBox(Option<Box<OpenBlock>>);
@@ -455,14 +465,15 @@ impl State {
         for a in p.accounts {
             let lanes = StateAccumulator::lanes(&a.state_entry());
             accumulator.add_lanes(&lanes);
-            let at = u32::try_from(slots.len()).expect("at most 2^32 accounts");
-            let fresh = index.insert(a.id, at).is_none();
-            assert!(fresh, "account {} stored twice", a.id);
-            slots.push(Slot {
-                account: a,
-                lanes: Some(lanes),
-                touched: false,
-            });
+            add_slot(
+                &mut index,
+                &mut slots,
+                Slot {
+                    account: a,
+                    lanes: Some(lanes),
+                    touched: false,
+                },
+            );
         }
         let banks: BTreeMap<_, _> = p.banks.into_iter().map(|b| (b.id, b)).collect();
         let mut recent: BTreeMap<u64, FastSet<TxId>> = BTreeMap::new();
@@ -599,14 +610,15 @@ impl State {
 
     /// Inserts an account created by the open block (listed as touched).
     fn create(&mut self, account: Account) {
-        let at = u32::try_from(self.slots.len()).expect("at most 2^32 accounts");
-        let fresh = self.index.insert(account.id, at).is_none();
-        assert!(fresh, "checked as new before");
-        self.slots.push(Slot {
-            account,
-            lanes: None,
-            touched: true,
-        });
+        let at = add_slot(
+            &mut self.index,
+            &mut self.slots,
+            Slot {
+                account,
+                lanes: None,
+                touched: true,
+            },
+        );
         self.open_block().touched.push(at);
     }
 

@@ -937,15 +937,15 @@ impl Store {
     pub fn rocksdb_memory(&self) -> Result<(u64, u64)> {
         let db = self.db()?;
         let mut memtables = 0;
-        let mut block_cache = 0;
         for name in ALL_CFS {
-            let h = cf(&db, name);
             memtables += db
-                .property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables")?
+                .property_int_value_cf(cf(&db, name), "rocksdb.cur-size-all-mem-tables")?
                 .unwrap_or(0);
-            // One cache shared by all families: the same figure from each.
-            block_cache = db.property_int_value_cf(h, "rocksdb.block-cache-usage")?.unwrap_or(0);
         }
+        // One cache shared by all families: asked of one of them.
+        let block_cache = db
+            .property_int_value_cf(cf(&db, CF_META), "rocksdb.block-cache-usage")?
+            .unwrap_or(0);
         Ok((block_cache, memtables))
     }
 
@@ -1168,17 +1168,8 @@ impl Store {
         // operation is found here without touching RocksDB). One that is not
         // pending was written before the generations now pending were
         // handed over, so the column family has it.
-        let mut out = vec![None; txs.len()];
-        let mut rest: Vec<usize> = Vec::new();
-        {
-            let p = self.pending.read();
-            for (i, tx) in txs.iter().enumerate() {
-                match p.newest_first().find_map(|g| g.txs.get(tx)) {
-                    Some(c) => out[i] = Some(*c),
-                    None => rest.push(i),
-                }
-            }
-        }
+        let mut out = self.recent_tx_cursors(txs);
+        let rest: Vec<usize> = (0..txs.len()).filter(|&i| out[i].is_none()).collect();
         if rest.is_empty() {
             return Ok(out);
         }
@@ -1195,9 +1186,15 @@ impl Store {
 
     /// The receipt of a committed operation.
     pub fn receipt(&self, tx: &TxId) -> Result<Option<Receipt>> {
-        let Some(cursor) = self.tx_cursor(tx)? else {
-            return Ok(None);
-        };
+        match self.tx_cursor(tx)? {
+            Some(cursor) => self.receipt_at(tx, cursor).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipt of operation `tx`, committed at `cursor` (as found by
+    /// [`Store::tx_cursors`] or [`Store::recent_tx_cursors`]).
+    pub fn receipt_at(&self, tx: &TxId, cursor: u64) -> Result<Receipt> {
         let (height, index) = cursor_parts(cursor);
         let (header, hash) = self
             .header(height)?
@@ -1205,14 +1202,14 @@ impl Store {
         let op = self
             .op_at(cursor)?
             .ok_or_else(|| StoreError::Corrupt(format!("op {cursor:#x} missing")))?;
-        Ok(Some(Receipt {
+        Ok(Receipt {
             tx_id: *tx,
             height,
             index,
             timestamp_ms: header.timestamp_ms,
             block_hash: hash,
             large: op.large,
-        }))
+        })
     }
 
     /// Scans the column families with `scan`, then lays the pending

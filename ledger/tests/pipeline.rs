@@ -69,15 +69,7 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
 
     // The payment expires 3 s from now.
     let expires = now_ms() + 3_000;
-    let pay = w.sign_until(
-        &a,
-        Op::Transfer {
-            payee: id(&b),
-            amount: 1_00,
-            purpose: "retried".into(),
-        },
-        expires,
-    );
+    let pay = transfer(&mut w, &a, &b, 1_00, "retried", expires);
     let original = committed(&submit(&p, vec![pay.clone()])[0]);
     let balance = |p: &Pipeline| p.store().account(&id(&b)).unwrap().unwrap().balance;
     let paid = balance(&p);
@@ -94,15 +86,7 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
     let mut nonce_payee = 0u64;
     while store.recent_tx_cursors(&[pay.tx_id])[0].is_some() {
         nonce_payee += 1;
-        let filler = w.sign_until(
-            &b,
-            Op::Transfer {
-                payee: id(&a),
-                amount: 1,
-                purpose: format!("filler {nonce_payee}"),
-            },
-            until,
-        );
+        let filler = transfer(&mut w, &b, &a, 1, &format!("filler {nonce_payee}"), until);
         committed(&submit(&p, vec![filler])[0]);
         assert!(nonce_payee < 200, "the payment never left memory");
     }
@@ -118,15 +102,7 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
     }
     assert_eq!(submit(&p, vec![pay.clone()]), vec![Outcome::Duplicate(original)]);
     // An operation that expired without ever being committed is EXPIRED.
-    let late = w.sign_until(
-        &a,
-        Op::Transfer {
-            payee: id(&b),
-            amount: 1_00,
-            purpose: "late".into(),
-        },
-        expires,
-    );
+    let late = transfer(&mut w, &a, &b, 1_00, "late", expires);
     assert_eq!(submit(&p, vec![late]), vec![Outcome::Rejected(Reason::Expired)]);
 
     // Paid once, whatever the retries (the fillers went the other way).
@@ -135,6 +111,23 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
     let (_cache, memtables) = store.rocksdb_memory().unwrap();
     assert!(memtables > 0);
     p.shutdown();
+}
+
+/// `from` pays `to`, signed valid until `until`.
+fn transfer(
+    w: &mut World,
+    from: &ed25519_dalek::SigningKey,
+    to: &ed25519_dalek::SigningKey,
+    amount: u64,
+    purpose: &str,
+    until: u64,
+) -> SignedOp {
+    let op = Op::Transfer {
+        payee: id(to),
+        amount,
+        purpose: purpose.into(),
+    };
+    w.sign_until(from, op, until)
 }
 
 /// The key that signed `op` (the funding ops are re-signed with a validity
