@@ -25,6 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -209,6 +210,11 @@ pub struct Store {
     write_lock: parking_lot::Mutex<()>,
     /// The background checkpoint writer's status.
     writer: Arc<CheckpointWriter>,
+    /// Upper bound of the last range delete in `recent` (0 after an open).
+    /// The next one starts there, so a tombstone covers only records that
+    /// just expired and compaction rewrites only the files holding them; one
+    /// starting at 0 overlapped every file and had each rewritten whole.
+    recent_pruned: AtomicU64,
 }
 
 /// What is committed but not yet in the derived column families: the
@@ -351,6 +357,7 @@ impl Store {
             pending: Arc::default(),
             write_lock: parking_lot::Mutex::new(()),
             writer: Arc::default(),
+            recent_pruned: Default::default(),
         }
     }
 
@@ -395,12 +402,19 @@ impl Store {
         // One flush and up to three compactions at a time: a long merge of
         // a big sorted run must not keep level 0 from being compacted.
         opts.set_max_background_jobs(4);
-        // Two writers: the committer (a block, synced) and the checkpoint
-        // writer (tens of MiB of derived records, not synced). Pipelined and
-        // concurrent memtable writes let a block's WAL write and fsync go
-        // ahead while a checkpoint is still being inserted into memtables.
-        opts.set_enable_pipelined_write(true);
+        // Two writers: the committer (a block, logged and synced) and the
+        // checkpoint writer (a few to tens of MiB of derived records, not
+        // logged: see `hand_over`). A checkpoint out of the log is durable
+        // only once flushed, so every flush takes all column families at one
+        // sequence number (`atomic_flush`): what survives a crash is always a
+        // consistent cut, a checkpoint's records and its `meta/checkpoint`
+        // record together or neither, and the log replays the synced blocks
+        // after it. (RocksDB does not combine atomic flush with pipelined
+        // writes; a block commit may wait for a checkpoint's memtable
+        // inserts, which costs less than syncing the checkpoint's log bytes
+        // did: `scripts/bench.sh`, open loop.)
         opts.set_allow_concurrent_memtable_write(true);
+        opts.set_atomic_flush(true);
         // Write back table files and the log a MiB at a time as they are
         // written, rather than leaving tens of MiB dirty until their final
         // sync: on ext4 a block's fdatasync commits the journal, which waits
@@ -703,9 +717,18 @@ impl Store {
         }
         // Pruning is lazy (every `RECENT_PRUNE_EVERY` blocks) so that range
         // tombstones stay few.
-        if height.is_multiple_of(RECENT_PRUNE_EVERY) {
-            wb.delete_range_cf(recent, &[0u8; 16][..], &block.prune_below.to_be_bytes()[..]);
+        let pruned = self.recent_pruned.load(Ordering::Relaxed);
+        let prune = height.is_multiple_of(RECENT_PRUNE_EVERY) && block.prune_below > pruned;
+        if prune {
+            let from = [pruned.to_be_bytes(), [0u8; 8]].concat();
+            wb.delete_range_cf(recent, &from[..], &block.prune_below.to_be_bytes()[..]);
         }
+        // (Only once the batch is written: a failed write prunes nothing.)
+        let pruned_now = || {
+            if prune {
+                self.recent_pruned.store(block.prune_below, Ordering::Relaxed);
+            }
+        };
         let meta = Self::put_head(&db, &mut wb, &block.header, &block.hash, &block.params, block.totals);
 
         if !block.banks.is_empty() {
@@ -723,6 +746,7 @@ impl Store {
             debug_assert!(p.frozen.is_none(), "an idle writer has no generation");
             Self::put_checkpoint(&db, &mut wb, &p.active, Some((block, &block_history)), height, &meta);
             Self::write_synced(&db, wb)?;
+            pruned_now();
             p.active = Pending::default();
             p.handovers += 1;
             let total = t_start.elapsed();
@@ -739,6 +763,7 @@ impl Store {
 
         let t_write = Instant::now();
         Self::write_synced(&db, wb)?;
+        pruned_now();
         let t_written = Instant::now();
         let due = {
             let mut p = self.pending.write();
@@ -802,10 +827,17 @@ impl Store {
                     let mut wb = WriteBatch::default();
                     Self::put_checkpoint(&db, &mut wb, &frozen.pending, None, frozen.height, &frozen.meta);
                     let t_built = Instant::now();
-                    // Not synced: if it is lost in a crash, `load` starts
-                    // from the previous checkpoint and replays more blocks.
-                    // The next synced block commit makes it durable anyway.
-                    db.write(wb)?;
+                    // Not in the log at all: if it is lost in a crash,
+                    // `load` starts from the previous checkpoint and replays
+                    // more blocks, which are logged and synced. In the log it
+                    // cost a block's fsync its tens of MiB (the next block
+                    // synced it), which was the commits' latency tail. It
+                    // becomes durable with the next flush, which is atomic
+                    // across column families (`atomic_flush`), so a crash
+                    // keeps all of a checkpoint, its record included, or none.
+                    let mut wo = WriteOptions::default();
+                    wo.disable_wal(true);
+                    db.write_opt(wb, &wo)?;
                     tracing::debug!(
                         height = frozen.height,
                         ops = frozen.pending.ops,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::*;
 use ruble_ledger::codec::Op;
-use ruble_ledger::engine::Ledger;
+use ruble_ledger::engine::{Ledger, Outcome};
 use ruble_ledger::store::{touched_by, Store, StoreError, StoreOptions};
 use ruble_ledger::types::{AccountId, Hash32};
 
@@ -260,4 +260,59 @@ fn reads_stay_whole_while_checkpoints_are_written_behind() {
     // while the readers read.
     assert!(store.checkpoint_height().unwrap() > 250, "checkpoints were written");
     check_reads(&ledger);
+}
+
+/// The store drops expired replay records by range deletes every 64 blocks,
+/// each starting where the previous one ended. Across several of them and a
+/// restart, every record still within its validity is kept (a resubmission
+/// is a duplicate, not a second payment) and the expired ones are gone from
+/// the loaded replay set as from the running one.
+#[test]
+fn replay_records_are_pruned_in_steps_and_the_unexpired_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let mut ledger = open(dir.path(), &w);
+    fund(&mut ledger, &mut w);
+    // (The set-up operations stay valid throughout too.)
+    let set_up = ledger.state().recent_len();
+    let payers = payers();
+    let mut long_lived = Vec::new();
+    // 200 blocks a second apart: range deletes at heights 64, 128 and 192.
+    for b in 0..200u64 {
+        let ts = T0 + 1_000 + b * 1_000;
+        let pay = |w: &mut World, i: u64, until: u64| {
+            w.sign_until(
+                &payers[(i % PAYERS) as usize],
+                Op::Transfer {
+                    payee: id(&payers[((i + 1) % PAYERS) as usize]),
+                    amount: 1,
+                    purpose: String::new(),
+                },
+                until,
+            )
+        };
+        // One that expires three blocks later, and every tenth block one
+        // valid for the rest of the test.
+        let mut ops = vec![pay(&mut w, b, ts + 3_000)];
+        if b % 10 == 0 {
+            let op = pay(&mut w, b + 1, ts + 590_000);
+            long_lived.push(op.clone());
+            ops.push(op);
+        }
+        let out = ledger.execute(ts, ops).unwrap();
+        assert!(out.iter().all(|o| matches!(o, Outcome::Committed(_))), "{out:?}");
+    }
+    let (height, window) = (ledger.state().height(), ledger.state().recent_len());
+    // The long-lived ones, and the short ones of the last four blocks (a
+    // record whose validity ends at this block's time is still live).
+    let kept = set_up + long_lived.len();
+    assert!((kept..=kept + 4).contains(&window), "{window} of {kept}");
+    drop(ledger);
+
+    let mut ledger = open(dir.path(), &w);
+    assert_eq!(ledger.state().height(), height);
+    assert_eq!(ledger.state().recent_len(), window, "the loaded replay set");
+    let ts = T0 + 1_000 + 200 * 1_000;
+    let again = ledger.execute(ts, long_lived.clone()).unwrap();
+    assert!(again.iter().all(|o| matches!(o, Outcome::Duplicate(_))), "{again:?}");
 }
