@@ -402,19 +402,12 @@ impl Store {
         // One flush and up to three compactions at a time: a long merge of
         // a big sorted run must not keep level 0 from being compacted.
         opts.set_max_background_jobs(4);
-        // Two writers: the committer (a block, logged and synced) and the
-        // checkpoint writer (a few to tens of MiB of derived records, not
-        // logged: see `hand_over`). A checkpoint out of the log is durable
-        // only once flushed, so every flush takes all column families at one
-        // sequence number (`atomic_flush`): what survives a crash is always a
-        // consistent cut, a checkpoint's records and its `meta/checkpoint`
-        // record together or neither, and the log replays the synced blocks
-        // after it. (RocksDB does not combine atomic flush with pipelined
-        // writes; a block commit may wait for a checkpoint's memtable
-        // inserts, which costs less than syncing the checkpoint's log bytes
-        // did: `scripts/bench.sh`, open loop.)
+        // Two writers: the committer (a block, synced) and the checkpoint
+        // writer (tens of MiB of derived records, not synced). Pipelined and
+        // concurrent memtable writes let a block's WAL write and fsync go
+        // ahead while a checkpoint is still being inserted into memtables.
+        opts.set_enable_pipelined_write(true);
         opts.set_allow_concurrent_memtable_write(true);
-        opts.set_atomic_flush(true);
         // Write back table files and the log a MiB at a time as they are
         // written, rather than leaving tens of MiB dirty until their final
         // sync: on ext4 a block's fdatasync commits the journal, which waits
@@ -827,17 +820,14 @@ impl Store {
                     let mut wb = WriteBatch::default();
                     Self::put_checkpoint(&db, &mut wb, &frozen.pending, None, frozen.height, &frozen.meta);
                     let t_built = Instant::now();
-                    // Not in the log at all: if it is lost in a crash,
-                    // `load` starts from the previous checkpoint and replays
-                    // more blocks, which are logged and synced. In the log it
-                    // cost a block's fsync its tens of MiB (the next block
-                    // synced it), which was the commits' latency tail. It
-                    // becomes durable with the next flush, which is atomic
-                    // across column families (`atomic_flush`), so a crash
-                    // keeps all of a checkpoint, its record included, or none.
-                    let mut wo = WriteOptions::default();
-                    wo.disable_wal(true);
-                    db.write_opt(wb, &wo)?;
+                    // Not synced: if it is lost in a crash, `load` starts
+                    // from the previous checkpoint and replays more blocks.
+                    // The next synced block commit makes it durable anyway.
+                    // (Written outside the log, with atomic flushes, it did
+                    // not burden that fsync; but a reopen after a failed
+                    // write, in the same process, then lost it while the
+                    // overlay had already dropped it: `disk_trouble.rs`.)
+                    db.write(wb)?;
                     tracing::debug!(
                         height = frozen.height,
                         ops = frozen.pending.ops,
