@@ -837,6 +837,9 @@ impl Store {
                     );
                     Ok(())
                 })();
+                // Let go of the database before saying idle: `Store::drop`
+                // waits for idle, and the directory must be unlocked then.
+                drop(slot);
                 let mut st = writer.state.lock();
                 match written {
                     Ok(()) => {
