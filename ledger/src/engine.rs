@@ -13,7 +13,7 @@ use crate::codec::SignedOp;
 use crate::crypto::{verify_ops_parallel, KeyCache, Verified};
 use crate::reason::Reason;
 use crate::state::{Genesis, SealedBlock, State};
-use crate::store::{Receipt, Store, StoreError};
+use crate::store::{Receipt, Store, StoreError, StoreOptions};
 
 /// What happened to one submitted operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,13 @@ pub struct Ledger {
 impl Ledger {
     /// Opens the store; initialises it from `genesis` if it is empty.
     pub fn open(path: &Path, genesis: Option<&Genesis>) -> Result<Ledger, StoreError> {
-        let store = Store::open(path)?;
+        Ledger::open_with(path, genesis, &StoreOptions::default())
+    }
+
+    /// [`Ledger::open`] with the store tuned by `opts` (tests and tools that
+    /// want frequent checkpoints or small memtables).
+    pub fn open_with(path: &Path, genesis: Option<&Genesis>, opts: &StoreOptions) -> Result<Ledger, StoreError> {
+        let store = Store::open_with(path, opts)?;
         Ledger::from_store(Arc::new(store), genesis)
     }
 

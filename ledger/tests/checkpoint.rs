@@ -21,13 +21,15 @@ const PAYERS: u64 = 12;
 
 /// A store that checkpoints every 40 operations (so a few blocks of the
 /// test cross several checkpoints and leave some blocks pending).
-fn open(dir: &Path, w: &World) -> Ledger {
-    let opts = StoreOptions {
+fn options() -> StoreOptions {
+    StoreOptions {
         checkpoint_ops: 40,
         ..StoreOptions::default()
-    };
-    let store = Store::open_with(dir, &opts).unwrap();
-    Ledger::from_store(Arc::new(store), Some(&w.genesis())).unwrap()
+    }
+}
+
+fn open(dir: &Path, w: &World) -> Ledger {
+    Ledger::open_with(dir, Some(&w.genesis()), &options()).unwrap()
 }
 
 fn payers() -> Vec<ed25519_dalek::SigningKey> {
@@ -185,15 +187,7 @@ fn a_block_after_the_checkpoint_that_does_not_replay_refuses_the_start() {
     raw.push(0);
     ledger.store().tamper_op(last[0].cursor, &raw).unwrap();
     drop(ledger);
-    let store = Store::open_with(
-        dir.path(),
-        &StoreOptions {
-            checkpoint_ops: 40,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    match Ledger::from_store(Arc::new(store), Some(&w.genesis())) {
+    match Ledger::open_with(dir.path(), Some(&w.genesis()), &options()) {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains(&format!("block {head} does not replay")), "{msg}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a block that does not replay must refuse the start"),

@@ -13,13 +13,12 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use common::*;
 use rand::{Rng, SeedableRng};
 use ruble_ledger::codec::Op;
 use ruble_ledger::engine::{Ledger, Outcome};
-use ruble_ledger::store::{Store, StoreOptions};
+use ruble_ledger::store::StoreOptions;
 use ruble_ledger::types::TxId;
 
 const PAYERS: u64 = 8;
@@ -35,16 +34,11 @@ fn small_options() -> StoreOptions {
     }
 }
 
-fn open_ledger(dir: &Path, genesis: Option<&ruble_ledger::state::Genesis>) -> Ledger {
-    let store = Store::open_with(dir, &small_options()).expect("opens");
-    Ledger::from_store(Arc::new(store), genesis).expect("loads")
-}
-
 /// Runs in the child: commit blocks forever, print `ACK <height> <tx>...` after each commit.
 fn child_main(dir: &Path) {
     let mut w = World::new();
     let g = w.genesis();
-    let mut ledger = open_ledger(dir, Some(&g));
+    let mut ledger = Ledger::open_with(dir, Some(&g), &small_options()).unwrap();
     let payers: Vec<_> = (0..PAYERS).map(|i| key(500 + i)).collect();
     if ledger.state().account(&id(&payers[0])).is_none() {
         let setup = w.fund_payers(&payers);
@@ -127,7 +121,7 @@ fn sigkill_at_random_moments_loses_nothing() {
         // SIGKILL mid-flight: the child is busy building/committing the next block.
         child.kill().unwrap();
         child.wait().unwrap();
-        let ledger = open_ledger(dir.path(), None);
+        let ledger = Ledger::open_with(dir.path(), None, &small_options()).expect("reopens after a crash");
         let h = ledger.state().height();
         assert!(
             h >= last_acked_height,
