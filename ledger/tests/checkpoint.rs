@@ -24,6 +24,8 @@ const PAYERS: u64 = 12;
 fn options() -> StoreOptions {
     StoreOptions {
         checkpoint_ops: 40,
+        // Several `txs` slices per checkpoint written behind.
+        checkpoint_txs_per_write: 8,
         ..StoreOptions::default()
     }
 }

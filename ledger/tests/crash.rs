@@ -28,6 +28,8 @@ const PAYERS: u64 = 8;
 fn small_options() -> StoreOptions {
     StoreOptions {
         checkpoint_ops: 300,
+        // Kills then land between a checkpoint's `txs` slices too.
+        checkpoint_txs_per_write: 16,
         write_buffer_bytes: 256 << 10,
         bulk_write_buffer_bytes: 256 << 10,
         ..StoreOptions::default()
