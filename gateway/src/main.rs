@@ -69,6 +69,11 @@ struct DevArgs {
     /// is free, so this only bounds a slow commit's effect).
     #[arg(long, default_value_t = 20, env = "RUBLE_MAX_BLOCK_WAIT_MS")]
     max_block_wait_ms: u64,
+    /// Shortest time between two blocks that are not full, in milliseconds
+    /// (fewer, larger blocks under a moderate load; 0 seals whenever the
+    /// committer is free).
+    #[arg(long, default_value_t = 2, env = "RUBLE_MIN_BLOCK_INTERVAL_MS")]
+    min_block_interval_ms: u64,
     /// Nice value of the signature-verifier threads (0 = normal priority).
     /// Niced, verification takes the cycles the latency-critical threads
     /// (gRPC, sequencer, committer) leave, instead of delaying them.
@@ -143,6 +148,7 @@ async fn dev(a: DevArgs) -> Result<()> {
             max_inflight_ops: a.max_inflight_ops,
             max_block_ops: a.max_block_ops,
             max_block_wait: Duration::from_millis(a.max_block_wait_ms),
+            min_block_interval: Duration::from_millis(a.min_block_interval_ms),
             unsafe_ack_before_commit: a.unsafe_ack_before_commit,
             verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
             ..PipelineConfig::default()

@@ -1,4 +1,5 @@
-//! The pipeline's answers to a resubmitted operation, at every age: a retry
+//! The pipeline: how blocks are cut under a trickle of operations, and its
+//! answers to a resubmitted operation, at every age: a retry
 //! is always answered with the original receipt and never pays twice,
 //! whether the operation is still in memory (committed since the last
 //! checkpoint), only in the written index (an older one, still valid), or
@@ -137,4 +138,58 @@ fn signer_of(w: &World, op: &SignedOp) -> ed25519_dalek::SigningKey {
         .into_iter()
         .find(|k| id(k) == op.body.signer)
         .expect("funding is signed by the central bank or bank 0")
+}
+
+#[test]
+fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let mut genesis = w.genesis();
+    genesis.timestamp_ms = now_ms() - 1_000;
+    let ledger = Ledger::open(dir.path(), Some(&genesis)).unwrap();
+    let gap = Duration::from_millis(300);
+    let cfg = PipelineConfig {
+        min_block_interval: gap,
+        max_block_wait: Duration::from_secs(2),
+        ..PipelineConfig::default()
+    };
+    let p = Pipeline::start(ledger, cfg, Box::new(|_, _| {}));
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    let funding: Vec<SignedOp> = w
+        .fund_payers(&[a.clone(), b.clone()])
+        .into_iter()
+        .map(|op| w.sign_until(&signer_of(&w, &op), op.body.op.clone(), until))
+        .collect();
+    let funded = committed(&submit(&p, funding).pop().unwrap());
+    let after_funding = std::time::Instant::now();
+
+    // Five transfers, 10 ms apart, each submitted alone while the committer
+    // is idle: without the interval each would be sealed into a block of
+    // its own; with it they wait for the interval and share one block.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..5 {
+        let tx = tx.clone();
+        let op = transfer(&mut w, &a, &b, 1, &format!("trickle {i}"), until);
+        p.submit(
+            vec![op],
+            Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let receipts: Vec<Receipt> = (0..5)
+        .map(|_| committed(&rx.recv_timeout(Duration::from_secs(10)).expect("an answer")[0]))
+        .collect();
+    // The funding block was sealed before its answer; the next seal comes
+    // at least `gap` after that (less the funding block's commit time).
+    assert!(
+        after_funding.elapsed() >= gap - Duration::from_millis(100),
+        "answered {:?} after the previous block",
+        after_funding.elapsed()
+    );
+    assert!(receipts.iter().all(|r| r.height == funded.height + 1), "{receipts:?}");
+    p.shutdown();
 }
