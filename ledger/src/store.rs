@@ -309,7 +309,14 @@ impl Pending {
             self.accounts.insert(a.id, a.clone());
         }
         for (acct, cursors) in history {
-            self.history.entry(acct).or_default().extend(cursors);
+            // Moved in when new (most accounts, with random payees over a
+            // large ledger), not copied into a fresh vector.
+            match self.history.entry(acct) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().extend(cursors),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(cursors);
+                }
+            }
         }
         self.txs.reserve(block.ops.len());
         for (i, a) in block.ops.iter().enumerate() {
@@ -320,6 +327,19 @@ impl Pending {
 
     fn is_empty(&self) -> bool {
         self.ops == 0 && self.accounts.is_empty()
+    }
+
+    /// An empty generation with room for as many records as `like` holds:
+    /// the next generation is about as large as the last, and growing its
+    /// maps by doubling rehashed up to ~100k entries inside one block's
+    /// commit, under the lock that readers wait on.
+    fn sized_like(like: &Pending) -> Pending {
+        Pending {
+            accounts: FastMap::with_capacity_and_hasher(like.accounts.len(), Default::default()),
+            history: FastMap::with_capacity_and_hasher(like.history.len(), Default::default()),
+            txs: FastMap::with_capacity_and_hasher(like.txs.len(), Default::default()),
+            ops: 0,
+        }
     }
 }
 
@@ -808,10 +828,12 @@ impl Store {
             // refuses and the pipeline reloads from what is durable.
             return;
         }
+        // Allocated before taking the lock (readers wait on it).
+        let fresh = Pending::sized_like(&self.pending.read().active);
         let frozen = {
             let mut p = self.pending.write();
             let f = Arc::new(Frozen {
-                pending: std::mem::take(&mut p.active),
+                pending: std::mem::replace(&mut p.active, fresh),
                 height,
                 meta,
             });
