@@ -318,10 +318,7 @@ impl Pending {
                 }
             }
         }
-        self.txs.reserve(block.ops.len());
-        for (i, a) in block.ops.iter().enumerate() {
-            self.txs.insert(a.op.tx_id, cursor_of(block.header.height, i as u32));
-        }
+        self.txs.extend(block_tx_cursors(block));
         self.ops += block.ops.len();
     }
 
@@ -341,6 +338,16 @@ impl Pending {
             ops: 0,
         }
     }
+}
+
+/// Where each operation of `block` sits: its `txs` index entries.
+fn block_tx_cursors(block: &SealedBlock) -> impl ExactSizeIterator<Item = (TxId, u64)> + '_ {
+    let h = block.header.height;
+    block
+        .ops
+        .iter()
+        .enumerate()
+        .map(move |(i, a)| (a.op.tx_id, cursor_of(h, i as u32)))
 }
 
 fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
@@ -931,13 +938,7 @@ impl Store {
     fn checkpoint_txs(pending: &Pending, block: Option<&SealedBlock>) -> Vec<(TxId, u64)> {
         let mut txs: Vec<(TxId, u64)> = pending.txs.iter().map(|(t, c)| (*t, *c)).collect();
         if let Some(b) = block {
-            let h = b.header.height;
-            txs.extend(
-                b.ops
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| (a.op.tx_id, cursor_of(h, i as u32))),
-            );
+            txs.extend(block_tx_cursors(b));
         }
         txs.sort_unstable();
         txs

@@ -59,14 +59,7 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
 
     let (a, b) = (key(500), key(501));
     let until = now_ms() + 60_000;
-    let funding: Vec<SignedOp> = w
-        .fund_payers(&[a.clone(), b.clone()])
-        .into_iter()
-        .map(|op| w.sign_until(&signer_of(&w, &op), op.body.op.clone(), until))
-        .collect();
-    for o in submit(&p, funding) {
-        committed(&o);
-    }
+    fund(&mut w, &p, &[a.clone(), b.clone()], until);
 
     // The payment expires 3 s from now.
     let expires = now_ms() + 3_000;
@@ -114,6 +107,19 @@ fn a_retry_gets_the_original_receipt_at_every_age() {
     p.shutdown();
 }
 
+/// Opens and funds `payers` through the pipeline, every operation signed
+/// valid until `until` (a chain starting now); all must commit. Returns the
+/// last one's receipt.
+fn fund(w: &mut World, p: &Pipeline, payers: &[ed25519_dalek::SigningKey], until: u64) -> Receipt {
+    let funding: Vec<SignedOp> = w
+        .fund_payers(payers)
+        .into_iter()
+        .map(|op| w.sign_until(&signer_of(w, &op), op.body.op.clone(), until))
+        .collect();
+    let receipts: Vec<Receipt> = submit(p, funding).iter().map(committed).collect();
+    receipts.last().expect("something to fund").clone()
+}
+
 /// `from` pays `to`, signed valid until `until`.
 fn transfer(
     w: &mut World,
@@ -156,12 +162,7 @@ fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
     let p = Pipeline::start(ledger, cfg, Box::new(|_, _| {}));
     let (a, b) = (key(500), key(501));
     let until = now_ms() + 60_000;
-    let funding: Vec<SignedOp> = w
-        .fund_payers(&[a.clone(), b.clone()])
-        .into_iter()
-        .map(|op| w.sign_until(&signer_of(&w, &op), op.body.op.clone(), until))
-        .collect();
-    let funded = committed(&submit(&p, funding).pop().unwrap());
+    let funded = fund(&mut w, &p, &[a.clone(), b.clone()], until);
     let after_funding = std::time::Instant::now();
 
     // Five transfers, 10 ms apart, each submitted alone while the committer
