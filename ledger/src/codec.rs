@@ -380,10 +380,15 @@ impl SignedOp {
     /// Storage form: `u16 body_len || body || signature`.
     pub fn to_stored(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(2 + self.body_bytes.len() + SIGNATURE_BYTES);
-        v.extend_from_slice(&(self.body_bytes.len() as u16).to_be_bytes());
-        v.extend_from_slice(&self.body_bytes);
-        v.extend_from_slice(&self.signature);
+        self.write_stored(&mut v);
         v
+    }
+
+    /// [`SignedOp::to_stored`], appended to `out`.
+    pub fn write_stored(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.body_bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.body_bytes);
+        out.extend_from_slice(&self.signature);
     }
 
     /// Inverse of [`SignedOp::to_stored`]; returns the rest of the slice.

@@ -133,3 +133,75 @@ fn a_reopened_store_serves_the_same_chain_and_accepts_writes() {
     assert!(matches!(out[0], Outcome::Committed(_)));
     assert_eq!(ledger.store().load().unwrap().state_hash(), ledger.state().state_hash());
 }
+
+/// The RocksDB options file the store was opened with (the newest one).
+fn rocksdb_options(dir: &Path) -> String {
+    let newest = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+        .max()
+        .expect("RocksDB writes an OPTIONS file");
+    std::fs::read_to_string(newest).unwrap()
+}
+
+/// Builds a chain in `dir`, flushes it into table files, and starts up from
+/// them again: what a file system that refused the table writes would fail.
+fn flush_and_start_up(dir: &Path) {
+    let ledger = build_chain(dir);
+    let height = ledger.state().height();
+    ledger.store().flush().unwrap();
+    drop(ledger);
+    assert!(std::fs::read_dir(dir)
+        .unwrap()
+        .any(|e| e.unwrap().path().extension().is_some_and(|x| x == "sst")));
+    let records = start_up(dir).expect("the flushed store starts");
+    assert!(records > 4000, "verified only {records} records");
+    assert_eq!(Store::open(dir).unwrap().head_height().unwrap(), height);
+}
+
+/// Opens a store in `dir` and checks that it writes table files with direct
+/// IO exactly when the probe says the file system takes it, and that they
+/// are written and read back either way (had the probe said yes wrongly,
+/// the flush would fail).
+fn direct_io_follows_the_probe(dir: &Path) {
+    let supported = ruble_ledger::store::direct_io_supported(dir);
+    flush_and_start_up(dir);
+    let opts = rocksdb_options(dir);
+    assert!(
+        opts.contains(&format!("use_direct_io_for_flush_and_compaction={supported}")),
+        "direct IO probed {supported}, but the store was opened with other options"
+    );
+    assert!(!dir.join("DIRECT_IO_PROBE").exists(), "the probe file is left behind");
+}
+
+#[test]
+fn table_files_are_written_with_direct_io_where_the_file_system_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    direct_io_follows_the_probe(dir.path());
+}
+
+#[test]
+fn a_store_on_tmpfs_flushes_with_or_without_direct_io() {
+    // tmpfs refused O_DIRECT before Linux 6.6, and RocksDB then fails every
+    // flush; on a newer kernel it takes it.
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("no /dev/shm here: nothing to check");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    direct_io_follows_the_probe(dir.path());
+}
+
+#[test]
+fn direct_io_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ruble_ledger::store::StoreOptions {
+        direct_io: false,
+        ..Default::default()
+    };
+    let store = Store::open_with(dir.path(), &opts).unwrap();
+    drop(store);
+    assert!(rocksdb_options(dir.path()).contains("use_direct_io_for_flush_and_compaction=false"));
+}
