@@ -187,7 +187,7 @@ pub struct StoreOptions {
     /// memory of the pending account values).
     pub checkpoint_accounts: usize,
     /// Write table files with direct IO where the file system allows it
-    /// (probed at open: tmpfs, for one, does not).
+    /// (probed at open: tmpfs before Linux 6.6, for one, does not).
     pub direct_io: bool,
 }
 
@@ -1577,7 +1577,7 @@ fn block_history(block: &SealedBlock) -> Vec<AccountCursors> {
 
 /// Whether files in `dir` (created if missing) can be written with
 /// `O_DIRECT`. RocksDB does not fall back by itself: on a file system that
-/// refuses it (tmpfs), every flush would fail.
+/// refuses it (tmpfs before Linux 6.6), every flush would fail.
 pub fn direct_io_supported(dir: &Path) -> bool {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
