@@ -125,13 +125,8 @@ impl StateAccumulator {
         second.update([1u8]);
         let (a, b) = (first.finalize(), second.finalize());
         let mut out = [0u64; 8];
-        for (i, lane) in out.iter_mut().enumerate() {
-            let d = if i < 4 {
-                &a[i * 8..i * 8 + 8]
-            } else {
-                &b[(i - 4) * 8..(i - 4) * 8 + 8]
-            };
-            *lane = u64::from_le_bytes(d.try_into().unwrap());
+        for (lane, bytes) in out.iter_mut().zip(a.chunks_exact(8).chain(b.chunks_exact(8))) {
+            *lane = u64::from_le_bytes(bytes.try_into().unwrap());
         }
         out
     }
