@@ -19,3 +19,14 @@ if ! have_libclang; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq libclang-dev >/dev/null
 fi
+
+# RocksDB is compiled for SSE4.2 and PCLMUL on x86-64 (`.cargo/config.toml`):
+# say so here rather than let a binary die of an illegal instruction.
+if [ "$(uname -m)" = x86_64 ] && [ -r /proc/cpuinfo ]; then
+  for flag in sse4_2 pclmulqdq; do
+    if ! grep -qw "$flag" /proc/cpuinfo; then
+      echo "this CPU lacks $flag, which the build needs for RocksDB's hardware CRC32C (see .cargo/config.toml)" >&2
+      exit 1
+    fi
+  done
+fi

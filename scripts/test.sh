@@ -17,4 +17,4 @@ cargo test --workspace --doc
 
 echo "==> crash under load (short): SIGKILL cycles must lose nothing; the unsafe control must be caught"
 ./scripts/crash-test.sh --cycles 2 --profile debug
-./scripts/crash-test.sh --cycles 1 --profile debug --control
+./scripts/crash-test.sh --cycles 4 --profile debug --control

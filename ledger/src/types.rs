@@ -15,7 +15,7 @@ pub type Kopecks = u64;
 /// Using the key as the identifier lets the hot path verify a transfer's
 /// signature before it looks at any state: the payer id *is* the verifying key.
 /// One key holds at most one account.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct AccountId(pub [u8; 32]);
 
 impl AccountId {
@@ -65,8 +65,38 @@ impl<'de> Deserialize<'de> for AccountId {
 /// The identity of an operation: SHA-256 of its signing message (domain prefix
 /// and canonical body, see `docs/signing.md`). It does not cover the signature,
 /// so a re-encoded signature cannot make "another" operation.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TxId(pub [u8; 32]);
+
+/// Byte order (the order of the keys in RocksDB), compared eight bytes at a
+/// time. The derived order on `[u8; 32]` calls `memcmp` for every
+/// comparison: sorting a block's ~8k touched accounts and a checkpoint's
+/// ~120k account and history records, it was ~4% of the ledger's CPU at 1M
+/// accounts.
+macro_rules! byte_order {
+    ($t:ty) => {
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+                    let a = u64::from_be_bytes(a.try_into().expect("eight bytes"));
+                    let b = u64::from_be_bytes(b.try_into().expect("eight bytes"));
+                    if a != b {
+                        return a.cmp(&b);
+                    }
+                }
+                std::cmp::Ordering::Equal
+            }
+        }
+
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+byte_order!(AccountId);
+byte_order!(TxId);
 
 impl TxId {
     pub fn to_hex(&self) -> String {
@@ -252,4 +282,29 @@ pub fn cursor_of(height: u64, index: u32) -> u64 {
 /// Inverse of [`cursor_of`].
 pub fn cursor_parts(cursor: u64) -> (u64, u32) {
     (cursor >> 32, cursor as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Two ids that agree on a random prefix, so that every eight-byte
+    /// chunk gets to decide some comparisons (random ids would differ in
+    /// the first byte).
+    fn pair() -> impl Strategy<Value = ([u8; 32], [u8; 32])> {
+        (any::<[u8; 32]>(), any::<[u8; 32]>(), 0usize..=32).prop_map(|(a, mut b, shared)| {
+            b[..shared].copy_from_slice(&a[..shared]);
+            (a, b)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn ids_order_as_their_bytes((a, b) in pair()) {
+            prop_assert_eq!(AccountId(a).cmp(&AccountId(b)), a.cmp(&b));
+            prop_assert_eq!(TxId(a).cmp(&TxId(b)), a.cmp(&b));
+            prop_assert_eq!(AccountId(a).partial_cmp(&AccountId(b)), Some(a.cmp(&b)));
+        }
+    }
 }
