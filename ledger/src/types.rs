@@ -71,8 +71,8 @@ pub struct TxId(pub [u8; 32]);
 /// Byte order (the order of the keys in RocksDB), compared eight bytes at a
 /// time. The derived order on `[u8; 32]` calls `memcmp` for every
 /// comparison: sorting a block's ~8k touched accounts and a checkpoint's
-/// ~120k account and history records, it was ~4% of the ledger's CPU at 1M
-/// accounts.
+/// ~100k account and history records, that was 2-3% of the ledger's CPU at
+/// 1M accounts.
 macro_rules! byte_order {
     ($t:ty) => {
         impl Ord for $t {
