@@ -7,8 +7,9 @@
 #
 # --control runs the node with a fault injected (acknowledge before the commit
 # is durable) and expects the audit to catch lost acknowledgements within
-# --cycles kills (it stops at the first): it proves the harness can fail. Prints cycles, acknowledged and missing transfers, and
-# the recovery time (restart to serving) of each cycle.
+# --cycles kills (it stops at the first): it proves the harness can fail.
+# Prints cycles, acknowledged and missing transfers, and the recovery time
+# (restart to serving) of each cycle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CYCLES=5
