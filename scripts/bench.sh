@@ -42,7 +42,18 @@ PEAK=$(python3 -c "import json;print(int(json.load(open('$OUT/closed.json'))['co
 HALF=$((PEAK / 2))
 echo "==> open loop at half the peak: ${HALF}/s for ${SECS}s"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts "$ACCOUNTS" --rate "$HALF" \
-  --report "$OUT/open.json" --receipts "$OUT/open-receipts.txt" --plot "$OUT/open.svg"
+  --report "$OUT/open.json" --receipts "$OUT/open-receipts.txt" --plot "$OUT/open.svg" \
+  2> >(tee "$OUT/open.log" >&2) &
+TXGEN=$!
+# Once a second through the open loop: the node's metrics and CPU per thread,
+# txgen's CPU, the machine's iowait, steal and dirty pages (scripts/sample.py),
+# so that a latency spike can be put beside its cause (open-summary.md).
+METRICS=$(sed -n 's/.*RUBLE_NODE_READY .*metrics=\([^ ]*\).*/\1/p' "$OUT/node.out")
+( until grep -q "txgen: running" "$OUT/open.log" 2>/dev/null; do sleep 0.2; done
+  exec python3 scripts/sample.py "$METRICS" "$NODE" "$OUT/samples.jsonl" "$TXGEN" ) &
+SAMPLER=$!
+wait $TXGEN
+kill $SAMPLER 2>/dev/null || true
 curl -s "$(grep -o 'metrics=[0-9.:]*' "$OUT/node.out" | cut -d= -f2 | sed 's|^|http://|')/metrics" > "$OUT/metrics.txt" 2>/dev/null || true
 
 echo "==> audit of every acknowledged transfer"
@@ -50,6 +61,9 @@ cat "$OUT/closed-receipts.txt" "$OUT/open-receipts.txt" > "$OUT/all-receipts.txt
 "$BIN/ruble-node" audit --data-dir "$OUT/dev-data" --expect-committed "$OUT/all-receipts.txt" > "$OUT/audit.json" || {
   echo "AUDIT FAILED"; head -40 "$OUT/audit.json"; exit 1; }
 kill -TERM $NODE; wait $NODE || true
+# The open loop's worst seconds beside the node's and the machine's view of
+# them (its verdicts are the soak's, for a 20 s run only indicative).
+python3 scripts/soak_report.py "$OUT" "$PEAK" "$HALF" open > /dev/null || true
 
 echo "==> ledger alone: apply + durable commit of pre-verified transfers"
 cargo bench -p ruble-ledger --bench apply_commit -- --accounts 10000 --block 4096 --transfers 400000 \
@@ -91,4 +105,5 @@ for name in ("ledger-10k", "ledger-1m", "ledger-1m-sustained"):
 open(f"{out}/summary.md", "w").write("\n".join(rows) + "\n")
 print("\n".join(rows))
 PY
-echo "reports: $OUT/"
+sed -n '/^Worst seconds/,/^verdict/p' "$OUT/open-summary.md" 2>/dev/null | grep -v '^verdict' || true
+echo "reports: $OUT/ (open-summary.md: the open loop's worst seconds, with CPU per thread)"

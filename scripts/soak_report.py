@@ -2,10 +2,10 @@
 """Summarises a soak run: verdicts, the per-minute table, and the worst
 seconds set beside what the node and the machine did in them.
 
-    soak_report.py OUT_DIR PEAK RATE
+    soak_report.py OUT_DIR PEAK RATE [NAME]
 
-Reads OUT_DIR/{soak.json, samples.jsonl, node.log, audit.json,
-dev-data/db/LOG}; writes OUT_DIR/summary.md and prints it. Exit 0 only if
+Reads OUT_DIR/{soak.json (or NAME.json), samples.jsonl, node.log, audit.json,
+dev-data/db/LOG}; writes OUT_DIR/summary.md (or NAME-summary.md) and prints it. Exit 0 only if
 every verdict passes (a missing audit fails). Only the standard library.
 """
 import bisect
@@ -129,7 +129,10 @@ def rocksdb_events(path):
 
 def main():
     out, peak, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    r = json.load(open(f"{out}/soak.json"))
+    # The run's txgen report is NAME.json (bench.sh's open loop: open.json);
+    # the summary goes to summary.md for the soak, NAME-summary.md otherwise.
+    name = sys.argv[4] if len(sys.argv) > 4 else "soak"
+    r = json.load(open(f"{out}/{name}.json"))
     try:
         a = json.load(open(f"{out}/audit.json"))
     except (OSError, ValueError):
@@ -216,7 +219,7 @@ def main():
             f"{'; '.join(notes)[:300]} |")
 
     lines = [
-        f"soak: {r['duration_s']:.0f} s open loop at {rate}/s (peak {peak}/s): submitted {r['submitted']}, "
+        f"{name}: {r['duration_s']:.0f} s open loop at {rate}/s (peak {peak}/s): submitted {r['submitted']}, "
         f"committed {r['committed']}, rejected {r['rejected_total']}",
         f"latency over the run: p50 {r['latency_ms_p50']:.2f} ms, p99 {r['latency_ms_p99']:.2f} ms, "
         f"max {r['latency_ms_max']:.2f} ms",
@@ -238,7 +241,7 @@ def main():
         f"p99 {'stable' if p99_ok else 'UNSTABLE'}; audit {'ok' if audit_ok else 'FAILED'}",
     ]
     print("\n".join(lines))
-    open(f"{out}/summary.md", "w").write("\n".join(lines) + "\n")
+    open(f"{out}/{'summary' if name == 'soak' else name + '-summary'}.md", "w").write("\n".join(lines) + "\n")
     sys.exit(0 if (err_ok and mem_ok and p99_ok and audit_ok) else 1)
 
 

@@ -174,7 +174,13 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// A checkpoint is written once this many operations were committed
     /// since the last one. Bounds the replay at start-up (re-verifying and
-    /// re-applying them takes about a second per 100k on two cores).
+    /// re-applying them takes about a second per 100k on two cores, so up
+    /// to ~2.6 s) and the memory of the two generations in the overlay.
+    /// Longer generations write fewer records: an account touched again
+    /// within one is written once. At 1M accounts with 20k payers
+    /// (`apply_commit`, 4M transfers), 65,536 wrote ~1.15 account records
+    /// per operation and 262,144 ~0.8 (history alike), and the pipelined
+    /// rate went from 247k to 267k-288k tx/s, with commit p99 no worse.
     pub checkpoint_ops: usize,
     /// `txs` index entries per write when a checkpoint is written behind.
     /// RocksDB applies writes one group after another, so a block commit
@@ -197,7 +203,7 @@ impl Default for StoreOptions {
             write_buffer_bytes: 4 << 20,
             bulk_write_buffer_bytes: 32 << 20,
             block_cache_bytes: 256 << 20,
-            checkpoint_ops: 65_536,
+            checkpoint_ops: 262_144,
             checkpoint_txs_per_write: 2048,
             checkpoint_accounts: 262_144,
             direct_io: true,
