@@ -39,8 +39,8 @@ start_node() {
   : > "$WORK/node.out"
   "$BIN/ruble-node" dev --data-dir "$WORK/data" --listen 127.0.0.1:0 "${EXTRA[@]}" > "$WORK/node.out" 2>> "$WORK/node.log" &
   NODE=$!
-  # Up to 60 s: a restart replays up to a generation of blocks (262,144
-  # operations, re-verified), slower in the test profile.
+  # Up to 60 s: a restart replays every block since the last checkpoint
+  # (re-verified), slower in the test profile.
   for _ in $(seq 1 1200); do grep -q RUBLE_NODE_READY "$WORK/node.out" 2>/dev/null && break; sleep 0.05; done
   grep -q RUBLE_NODE_READY "$WORK/node.out" || { echo "node did not come back"; tail -20 "$WORK/node.log"; exit 1; }
   RECOVERY_MS=$(( ($(date +%s%N) - t0) / 1000000 ))

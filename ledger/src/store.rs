@@ -175,12 +175,18 @@ pub struct StoreOptions {
     /// A checkpoint is written once this many operations were committed
     /// since the last one. Bounds the replay at start-up (re-verifying and
     /// re-applying them takes about a second per 100k on two cores, so up
-    /// to ~2.6 s) and the memory of the two generations in the overlay.
-    /// Longer generations write fewer records: an account touched again
-    /// within one is written once. At 1M accounts with 20k payers
-    /// (`apply_commit`, 4M transfers), 65,536 wrote ~1.15 account records
-    /// per operation and 262,144 ~0.8 (history alike), and the pipelined
-    /// rate went from 247k to 267k-288k tx/s, with commit p99 no worse.
+    /// to ~0.7 s) and the memory of the two generations in the overlay.
+    ///
+    /// Longer generations write fewer records (an account touched again
+    /// within one is written once), but each checkpoint is a bigger burst.
+    /// 262,144 was measured (stop 17): at 1M accounts with 20k payers
+    /// (`apply_commit`, 4M transfers) the account records flushed fell from
+    /// 0.505 to 0.355 GB and the pipelined rate rose from 247k to 267k-288k
+    /// tx/s; but in the node's open loop at 44k/s every checkpoint's `txs`
+    /// write (160-420 ms) made commits of up to 64-128 ms and the p99 rose
+    /// to 53-70 ms in four runs of five (65,536: 26 and 36 ms). Not kept
+    /// until the `txs` entries are written behind on a shorter cadence than
+    /// the accounts and history.
     pub checkpoint_ops: usize,
     /// `txs` index entries per write when a checkpoint is written behind.
     /// RocksDB applies writes one group after another, so a block commit
@@ -203,7 +209,7 @@ impl Default for StoreOptions {
             write_buffer_bytes: 4 << 20,
             bulk_write_buffer_bytes: 32 << 20,
             block_cache_bytes: 256 << 20,
-            checkpoint_ops: 262_144,
+            checkpoint_ops: 65_536,
             checkpoint_txs_per_write: 2048,
             checkpoint_accounts: 262_144,
             direct_io: true,
