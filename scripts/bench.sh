@@ -54,7 +54,7 @@ METRICS=$(sed -n 's/.*RUBLE_NODE_READY .*metrics=\([^ ]*\).*/\1/p' "$OUT/node.ou
 SAMPLER=$!
 wait $TXGEN
 kill $SAMPLER 2>/dev/null || true
-curl -s "$(grep -o 'metrics=[0-9.:]*' "$OUT/node.out" | cut -d= -f2 | sed 's|^|http://|')/metrics" > "$OUT/metrics.txt" 2>/dev/null || true
+curl -s "http://$METRICS/metrics" > "$OUT/metrics.txt" 2>/dev/null || true
 
 echo "==> audit of every acknowledged transfer"
 cat "$OUT/closed-receipts.txt" "$OUT/open-receipts.txt" > "$OUT/all-receipts.txt"
