@@ -184,9 +184,10 @@ pub struct StoreOptions {
     /// 0.505 to 0.355 GB and the pipelined rate rose from 247k to 267k-288k
     /// tx/s; but in the node's open loop at 44k/s every checkpoint's `txs`
     /// write (160-420 ms) made commits of up to 64-128 ms and the p99 rose
-    /// to 53-70 ms in four runs of five (65,536: 26 and 36 ms). Not kept
-    /// until the `txs` entries are written behind on a shorter cadence than
-    /// the accounts and history.
+    /// to 53-70 ms in four runs of five (65,536: 26 and 36 ms). Handing the
+    /// `txs` entries over on their own every 65,536 (accounts and history
+    /// every 262,144) did not settle it either: p99 41.8 and 64.0 ms, and
+    /// 213k tx/s in one `apply_commit` run. So 65,536 stays.
     pub checkpoint_ops: usize,
     /// `txs` index entries per write when a checkpoint is written behind.
     /// RocksDB applies writes one group after another, so a block commit
