@@ -45,13 +45,9 @@ echo "==> open loop at half the peak: ${HALF}/s for ${SECS}s"
   --report "$OUT/open.json" --receipts "$OUT/open-receipts.txt" --plot "$OUT/open.svg" \
   2> >(tee "$OUT/open.log" >&2) &
 TXGEN=$!
-# Once a second through the open loop: the node's metrics and CPU per thread,
-# txgen's CPU, the machine's iowait, steal and dirty pages (scripts/sample.py),
-# so that a latency spike can be put beside its cause (open-summary.md).
-METRICS=$(sed -n 's/.*RUBLE_NODE_READY .*metrics=\([^ ]*\).*/\1/p' "$OUT/node.out")
-( until grep -q "txgen: running" "$OUT/open.log" 2>/dev/null; do sleep 0.2; done
-  exec python3 scripts/sample.py "$METRICS" "$NODE" "$OUT/samples.jsonl" "$TXGEN" ) &
-SAMPLER=$!
+# Sampled once a second through the open loop, so that a latency spike can be
+# put beside its cause (open-summary.md).
+start_sampler "$OUT" "$OUT/open.log"
 wait $TXGEN
 kill $SAMPLER 2>/dev/null || true
 curl -s "http://$METRICS/metrics" > "$OUT/metrics.txt" 2>/dev/null || true

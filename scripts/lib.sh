@@ -4,7 +4,8 @@ BIN=target/release
 
 # start_dev_node DIR [ruble-node dev flags...]: starts a release dev node with
 # its data in DIR/dev-data, logs in DIR/node.{out,log}; sets NODE to its pid
-# and returns once it is ready (fails, with the log, if it does not start).
+# and METRICS to its metrics address (empty without --metrics-listen), and
+# returns once it is ready (fails, with the log, if it does not start).
 start_dev_node() {
   local dir=$1
   shift
@@ -12,6 +13,18 @@ start_dev_node() {
   NODE=$!
   for _ in $(seq 1 100); do grep -q RUBLE_NODE_READY "$dir/node.out" 2>/dev/null && break; sleep 0.2; done
   grep -q RUBLE_NODE_READY "$dir/node.out" || { echo "node did not start"; tail "$dir/node.log"; return 1; }
+  METRICS=$(sed -n 's/.*RUBLE_NODE_READY .*metrics=\([^ ]*\).*/\1/p' "$dir/node.out")
+}
+
+# start_sampler DIR TXGEN_LOG: once txgen (pid TXGEN) logs its timed phase in
+# TXGEN_LOG, samples the node once a second into DIR/samples.jsonl
+# (scripts/sample.py: its metrics and CPU per thread, txgen's CPU, the
+# machine's iowait, steal and dirty pages) until the node exits; sets SAMPLER.
+start_sampler() {
+  local dir=$1 log=$2
+  ( until grep -q "txgen: running" "$log" 2>/dev/null; do sleep 0.2; done
+    exec python3 scripts/sample.py "$METRICS" "$NODE" "$dir/samples.jsonl" "$TXGEN" ) &
+  SAMPLER=$!
 }
 
 # measure_peak DIR SECS: the committed tx/s the node sustains in a closed loop

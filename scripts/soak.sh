@@ -23,7 +23,6 @@ cargo build --release -q -p ruble-gateway -p ruble-wallet-sdk --bins
 SAMPLER=
 trap '[ -n "${NODE:-}" ] && kill $NODE 2>/dev/null || true; [ -n "${TXGEN:-}" ] && kill $TXGEN 2>/dev/null || true; [ -n "$SAMPLER" ] && kill $SAMPLER 2>/dev/null || true' EXIT
 start_dev_node "$OUT" --metrics-listen 127.0.0.1:0
-METRICS=$(sed -n 's/.*RUBLE_NODE_READY .*metrics=\([^ ]*\).*/\1/p' "$OUT/node.out")
 # The peak is what the node sustains over minutes of closed loop on a growing
 # chain (a short burst on an empty chain overstates it), and it leaves the
 # soak starting on a chain that already holds millions of transfers.
@@ -39,9 +38,7 @@ TXGEN=$!
 # Once a second, from the timed phase on: the node's memory, metrics and CPU
 # per thread, txgen's CPU, and the machine's iowait, steal and dirty pages
 # (scripts/sample.py), to explain any latency spike (scripts/soak_report.py).
-( until grep -q "txgen: running" "$OUT/soak.log" 2>/dev/null; do sleep 0.2; done
-  exec python3 scripts/sample.py "$METRICS" "$NODE" "$OUT/samples.jsonl" "$TXGEN" ) &
-SAMPLER=$!
+start_sampler "$OUT" "$OUT/soak.log"
 # A failed txgen still gets its audit and report (the report names its
 # errors); the script fails at the end.
 TXGEN_RC=0
