@@ -174,8 +174,10 @@ struct Shared {
     storage_error: parking_lot::Mutex<Option<String>>,
 }
 
-/// The running pipeline. Dropping the handle without [`Pipeline::shutdown`]
-/// leaves threads running until the process exits.
+/// The running pipeline. Dropping it shuts it down as [`Pipeline::shutdown`]
+/// does: its threads hold the store, and a RocksDB still open while the
+/// process exits aborts it ("pthread lock: Invalid argument") when static
+/// destructors run under a live background thread.
 pub struct Pipeline {
     shared: Arc<Shared>,
     submit_tx: RwLock<Option<Sender<Submission>>>,
@@ -348,9 +350,20 @@ impl Pipeline {
     pub fn shutdown(&self) {
         self.shared.accepting.store(false, Ordering::Release);
         self.submit_tx.write().take();
+        let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
-            let _ = t.join();
+            // The last handle can be dropped on a pipeline thread (a reply
+            // that owned it): that thread ends by itself, it cannot join itself.
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
         }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 

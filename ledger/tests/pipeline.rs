@@ -194,3 +194,36 @@ fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
     assert!(receipts.iter().all(|r| r.height == funded.height + 1), "{receipts:?}");
     p.shutdown();
 }
+
+/// Dropping the pipeline without `shutdown` still commits what it admitted
+/// and closes the store before the drop returns. (Threads left holding the
+/// store past the drop kept RocksDB open while a test process exited, which
+/// aborted it; here the data directory could not be opened again.)
+#[test]
+fn dropping_the_pipeline_commits_what_it_admitted_and_closes_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let mut genesis = w.genesis();
+    genesis.timestamp_ms = now_ms() - 1_000;
+    let ledger = Ledger::open(dir.path(), Some(&genesis)).unwrap();
+    // A slow commit hook keeps the committer busy well past the drop's call.
+    let hook = Box::new(|_: &Arc<_>, _| std::thread::sleep(Duration::from_millis(200)));
+    let p = Pipeline::start(ledger, PipelineConfig::default(), hook);
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    let funded = fund(&mut w, &p, &[a.clone(), b.clone()], until);
+    let (tx, rx) = std::sync::mpsc::channel();
+    p.submit(
+        vec![transfer(&mut w, &a, &b, 1, "in flight at the drop", until)],
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )
+    .unwrap();
+    drop(p);
+    let answer = rx.try_recv().expect("answered before the drop returned");
+    let receipt = committed(&answer[0]);
+    let reopened = Ledger::open(dir.path(), None).expect("the store is closed after the drop");
+    assert_eq!(reopened.state().height(), receipt.height);
+    assert!(receipt.height > funded.height);
+}
