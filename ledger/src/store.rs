@@ -175,20 +175,30 @@ pub struct StoreOptions {
     /// A checkpoint is written once this many operations were committed
     /// since the last one. Bounds the replay at start-up (re-verifying and
     /// re-applying them takes about a second per 100k on two cores, so up
-    /// to ~0.7 s) and the memory of the two generations in the overlay.
+    /// to ~2.6 s) and the memory of the two generations in the overlay.
     ///
-    /// Longer generations write fewer records (an account touched again
-    /// within one is written once), but each checkpoint is a bigger burst.
-    /// 262,144 was measured (stop 17): at 1M accounts with 20k payers
-    /// (`apply_commit`, 4M transfers) the account records flushed fell from
-    /// 0.505 to 0.355 GB and the pipelined rate rose from 247k to 267k-288k
-    /// tx/s; but in the node's open loop at 44k/s every checkpoint's `txs`
-    /// write (160-420 ms) made commits of up to 64-128 ms and the p99 rose
-    /// to 53-70 ms in four runs of five (65,536: 26 and 36 ms). Handing the
-    /// `txs` entries over on their own every 65,536 (accounts and history
-    /// every 262,144) did not settle it either: p99 41.8 and 64.0 ms, and
-    /// 213k tx/s in one `apply_commit` run. So 65,536 stays.
+    /// Longer generations write fewer records: an account touched again
+    /// within one is written once. At 1M accounts with 20k payers
+    /// (`apply_commit`, 4M transfers), 262,144 rather than 65,536 cut the
+    /// account records flushed from 0.505 to 0.355 GB (history from 0.288
+    /// to 0.215) and raised the pipelined rate from 247k to 267k-288k tx/s.
+    /// The generation's `txs` entries go ahead on their own, every
+    /// [`StoreOptions::txs_handover_ops`]: written all at the checkpoint,
+    /// 262,144 of them (160-420 ms of writing) stalled the node's commits
+    /// for up to 64-128 ms, and the open loop's p99 at 44k/s rose to
+    /// 53-70 ms in four runs of five. Measured against 65,536 for all
+    /// (stop 18, alternating runs): `apply_commit` at 4M transfers 249k and
+    /// 254k tx/s against 201k and 226k; the node's open-loop p99 at half
+    /// its peak 27.1, 21.4 and 26.2 ms against 18.0, 19.4 and 30.2 ms
+    /// (stop 17's two runs of this split: 41.8 and 64.0 ms, the second's
+    /// worst second during a 92 MiB compaction of `txs`).
     pub checkpoint_ops: usize,
+    /// Once this many `txs` entries are pending and the writer is idle,
+    /// they are handed to it on their own, ahead of their checkpoint (a
+    /// `txs` entry may be written before its checkpoint record: see
+    /// `hand_over`). Keeps each burst of the writer as small as 65,536-op
+    /// checkpoints made it.
+    pub txs_handover_ops: usize,
     /// `txs` index entries per write when a checkpoint is written behind.
     /// RocksDB applies writes one group after another, so a block commit
     /// that arrives during a write waits for all of it: a checkpoint's
@@ -210,7 +220,8 @@ impl Default for StoreOptions {
             write_buffer_bytes: 4 << 20,
             bulk_write_buffer_bytes: 32 << 20,
             block_cache_bytes: 256 << 20,
-            checkpoint_ops: 65_536,
+            checkpoint_ops: 262_144,
+            txs_handover_ops: 65_536,
             checkpoint_txs_per_write: 2048,
             checkpoint_accounts: 262_144,
             direct_io: true,
@@ -271,11 +282,12 @@ fn oldest_first<'a>(frozen: Option<&'a Frozen>, active: &'a Pending) -> Vec<&'a 
 }
 
 /// A generation handed to the writer: its records and the checkpoint record
-/// (the head record of block `height`) written with them.
+/// (the head record of block `height`) written with them. Without a record
+/// (`meta: None`), only `txs` entries, handed over ahead of their checkpoint.
 struct Frozen {
     pending: Pending,
     height: u64,
-    meta: Vec<u8>,
+    meta: Option<Vec<u8>>,
 }
 
 /// Status of the background checkpoint writer (one write at a time).
@@ -838,14 +850,19 @@ impl Store {
         Self::write_synced(&db, wb)?;
         pruned_now();
         let t_written = Instant::now();
-        let due = {
+        let (due, txs_due) = {
             let mut p = self.pending.write();
             p.active.add_block(block, block_history);
-            p.active.ops >= self.opts.checkpoint_ops || p.active.accounts.len() >= self.opts.checkpoint_accounts
+            (
+                p.active.ops >= self.opts.checkpoint_ops || p.active.accounts.len() >= self.opts.checkpoint_accounts,
+                p.active.txs.len() >= self.opts.txs_handover_ops.max(1),
+            )
         };
         let t_pending = Instant::now();
         if due {
-            self.hand_over(height, meta);
+            self.hand_over(height, Some(meta));
+        } else if txs_due {
+            self.hand_over(height, None);
         }
         let t_end = Instant::now();
         if t_end - t_start >= SLOW_COMMIT {
@@ -872,21 +889,45 @@ impl Store {
     /// at block `height`. The block is already durable, so the checkpoint is
     /// off the commit's path; if the previous one is still being written,
     /// this waits for it (at most two generations in memory).
-    fn hand_over(&self, height: u64, meta: Vec<u8>) {
-        if self.writer.wait_idle().is_some() {
+    ///
+    /// With `meta: None`, hands over only the pending `txs` entries, and
+    /// only if the writer is idle (otherwise the next block tries again).
+    /// Written before their checkpoint record, they are harmless if a crash
+    /// leaves them without it (as the slices of a checkpoint are).
+    fn hand_over(&self, height: u64, meta: Option<Vec<u8>>) {
+        if meta.is_none() {
+            let st = self.writer.state.lock();
+            if st.running || st.error.is_some() {
+                return;
+            }
+        } else if self.writer.wait_idle().is_some() {
             // The store is failing: keep accumulating; the next commit
             // refuses and the pipeline reloads from what is durable.
             return;
         }
         // Allocated before taking the lock (readers wait on it).
-        let fresh = Pending::sized_like(&self.pending.read().active);
+        let fresh = {
+            let p = self.pending.read();
+            if meta.is_some() {
+                Pending::sized_like(&p.active)
+            } else {
+                Pending {
+                    txs: FastMap::with_capacity_and_hasher(p.active.txs.len(), Default::default()),
+                    ..Pending::default()
+                }
+            }
+        };
         let frozen = {
             let mut p = self.pending.write();
-            let f = Arc::new(Frozen {
-                pending: std::mem::replace(&mut p.active, fresh),
-                height,
-                meta,
-            });
+            let pending = if meta.is_some() {
+                std::mem::replace(&mut p.active, fresh)
+            } else {
+                Pending {
+                    txs: std::mem::replace(&mut p.active.txs, fresh.txs),
+                    ..Pending::default()
+                }
+            };
+            let f = Arc::new(Frozen { pending, height, meta });
             p.frozen = Some(f.clone());
             p.handovers += 1;
             f
@@ -914,8 +955,12 @@ impl Store {
                         db.write(wb)?;
                     }
                     let t_txs = Instant::now();
+                    let Some(meta) = &frozen.meta else {
+                        // `txs` entries ahead of their checkpoint: no record.
+                        return Ok(());
+                    };
                     let mut wb = WriteBatch::default();
-                    Self::put_checkpoint_state(&db, &mut wb, &frozen.pending, None, frozen.height, &frozen.meta);
+                    Self::put_checkpoint_state(&db, &mut wb, &frozen.pending, None, frozen.height, meta);
                     let t_built = Instant::now();
                     // Not synced: if it is lost in a crash, `load` starts
                     // from the previous checkpoint and replays more blocks.
