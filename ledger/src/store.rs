@@ -357,6 +357,15 @@ impl Pending {
         self.ops == 0 && self.accounts.is_empty()
     }
 
+    /// A generation of `txs` entries alone, handed over ahead of their
+    /// checkpoint (see [`StoreOptions::txs_handover_ops`]).
+    fn txs_only(txs: FastMap<TxId, u64>) -> Pending {
+        Pending {
+            txs,
+            ..Pending::default()
+        }
+    }
+
     /// An empty generation with room for as many records as `like` holds:
     /// the next generation is about as large as the last, and growing its
     /// maps by doubling rehashed up to ~100k entries inside one block's
@@ -911,10 +920,10 @@ impl Store {
             if meta.is_some() {
                 Pending::sized_like(&p.active)
             } else {
-                Pending {
-                    txs: FastMap::with_capacity_and_hasher(p.active.txs.len(), Default::default()),
-                    ..Pending::default()
-                }
+                Pending::txs_only(FastMap::with_capacity_and_hasher(
+                    p.active.txs.len(),
+                    Default::default(),
+                ))
             }
         };
         let frozen = {
@@ -922,10 +931,7 @@ impl Store {
             let pending = if meta.is_some() {
                 std::mem::replace(&mut p.active, fresh)
             } else {
-                Pending {
-                    txs: std::mem::replace(&mut p.active.txs, fresh.txs),
-                    ..Pending::default()
-                }
+                Pending::txs_only(std::mem::replace(&mut p.active.txs, fresh.txs))
             };
             let f = Arc::new(Frozen { pending, height, meta });
             p.frozen = Some(f.clone());

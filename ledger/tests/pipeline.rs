@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,14 +16,24 @@ use ruble_ledger::codec::{Op, SignedOp};
 use ruble_ledger::engine::{Ledger, Outcome};
 use ruble_ledger::pipeline::{Pipeline, PipelineConfig};
 use ruble_ledger::reason::Reason;
+use ruble_ledger::state::Genesis;
 use ruble_ledger::store::{Receipt, Store, StoreOptions};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-fn submit(p: &Pipeline, ops: Vec<SignedOp>) -> Vec<Outcome> {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// A genesis for a chain that starts now (not at the fixed test time), so
+/// that validity windows pass in real time.
+fn genesis_now(w: &World) -> Genesis {
+    let mut genesis = w.genesis();
+    genesis.timestamp_ms = now_ms() - 1_000;
+    genesis
+}
+
+/// Submits `ops` without waiting: their outcomes arrive on `answers`.
+fn submit_to(p: &Pipeline, ops: Vec<SignedOp>, answers: &Sender<Vec<Outcome>>) {
+    let tx = answers.clone();
     p.submit(
         ops,
         Box::new(move |o| {
@@ -30,6 +41,12 @@ fn submit(p: &Pipeline, ops: Vec<SignedOp>) -> Vec<Outcome> {
         }),
     )
     .unwrap();
+}
+
+/// Submits `ops` and waits for their outcomes.
+fn submit(p: &Pipeline, ops: Vec<SignedOp>) -> Vec<Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    submit_to(p, ops, &tx);
     rx.recv_timeout(Duration::from_secs(10)).expect("an answer")
 }
 
@@ -44,10 +61,7 @@ fn committed(o: &Outcome) -> Receipt {
 fn a_retry_gets_the_original_receipt_at_every_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = World::new();
-    // The chain starts now (not at the fixed test time), so that validity
-    // windows pass in real time.
-    let mut genesis = w.genesis();
-    genesis.timestamp_ms = now_ms() - 1_000;
+    let genesis = genesis_now(&w);
     // Checkpoints every 8 operations: the payment soon leaves memory.
     let opts = StoreOptions {
         checkpoint_ops: 8,
@@ -150,9 +164,7 @@ fn signer_of(w: &World, op: &SignedOp) -> ed25519_dalek::SigningKey {
 fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = World::new();
-    let mut genesis = w.genesis();
-    genesis.timestamp_ms = now_ms() - 1_000;
-    let ledger = Ledger::open(dir.path(), Some(&genesis)).unwrap();
+    let ledger = Ledger::open(dir.path(), Some(&genesis_now(&w))).unwrap();
     let gap = Duration::from_millis(300);
     let cfg = PipelineConfig {
         min_block_interval: gap,
@@ -170,15 +182,8 @@ fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
     // its own; with it they wait for the interval and share one block.
     let (tx, rx) = std::sync::mpsc::channel();
     for i in 0..5 {
-        let tx = tx.clone();
         let op = transfer(&mut w, &a, &b, 1, &format!("trickle {i}"), until);
-        p.submit(
-            vec![op],
-            Box::new(move |o| {
-                let _ = tx.send(o);
-            }),
-        )
-        .unwrap();
+        submit_to(&p, vec![op], &tx);
         std::thread::sleep(Duration::from_millis(10));
     }
     let receipts: Vec<Receipt> = (0..5)
@@ -203,9 +208,7 @@ fn a_trickle_of_operations_waits_out_the_minimum_block_interval() {
 fn dropping_the_pipeline_commits_what_it_admitted_and_closes_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = World::new();
-    let mut genesis = w.genesis();
-    genesis.timestamp_ms = now_ms() - 1_000;
-    let ledger = Ledger::open(dir.path(), Some(&genesis)).unwrap();
+    let ledger = Ledger::open(dir.path(), Some(&genesis_now(&w))).unwrap();
     // A slow commit hook keeps the committer busy well past the drop's call.
     let hook = Box::new(|_: &Arc<_>, _| std::thread::sleep(Duration::from_millis(200)));
     let p = Pipeline::start(ledger, PipelineConfig::default(), hook);
@@ -213,13 +216,11 @@ fn dropping_the_pipeline_commits_what_it_admitted_and_closes_the_store() {
     let until = now_ms() + 60_000;
     let funded = fund(&mut w, &p, &[a.clone(), b.clone()], until);
     let (tx, rx) = std::sync::mpsc::channel();
-    p.submit(
+    submit_to(
+        &p,
         vec![transfer(&mut w, &a, &b, 1, "in flight at the drop", until)],
-        Box::new(move |o| {
-            let _ = tx.send(o);
-        }),
-    )
-    .unwrap();
+        &tx,
+    );
     drop(p);
     let answer = rx.try_recv().expect("answered before the drop returned");
     let receipt = committed(&answer[0]);
