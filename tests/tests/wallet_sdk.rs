@@ -357,3 +357,144 @@ async fn cli_main_commands_with_json() {
     });
     assert_eq!((code, v["error"].as_str()), (3, Some("UNREACHABLE")));
 }
+
+/// Runs `txgen` against `t` with `args` (output files in `out`); its exit
+/// code, stderr and JSON report.
+fn txgen(t: &TestNode, out: &std::path::Path, name: &str, args: &[&str]) -> (i32, String, serde_json::Value) {
+    let report = out.join(format!("{name}.json"));
+    let run = std::process::Command::new(bin("txgen"))
+        .arg("--dev-dir")
+        .arg(t.path())
+        .arg("--report")
+        .arg(&report)
+        .arg("--receipts")
+        .arg(out.join(format!("{name}.txt")))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    let v = std::fs::read(&report)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (run.status.code().unwrap_or(-1), stderr, v)
+}
+
+/// `txgen`'s contract: it sets up its own world, drives a closed loop of
+/// pre-signed transfers and an open loop that outruns its pre-signing (so it
+/// signs the rest while running), and reports every committed transfer, each
+/// of which the auditor then finds in the chain. A pre-signed transfer is
+/// kept as its plan and signature and rebuilt when sent, so a rebuild that
+/// differed from what was signed shows here as `BAD_SIGNATURE` rejections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txgen_drives_a_node_and_every_transfer_it_reports_committed_is_in_the_chain() {
+    let mut t = TestNode::start().await;
+    let out = tempfile::tempdir().unwrap();
+    let svg = out.path().join("closed.svg");
+    let (code, stderr, closed) = tokio::task::block_in_place(|| {
+        txgen(
+            &t,
+            out.path(),
+            "closed",
+            &[
+                "--transfers",
+                "3000",
+                "--accounts",
+                "20",
+                "--batch",
+                "64",
+                "--calibrate",
+                "--plot",
+                svg.to_str().unwrap(),
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(closed["mode"], "closed_loop");
+    assert_eq!(
+        (&closed["submitted"], &closed["committed"], &closed["rejected_total"]),
+        (&3000.into(), &3000.into(), &0.into()),
+        "{closed}"
+    );
+    assert_eq!(closed["presigned"], 3000);
+    assert!(closed["latency_ms_p99"].as_f64().unwrap() >= closed["latency_ms_p50"].as_f64().unwrap());
+    assert!(closed["latency_ms_p50"].as_f64().unwrap() > 0.0);
+    assert!(closed["calibration"]["verify_ops_per_s"].as_f64().unwrap() > 0.0);
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+
+    // Open loop, pre-signing a fifth of what it will send.
+    let (code, stderr, open) = tokio::task::block_in_place(|| {
+        txgen(
+            &t,
+            out.path(),
+            "open",
+            &[
+                "--rate",
+                "2000",
+                "--duration",
+                "2s",
+                "--presign-max",
+                "1000",
+                "--accounts",
+                "10",
+            ],
+        )
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(open["mode"], "open_loop");
+    assert_eq!(open["presigned"], 1000);
+    assert_eq!(open["rejected_total"], 0, "{open}");
+    let committed = open["committed"].as_u64().unwrap();
+    assert!(committed > 2000, "signed during the run too: {open}");
+    assert_eq!(open["submitted"].as_u64().unwrap(), committed);
+
+    // Every receipt once, and every one in the chain.
+    let mut receipts = std::fs::read_to_string(out.path().join("closed.txt")).unwrap();
+    receipts.push_str(&std::fs::read_to_string(out.path().join("open.txt")).unwrap());
+    let ids: HashSet<&str> = receipts.lines().collect();
+    assert_eq!(ids.len(), 3000 + committed as usize);
+    assert!(ids.iter().all(|l| l.len() == 64 && TxId::from_hex(l).is_ok()));
+    let all = out.path().join("all.txt");
+    std::fs::write(&all, &receipts).unwrap();
+    t.stop().await;
+    let audit = std::process::Command::new(bin("ruble-node"))
+        .args(["audit", "--data-dir"])
+        .arg(t.path())
+        .arg("--expect-committed")
+        .arg(&all)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert!(audit.status.success(), "{report}");
+    assert_eq!(report["expected_committed"], 3000 + committed);
+    assert_eq!(report["missing"], serde_json::json!([]));
+}
+
+/// A run whose pre-signed transfers cannot fit beside the node is refused
+/// before any work, with an error that names the way out, instead of being
+/// killed by the kernel minutes into its signing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txgen_refuses_to_pre_sign_more_than_memory_holds() {
+    let t = TestNode::start().await;
+    let before = t.supply().await;
+    let out = tempfile::tempdir().unwrap();
+    let (code, stderr, report) = tokio::task::block_in_place(|| {
+        txgen(
+            &t,
+            out.path(),
+            "huge",
+            &["--transfers", "100000000000", "--presign-max", "100000000000"],
+        )
+    });
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("MemAvailable") && stderr.contains("--presign-max"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("setting up"),
+        "refused before touching the node: {stderr}"
+    );
+    assert_eq!(report, serde_json::Value::Null, "no report for a refused run");
+    assert_eq!(t.supply().await, before, "nothing issued, nothing opened");
+}

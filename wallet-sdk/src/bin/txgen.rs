@@ -117,7 +117,10 @@ struct RunArgs {
     /// Transfers in flight per bank (closed loop and open loop alike).
     #[arg(long, default_value_t = 8192)]
     window: usize,
-    /// Most transfers signed before the run (a longer run signs the rest while running).
+    /// Most transfers signed before the run (a longer run signs the rest
+    /// while running). Each takes 80 bytes until the run ends, and 32 more
+    /// for its receipt; txgen refuses a run that would need more than half of
+    /// the machine's available memory.
     #[arg(long, default_value_t = 3_000_000)]
     presign_max: u64,
     /// Also measure the verification ceiling over the pre-signed transfers.
@@ -178,9 +181,12 @@ struct Calibration {
     single_verify_ops_per_s_one_core: f64,
 }
 
-fn calibrate(ops: &[SignedOp]) -> Calibration {
-    let n = ops.len().min(200_000);
-    let sample: Vec<SignedOp> = ops[..n].to_vec();
+/// Most operations [`calibrate`] times.
+const CALIBRATE_MAX: usize = 200_000;
+
+/// Times verification over `sample` (at most [`CALIBRATE_MAX`] operations).
+fn calibrate(sample: Vec<SignedOp>) -> Calibration {
+    let n = sample.len();
     // Warm-up, then the timed pass (fresh key cache each, like a cold node).
     let _ = verify_ops_parallel(sample[..n.min(20_000)].to_vec(), &KeyCache::default(), 256);
     let cache = KeyCache::default();
@@ -241,8 +247,18 @@ fn funding_plan(args: &RunArgs) -> Vec<u64> {
         .collect()
 }
 
-/// The schedule of transfers: payer index, payee index, amount.
-fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -> Vec<(usize, usize, u64)> {
+/// One transfer of the schedule: payer and payee (indices into the run's
+/// accounts) and the amount in kopecks. Sixteen bytes, because a soak keeps
+/// tens of millions of them.
+#[derive(Clone, Copy, Debug)]
+struct Planned {
+    payer: u32,
+    payee: u32,
+    amount: u64,
+}
+
+/// The schedule of transfers.
+fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -> Vec<Planned> {
     let zipf = rand_distr::Zipf::new(accounts as u64, args.zipf_s).expect("zipf parameters");
     (0..n)
         .map(|_| {
@@ -256,7 +272,12 @@ fn plan(args: &RunArgs, n: u64, accounts: usize, rng: &mut rand::rngs::StdRng) -
             }
             // Small amounts (1 kopeck to 1 ruble); `funding_plan` gives each
             // payer enough for its share of the run.
-            (payer, payee, rng.gen_range(1..=MAX_TRANSFER_KOPECKS))
+            Planned {
+                // `run` refuses more accounts than a u32 counts.
+                payer: payer as u32,
+                payee: payee as u32,
+                amount: rng.gen_range(1..=MAX_TRANSFER_KOPECKS),
+            }
         })
         .collect()
 }
@@ -277,23 +298,115 @@ impl World {
         self.node_ms_at.0 + self.node_ms_at.1.elapsed().as_millis() as u64
     }
 
-    fn sign(&self, (payer, payee, amount): (usize, usize, u64), nonce: u64, valid_until_ms: u64) -> SignedOp {
-        let k = &self.keys[payer];
-        SignedOp::sign(
-            OpBody {
-                chain_id: self.chain_id.clone(),
-                signer: AccountId(k.verifying_key().to_bytes()),
-                nonce,
-                valid_until_ms,
-                op: Op::Transfer {
-                    payee: AccountId(self.keys[payee].verifying_key().to_bytes()),
-                    amount,
-                    purpose: "txgen".into(),
-                },
+    fn body(&self, p: Planned, nonce: u64, valid_until_ms: u64) -> OpBody {
+        OpBody {
+            chain_id: self.chain_id.clone(),
+            signer: AccountId(self.keys[p.payer as usize].verifying_key().to_bytes()),
+            nonce,
+            valid_until_ms,
+            op: Op::Transfer {
+                payee: AccountId(self.keys[p.payee as usize].verifying_key().to_bytes()),
+                amount: p.amount,
+                purpose: "txgen".into(),
             },
-            k,
+        }
+    }
+
+    fn sign(&self, p: Planned, nonce: u64, valid_until_ms: u64) -> SignedOp {
+        SignedOp::sign(self.body(p, nonce, valid_until_ms), &self.keys[p.payer as usize])
+    }
+}
+
+/// The run's pre-signed transfers, kept compact: the plan and one signature
+/// per transfer, 80 bytes. Decoded operations took over 530 bytes each, and a
+/// 10-minute soak at 68k/s (43 million transfers) ran txgen out of memory.
+/// Every other field of transfer `i` is a function of `i` (its nonce and
+/// validity), and the body encoding is canonical, so [`PresignedRun::op`]
+/// rebuilds, when the transfer is sent, exactly the bytes that were signed.
+struct PresignedRun {
+    plan: Vec<Planned>,
+    signatures: Vec<[u8; 64]>,
+    base_nonce: u64,
+    /// Node time (ms) at which transfer 0 is expected to go out.
+    first_send_ms: u64,
+    /// Transfers per second the send times are spread at.
+    rate: f64,
+    validity_ms: u64,
+}
+
+impl PresignedRun {
+    /// What txgen holds per pre-signed transfer, and per committed transfer
+    /// for its receipt: the basis of [`check_memory`].
+    const BYTES_PER_TRANSFER: u64 = (std::mem::size_of::<Planned>() + 64 + std::mem::size_of::<TxId>()) as u64;
+
+    fn len(&self) -> usize {
+        self.signatures.len()
+    }
+
+    /// Transfer `i`'s body. Each is valid until `validity` after the moment
+    /// it is expected to go out, so a transfer sent late still has the margin.
+    fn body(&self, world: &World, i: usize) -> OpBody {
+        let send_at = self.first_send_ms + (i as f64 * 1000.0 / self.rate) as u64;
+        world.body(
+            self.plan[i],
+            self.base_nonce.wrapping_add(i as u64),
+            send_at + self.validity_ms,
         )
     }
+
+    /// Signs every planned transfer, on all cores.
+    fn sign_all(&mut self, world: &World) {
+        let signatures = (0..self.plan.len())
+            .into_par_iter()
+            .map(|i| SignedOp::sign(self.body(world, i), &world.keys[self.plan[i].payer as usize]).signature)
+            .collect();
+        self.signatures = signatures;
+    }
+
+    /// Transfer `i` as signed.
+    fn op(&self, world: &World, i: usize) -> SignedOp {
+        let body = self.body(world, i);
+        let body_bytes = body.encode();
+        SignedOp {
+            tx_id: ruble_ledger::codec::tx_id(&body_bytes),
+            body,
+            body_bytes,
+            signature: self.signatures[i],
+        }
+    }
+}
+
+/// Refuses a run whose pre-signed transfers (and their receipts) would take
+/// more than half of the memory this machine has available: the node under
+/// test runs beside txgen and needs the rest. Better a clear error now than
+/// the kernel's OOM killer minutes into the signing. No-op where
+/// `/proc/meminfo` is missing.
+fn check_memory(presign_n: u64) -> Result<()> {
+    let Some(available) = mem_available_bytes() else {
+        return Ok(());
+    };
+    let need = presign_n.saturating_mul(PresignedRun::BYTES_PER_TRANSFER);
+    if need > available / 2 {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        bail!(
+            "pre-signing {presign_n} transfers needs about {:.1} GiB ({} bytes each, with its receipt), \
+             more than half of the {:.1} GiB this machine has available (MemAvailable), which the node \
+             beside txgen needs too: lower --presign-max (the rest is signed during the run), \
+             --duration, --rate or --transfers",
+            gib(need),
+            PresignedRun::BYTES_PER_TRANSFER,
+            gib(available)
+        );
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn mem_available_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn wire(op: &SignedOp) -> pb::SignedOperation {
@@ -531,17 +644,15 @@ impl Stats {
     }
 }
 
-/// A signed transfer as sent: its id (to match the result) and its wire
-/// form. Lighter than a decoded [`SignedOp`], so that a long soak can pre-sign
-/// tens of millions of transfers.
-struct Presigned {
+/// A signed transfer as sent: its id (to match the result) and its wire form.
+struct Outgoing {
     tx_id: TxId,
     wire: pb::SignedOperation,
 }
 
-impl From<SignedOp> for Presigned {
-    fn from(op: SignedOp) -> Presigned {
-        Presigned {
+impl From<SignedOp> for Outgoing {
+    fn from(op: SignedOp) -> Outgoing {
+        Outgoing {
             tx_id: op.tx_id,
             wire: pb::SignedOperation {
                 body: op.body_bytes,
@@ -553,7 +664,7 @@ impl From<SignedOp> for Presigned {
 
 /// A transfer to send, with its scheduled arrival (open loop) or `None`
 /// (closed loop: latency counts from the actual send).
-type Job = (Presigned, Option<Instant>);
+type Job = (Outgoing, Option<Instant>);
 
 /// Hands a batch to a bank's sender; false when the run must stop (the
 /// sender ended, or, for a timed run, the deadline passed while waiting).
@@ -773,48 +884,47 @@ async fn run(args: RunArgs) -> Result<()> {
     if args.accounts < 2 {
         bail!("--accounts must be at least 2");
     }
+    if u32::try_from(args.accounts).is_err() {
+        bail!("--accounts must fit in a u32");
+    }
+    let duration: Duration = *args.duration;
+    let presign_n = expected_transfers(&args).min(args.presign_max);
+    check_memory(presign_n)?;
     eprintln!("txgen: setting up {} accounts…", args.accounts);
     let world = Arc::new(setup(&args, &mut rng).await?);
-    let duration: Duration = *args.duration;
-    let estimate = expected_transfers(&args);
-    let presign_n = estimate.min(args.presign_max);
-    let schedule = plan(&args, presign_n, args.accounts, &mut rng);
+    let mut presigned = PresignedRun {
+        plan: plan(&args, presign_n, args.accounts, &mut rng),
+        signatures: Vec::new(),
+        base_nonce: rng.gen(),
+        first_send_ms: 0,
+        // The open-loop rate, or 80k/s for a closed loop.
+        rate: args.rate.unwrap_or(80_000.0).max(1.0),
+        validity_ms: args.validity.as_millis() as u64,
+    };
     eprintln!("txgen: pre-signing {presign_n} transfers…");
     let t = Instant::now();
-    let base_nonce: u64 = rng.gen();
-    // Each pre-signed transfer is valid until `--validity` after the moment
-    // it is expected to go out (at the open-loop rate, or 80k/s closed loop).
-    // A transfer sent later than expected still has the margin.
-    let validity_ms = args.validity.as_millis() as u64;
-    let expected_rate = args.rate.unwrap_or(80_000.0).max(1.0);
     // Send times count from the end of pre-signing, which for a long soak
     // takes minutes: time a sample, extrapolate (with a margin), and date
     // every transfer from there, or the first ones would expire unsent.
     let sample_n = presign_n.min(20_000) as usize;
     let t_sample = Instant::now();
-    schedule[..sample_n].par_iter().for_each(|p| {
+    presigned.plan[..sample_n].par_iter().for_each(|p| {
         let _ = world.sign(*p, 0, 0);
     });
     let presign_est_ms =
         (t_sample.elapsed().as_secs_f64() * 1000.0 * presign_n as f64 / sample_n.max(1) as f64 * 1.2) as u64;
-    let presign_at = world.node_now_ms() + presign_est_ms;
-    let ops: Vec<SignedOp> = schedule
-        .par_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let send_at = presign_at + (i as f64 * 1000.0 / expected_rate) as u64;
-            world.sign(*p, base_nonce.wrapping_add(i as u64), send_at + validity_ms)
-        })
-        .collect();
+    presigned.first_send_ms = world.node_now_ms() + presign_est_ms;
+    presigned.sign_all(&world);
     let presign_s = t.elapsed().as_secs_f64();
+    let validity_ms = presigned.validity_ms;
     let calibration = args.calibrate.then(|| {
         eprintln!(
             "txgen: calibrating verification on {} threads…",
             rayon::current_num_threads()
         );
-        calibrate(&ops)
+        let n = presigned.len().min(CALIBRATE_MAX);
+        calibrate((0..n).into_par_iter().map(|i| presigned.op(&world, i)).collect())
     });
-    let mut ops: Vec<Presigned> = ops.into_par_iter().map(Presigned::from).collect();
 
     let stats = Arc::new(Stats {
         t0: Instant::now(),
@@ -908,26 +1018,25 @@ async fn run(args: RunArgs) -> Result<()> {
                 }
                 None => None,
             };
-            let (op, payer) = if (i as usize) < ops.len() {
-                // Taken, not cloned: each is sent once, and its memory goes with it.
-                let taken = std::mem::replace(
-                    &mut ops[i as usize],
-                    Presigned {
-                        tx_id: TxId::default(),
-                        wire: pb::SignedOperation::default(),
-                    },
-                );
-                (taken, schedule[i as usize].0)
+            let (op, payer) = if (i as usize) < presigned.len() {
+                (
+                    Outgoing::from(presigned.op(&world, i as usize)),
+                    presigned.plan[i as usize].payer,
+                )
             } else {
                 let p = plan(&args, 1, args.accounts, &mut extra_rng)[0];
                 (
                     world
-                        .sign(p, base_nonce.wrapping_add(i), world.node_now_ms() + validity_ms)
+                        .sign(
+                            p,
+                            presigned.base_nonce.wrapping_add(i),
+                            world.node_now_ms() + validity_ms,
+                        )
                         .into(),
-                    p.0,
+                    p.payer,
                 )
             };
-            let bank = world.bank_of[payer];
+            let bank = world.bank_of[payer as usize];
             pending[bank].push((op, scheduled));
             i += 1;
             produced += 1;
@@ -1084,13 +1193,13 @@ fn calibrate_only(args: RunArgs) -> Result<()> {
         banks: vec![],
         node_ms_at: (0, Instant::now()),
     };
-    let schedule = plan(&args, n, args.accounts.max(2), &mut rng);
+    let schedule = plan(&args, n.min(CALIBRATE_MAX as u64), args.accounts.max(2), &mut rng);
     let ops: Vec<SignedOp> = schedule
         .par_iter()
         .enumerate()
         .map(|(i, p)| world.sign(*p, i as u64, u64::MAX))
         .collect();
-    let c = calibrate(&ops);
+    let c = calibrate(ops);
     println!("{}", serde_json::to_string_pretty(&c)?);
     if let Some(p) = &args.report {
         std::fs::write(p, serde_json::to_string_pretty(&c)?)?;
