@@ -28,7 +28,8 @@ start_dev_node "$OUT" --metrics-listen 127.0.0.1:0
 # soak starting on a chain that already holds millions of transfers.
 PEAK=${PEAK:-$(measure_peak "$OUT" "$PEAK_SECS")}
 RATE=$(python3 -c "print(int($PEAK * $LOAD))")
-# Every transfer of the soak is signed before it starts (~300 bytes each in txgen).
+# Every transfer of the soak is signed before it starts (80 bytes each in txgen,
+# 32 more for its receipt; txgen refuses a count that cannot fit in memory).
 PRESIGN=$(presign_for "$RATE" "$SECS")
 echo "==> soak: open loop at $RATE/s ($LOAD of peak $PEAK/s) for ${SECS}s"
 "$BIN/txgen" --dev-dir "$OUT/dev-data" --duration "${SECS}s" --accounts 1000 --rate "$RATE" \
