@@ -1233,7 +1233,9 @@ impl Store {
             }
             for e in v.chunks_exact(RECENT_ENTRY_BYTES) {
                 let until = be64(&e[..8]).expect("8 bytes");
-                // Expired before the checkpoint block: the state dropped it too.
+                // Expired before the checkpoint block: inert, so not loaded
+                // (the running state drops them too, a bounded number per
+                // block: `state::RECENT_PRUNE_MAX_PER_BLOCK`).
                 if until >= ckpt.timestamp_ms {
                     recent.push((until, TxId::from_slice(&e[8..]).expect("32 bytes")));
                 }

@@ -685,3 +685,63 @@ fn large_blocks_seal_to_the_sequential_commitments() {
         assert_eq!(block.header.state_hash, t.s.state_hash());
     }
 }
+
+/// After a lull longer than the validity window, a burst's replay entries all
+/// expire at once; one seal drops at most `RECENT_PRUNE_MAX_PER_BLOCK` of them
+/// (the first block after the lull would otherwise wait on millions of
+/// frees), the next blocks the rest, and an expired entry still held is
+/// inert: its operation is refused as expired, not as a duplicate.
+#[test]
+fn a_block_drops_a_bounded_number_of_expired_replay_entries() {
+    use ruble_ledger::state::RECENT_PRUNE_MAX_PER_BLOCK as CAP;
+    let mut t = T::new();
+    let b0 = t.b(0);
+    let n = CAP + 1_000;
+    t.cb(Op::Issue {
+        bank: b0,
+        amount: n as u64,
+    })
+    .unwrap();
+    let payee = t.client(1, 77, 0);
+    let bank = t.w.banks[0].clone();
+    let before = t.s.recent_len();
+    // One block of `n` transfers, each valid until its own millisecond.
+    let ops: Vec<SignedOp> = (0..n as u64)
+        .map(|i| {
+            t.w.sign_until(
+                &bank,
+                Op::Transfer {
+                    payee: id(&payee),
+                    amount: 1,
+                    purpose: String::new(),
+                },
+                T0 + 1_000 + i,
+            )
+        })
+        .collect();
+    t.s.begin_block(T0);
+    for op in &ops {
+        t.s.apply(t.w.verified(op.clone())).unwrap();
+    }
+    t.s.seal_block();
+    assert_eq!(t.s.recent_len(), before + n);
+    // Long after all of them expired (the set-up's entries, valid until
+    // T0 + 10 min, have not), a block drops `CAP` of them: one entry per
+    // instant here, so exactly `CAP`.
+    let later = T0 + 1_000 + n as u64 + 60_000;
+    let zero = t.w.sign_until(
+        &bank,
+        Op::Transfer {
+            payee: id(&payee),
+            amount: 0,
+            purpose: String::new(),
+        },
+        later + 1_000,
+    );
+    assert_eq!(t.run_at(later, zero), Err(Reason::ZeroAmount));
+    assert_eq!(t.s.recent_len(), before + n - CAP, "the rest wait for the next blocks");
+    // A held expired entry decides nothing: its operation is expired.
+    let last = ops.last().unwrap().clone();
+    assert_eq!(t.run_at(later, last), Err(Reason::Expired));
+    assert_eq!(t.s.recent_len(), before, "the next block dropped the rest");
+}
