@@ -168,3 +168,55 @@ fn tampered_balance_is_caught_by_audit_and_at_startup() {
         Ok(_) => panic!("a tampered store must not open"),
     }
 }
+
+/// The replay reads and verifies blocks a window ahead (at most 1,024 blocks
+/// or 16,384 operations each) while it applies the previous window: a chain
+/// of more than one window replays whole, and a forgery past the first
+/// window stops the replay at exactly its block.
+#[test]
+fn a_chain_longer_than_a_window_replays_whole_and_a_later_forgery_stops_it_at_its_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, mut ops) = build_chain(dir.path());
+    let mut ledger = Ledger::open(dir.path(), None).unwrap();
+    let (a, b) = (key(100), key(101));
+    for i in 0..1_100u64 {
+        let op = w.sign(
+            &a,
+            Op::Transfer {
+                payee: id(&b),
+                amount: 1,
+                purpose: String::new(),
+            },
+        );
+        ops.push(op.clone());
+        let out = ledger.execute(T0 + 10 + i, vec![op]).unwrap();
+        assert!(out[0].receipt().is_some(), "{out:?}");
+    }
+    let ids: Vec<_> = ops.iter().map(|o| o.tx_id).collect();
+    let r = audit(ledger.store(), &ids).unwrap();
+    assert!(r.ok, "{:?}", r.errors);
+    assert_eq!((r.blocks, r.operations), (1_103, 1_106));
+
+    // Block 1,053 (the second window) carries an amount its signature does not cover.
+    let at = cursor_of(1_053, 0);
+    let stored = ledger.store().op_at(at).unwrap().unwrap();
+    let mut forged = stored.op.clone();
+    let mut body = forged.body.clone();
+    if let Op::Transfer { amount, .. } = &mut body.op {
+        *amount = 2;
+    }
+    forged.body_bytes = body.encode();
+    let mut raw = forged.to_stored();
+    raw.push(0);
+    ledger.store().tamper_op(at, &raw).unwrap();
+    let r = audit(ledger.store(), &ids).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.blocks, 1_052, "every block before the forged one replayed");
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.starts_with("block 1053 op 0") && e.contains("bad signature")),
+        "{:?}",
+        r.errors
+    );
+}
