@@ -36,7 +36,8 @@ def read_metrics(url):
         if not line or line.startswith("#"):
             continue
         name, _, value = line.rpartition(" ")
-        if name.startswith(("ruble_submit_latency", "ruble_commit_latency", "ruble_ops_", "ruble_queue_depth",
+        if name.startswith(("ruble_submit_latency", "ruble_commit_latency", "ruble_stage_latency", "ruble_ops_",
+                            "ruble_queue_depth",
                             "ruble_block_ops_sum", "ruble_block_ops_count", "ruble_block_height",
                             "ruble_store_memory_bytes")):
             try:

@@ -29,16 +29,23 @@ def load_samples(path):
     return out
 
 
-def hist_quantile(prev, cur, name, q):
+def hist_quantile(prev, cur, name, q, labels=None):
     """Upper bound (ms) of the bucket holding quantile q of the observations
-    between two cumulative Prometheus histograms; None if there were none."""
+    between two cumulative Prometheus histograms; None if there were none.
+    `labels` picks one histogram of a family: {"stage": "verify"}."""
     if not prev or not cur:
         return None
+    want = labels or {}
     buckets = []
     for k, v in cur.items():
-        m = re.match(re.escape(name) + r'_bucket\{le="([^"]+)"\}', k)
-        if m:
-            le = math.inf if m.group(1) == "+Inf" else float(m.group(1))
+        m = re.fullmatch(re.escape(name) + r"_bucket\{(.*)\}", k)
+        if not m:
+            continue
+        # The encoder puts `le` first ({le="0.004",stage="verify"}); read the
+        # labels by name, not position.
+        got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if "le" in got and all(got.get(n) == val for n, val in want.items()):
+            le = math.inf if got["le"] == "+Inf" else float(got["le"])
             buckets.append((le, v - prev.get(k, 0.0)))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0
@@ -48,6 +55,10 @@ def hist_quantile(prev, cur, name, q):
         if n >= q * total:
             return le * 1000.0
     return math.inf
+
+
+# The node's stages of a submission, in order (ruble_stage_latency_seconds).
+STAGES = ("verify", "sequence", "block", "commit")
 
 
 def per_second_node(samples):
@@ -83,6 +94,8 @@ def per_second_node(samples):
         rows.append((a["ts"], {
             "submit_p99_ms": hist_quantile(last_metrics, b.get("metrics"), "ruble_submit_latency_seconds", 0.99),
             "commit_max_ms": hist_quantile(last_metrics, b.get("metrics"), "ruble_commit_latency_seconds", 1.0),
+            "stage_p99_ms": {st: hist_quantile(last_metrics, b.get("metrics"), "ruble_stage_latency_seconds", 0.99,
+                                               {"stage": st}) for st in STAGES},
             "node_cpu_pct": {g: 100.0 * d / HZ / dt for g, d in groups.items() if d > 0},
             "txgen_cpu_pct": 100.0 * others / HZ / dt,
             "iowait_pct": 100.0 * (cpu_b[4] - cpu_a[4]) / tot,
@@ -202,10 +215,11 @@ def main():
     warns = node_warnings(f"{out}/node.log")
     events = rocksdb_events(f"{out}/dev-data/db/LOG")
     worst = sorted(secs, key=lambda s: -s["latency_ms_p99"])[:12]
-    spike_rows = ["| second | txgen p99 ms | committed | node submit p99 ms (≤) | slowest commit ms (≤) | "
+    spike_rows = ["| second | txgen p99 ms | committed | node submit p99 ms (≤) | "
+                  "node p99 ms by stage (≤): verify / sequence / block / commit | slowest write ms (≤) | "
                   "verify / tokio / seq / commit / ckpt / rocksdb CPU % | txgen CPU % | iowait % | steal % | "
                   "dirty MiB | node warnings (2 s before to 1 s after) and compactions running |",
-                  "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+                  "|---:|---:|---:|---:|---|---:|---|---:|---:|---:|---:|---|"]
     for s in sorted(worst, key=lambda s: s["t"]):
         wall = t0 + s["t"]
         # The sample interval holding the middle of txgen's second.
@@ -220,7 +234,8 @@ def main():
         fmt = (lambda v: "–" if v is None else ("∞" if v == math.inf else f"{v:.0f}"))
         spike_rows.append(
             f"| {s['t']:.0f} | {s['latency_ms_p99']:.0f} | {s['committed']} | "
-            f"{fmt(n and n['submit_p99_ms'])} | {fmt(n and n['commit_max_ms'])} | "
+            f"{fmt(n and n['submit_p99_ms'])} | "
+            f"{' / '.join(fmt(n and n['stage_p99_ms'][st]) for st in STAGES)} | {fmt(n and n['commit_max_ms'])} | "
             f"{cpu('ruble-verify'):.0f} / {cpu('tokio'):.0f} / {cpu('ruble-sequencer'):.0f} / "
             f"{cpu('ruble-committer'):.0f} / {cpu('ruble-checkpoi', 'exited'):.0f} / {cpu('rocksdb'):.0f} | "
             f"{(n['txgen_cpu_pct'] if n else 0):.0f} | {(n['iowait_pct'] if n else 0):.0f} | "

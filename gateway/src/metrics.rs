@@ -16,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use ruble_ledger::pipeline::StageTimes;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -25,6 +26,11 @@ struct ReasonLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +47,7 @@ struct Inner {
     commit_latency: Histogram,
     block_ops: Histogram,
     submit_latency: Histogram,
+    stage_latency: Family<StageLabel, Histogram, fn() -> Histogram>,
     storage_ok: Gauge,
     commit_failures: Gauge,
     store_memory: Family<PartLabel, Gauge>,
@@ -91,6 +98,16 @@ impl Metrics {
             "From admission of a submission to its durable answer (verify, sequence, commit)",
             submit_latency.clone(),
         );
+        // 0.25 ms .. ~4 s, as the submit latency they divide up.
+        let stage_latency = Family::<StageLabel, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00025, 2.0, 15))
+        });
+        registry.register(
+            "ruble_stage_latency_seconds",
+            "Where a committed submission's time went, by stage: verify (queue and batch check), \
+             sequence (queue and apply), block (open block until sealed), commit (seal until durable)",
+            stage_latency.clone(),
+        );
         let storage_ok = Gauge::default();
         storage_ok.set(1);
         registry.register(
@@ -119,6 +136,7 @@ impl Metrics {
             commit_latency,
             block_ops,
             submit_latency,
+            stage_latency,
             storage_ok,
             commit_failures,
             store_memory,
@@ -161,6 +179,16 @@ impl Metrics {
     }
     pub fn observe_submit(&self, secs: f64) {
         self.0.submit_latency.observe(secs);
+    }
+    pub fn observe_stages(&self, submissions: &[StageTimes]) {
+        let stage = |name| self.0.stage_latency.get_or_create(&StageLabel { stage: name }).clone();
+        let [verify, sequence, block, commit] = ["verify", "sequence", "block", "commit"].map(stage);
+        for t in submissions {
+            verify.observe(t.verify.as_secs_f64());
+            sequence.observe(t.sequence.as_secs_f64());
+            block.observe(t.block.as_secs_f64());
+            commit.observe(t.commit.as_secs_f64());
+        }
     }
     pub fn observe_commit(&self, secs: f64, ops: u64) {
         self.0.commit_latency.observe(secs);
@@ -228,6 +256,13 @@ mod tests {
         m.inc_accepted(3);
         m.inc_rejected("INSUFFICIENT_FUNDS");
         m.set_store_memory(1_000, 2_000);
+        let ms = std::time::Duration::from_millis;
+        m.observe_stages(&[StageTimes {
+            verify: ms(3),
+            sequence: ms(0),
+            block: std::time::Duration::from_micros(900),
+            commit: ms(300),
+        }]);
         let addr = serve(m.clone(), "127.0.0.1:0".parse().unwrap(), std::future::pending())
             .await
             .unwrap();
@@ -248,6 +283,19 @@ mod tests {
         );
         assert!(
             body.contains("ruble_store_memory_bytes{part=\"memtables\"} 2000"),
+            "{body}"
+        );
+        // scripts/soak_report.py reads the stages from these lines.
+        for (stage, first_bucket_holding_it) in [("verify", "0.004"), ("block", "0.001"), ("commit", "0.512")] {
+            assert!(
+                body.contains(&format!(
+                    "ruble_stage_latency_seconds_bucket{{le=\"{first_bucket_holding_it}\",stage=\"{stage}\"}} 1"
+                )),
+                "{stage}: {body}"
+            );
+        }
+        assert!(
+            body.contains("ruble_stage_latency_seconds_bucket{le=\"0.256\",stage=\"commit\"} 0"),
             "{body}"
         );
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ruble_ledger::pipeline::{Pipeline, PipelineConfig};
+use ruble_ledger::pipeline::{CommitTimes, Pipeline, PipelineConfig};
 use ruble_ledger::query::QueryGuard;
 use ruble_ledger::state::Genesis;
 use ruble_ledger::Ledger;
@@ -103,8 +103,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     let hook = {
         let (metrics, commits) = (metrics.clone(), commits.clone());
         Box::new(
-            move |block: &Arc<ruble_ledger::state::SealedBlock>, latency: Duration| {
-                metrics.observe_commit(latency.as_secs_f64(), block.ops.len() as u64);
+            move |block: &Arc<ruble_ledger::state::SealedBlock>, times: &CommitTimes| {
+                metrics.observe_commit(times.write.as_secs_f64(), block.ops.len() as u64);
+                metrics.observe_stages(&times.submissions);
                 metrics.set_height(block.header.height);
                 let _ = commits.send(block.clone());
             },

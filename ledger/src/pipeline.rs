@@ -100,7 +100,33 @@ impl Default for PipelineConfig {
 pub type Reply = Box<dyn FnOnce(Vec<Outcome>) + Send>;
 
 /// Called by the committer after each durable commit (streams, metrics).
-pub type CommitHook = Box<dyn Fn(&Arc<SealedBlock>, Duration) + Send + Sync>;
+pub type CommitHook = Box<dyn Fn(&Arc<SealedBlock>, &CommitTimes) + Send + Sync>;
+
+/// Where one submission's time went, from `submit` to its block being
+/// durable. The stages follow each other, so they add up to the whole wait
+/// (less the reply itself): a latency spike is attributed to the stage that
+/// holds it, which end-to-end figures cannot do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Waiting for a verifier, and the batch verification itself.
+    pub verify: Duration,
+    /// Waiting for the sequencer, and applying to the state.
+    pub sequence: Duration,
+    /// Waiting in the open block until it is sealed (group commit).
+    pub block: Duration,
+    /// From the seal until the block is durable: waiting behind the commit
+    /// in flight, then its own synced write.
+    pub commit: Duration,
+}
+
+/// What the committer measured of one committed block.
+#[derive(Clone, Debug, Default)]
+pub struct CommitTimes {
+    /// The block's synced write alone.
+    pub write: Duration,
+    /// One entry per submission answered with this block, in block order.
+    pub submissions: Vec<StageTimes>,
+}
 
 /// What the committed head looks like (cheap to clone for queries).
 #[derive(Clone, Debug)]
@@ -126,6 +152,7 @@ pub struct PipelineStats {
 }
 
 struct Submission {
+    admitted: Instant,
     /// Outcomes known before any work (already committed duplicates).
     slots: Vec<Option<Outcome>>,
     /// The operations still to process, with their slot index.
@@ -134,6 +161,8 @@ struct Submission {
 }
 
 struct VerifiedSubmission {
+    admitted: Instant,
+    verified: Instant,
     slots: Vec<Option<Outcome>>,
     ops: Vec<(usize, VerifyResult)>,
     reply: Reply,
@@ -144,6 +173,9 @@ type ApplyResult = Result<u32, (Reason, TxId)>;
 
 /// A submission waiting for its block's commit.
 struct PendingReply {
+    admitted: Instant,
+    verified: Instant,
+    applied_at: Instant,
     slots: Vec<Option<Outcome>>,
     /// (slot, result of apply: index in block, or reason with the op's id)
     applied: Vec<(usize, ApplyResult)>,
@@ -155,6 +187,7 @@ enum ToCommitter {
         block: Box<SealedBlock>,
         replies: Vec<PendingReply>,
         epoch: u64,
+        sealed: Instant,
     },
     /// Replies with no block to commit (everything rejected), kept in order.
     RepliesOnly { replies: Vec<PendingReply> },
@@ -303,6 +336,7 @@ impl Pipeline {
             return Ok(());
         }
         let sub = Submission {
+            admitted: Instant::now(),
             slots,
             ops: todo,
             reply,
@@ -414,7 +448,7 @@ fn verifier(rx: Receiver<Submission>, tx: Sender<VerifiedSubmission>, sh: Arc<Sh
                 all.push(op);
             }
             shape.push(idx);
-            rest.push((s.slots, s.reply));
+            rest.push((s.admitted, s.slots, s.reply));
         }
         let mut verdicts = Vec::with_capacity(all.len());
         let mut it = all.into_iter().peekable();
@@ -422,14 +456,22 @@ fn verifier(rx: Receiver<Submission>, tx: Sender<VerifiedSubmission>, sh: Arc<Sh
             let c: Vec<SignedOp> = it.by_ref().take(chunk).collect();
             verdicts.extend(verify_ops(c, &sh.cache));
         }
+        let verified = Instant::now();
         let mut verdicts = verdicts.into_iter();
-        for (idx, (slots, reply)) in shape.into_iter().zip(rest) {
+        for (idx, (admitted, slots, reply)) in shape.into_iter().zip(rest) {
             let ops = idx
                 .into_iter()
                 .map(|slot| (slot, verdicts.next().expect("one verdict per op")))
                 .collect();
             sh.stats.sequencer_queue.fetch_add(1, Ordering::Relaxed);
-            if tx.send(VerifiedSubmission { slots, ops, reply }).is_err() {
+            let sub = VerifiedSubmission {
+                admitted,
+                verified,
+                slots,
+                ops,
+                reply,
+            };
+            if tx.send(sub).is_err() {
                 return;
             }
         }
@@ -524,6 +566,9 @@ fn sequencer(
             }
             o.ops += applied.len();
             o.replies.push(PendingReply {
+                admitted: sub.admitted,
+                verified: sub.verified,
+                applied_at: Instant::now(),
                 slots: sub.slots,
                 applied,
                 reply: sub.reply,
@@ -561,6 +606,7 @@ fn sequencer(
                     block,
                     replies: o.replies,
                     epoch,
+                    sealed: Instant::now(),
                 }
             };
             // Blocks while the committer holds one block in its queue: this is
@@ -643,6 +689,17 @@ fn answer_rest(sh: &Shared, slots: Vec<Option<Outcome>>, reply: Reply, reason: R
     );
 }
 
+impl PendingReply {
+    fn stages(&self, sealed: Instant, durable: Instant) -> StageTimes {
+        StageTimes {
+            verify: self.verified - self.admitted,
+            sequence: self.applied_at - self.verified,
+            block: sealed - self.applied_at,
+            commit: durable - sealed,
+        }
+    }
+}
+
 fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
     let mut slots = p.slots;
     for (slot, r) in p.applied {
@@ -685,7 +742,12 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                     resolve(&sh, p, &[]);
                 }
             }
-            ToCommitter::Block { block, replies, epoch } => {
+            ToCommitter::Block {
+                block,
+                replies,
+                epoch,
+                sealed,
+            } => {
                 if epoch <= sh.failed_epoch.load(Ordering::Acquire) {
                     for p in replies {
                         answer_rest(&sh, p.slots, p.reply, Reason::Unavailable);
@@ -707,7 +769,11 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                 let t0 = Instant::now();
                 match sh.store.commit(&block) {
                     Ok(()) => {
-                        let latency = t0.elapsed();
+                        let durable = Instant::now();
+                        let times = CommitTimes {
+                            write: durable - t0,
+                            submissions: replies.iter().map(|p| p.stages(sealed, durable)).collect(),
+                        };
                         {
                             let mut v = sh.view.write();
                             v.height = block.header.height;
@@ -725,7 +791,7 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                         for p in replies {
                             resolve(&sh, p, &receipts);
                         }
-                        on_commit(&Arc::new(*block), latency);
+                        on_commit(&Arc::new(*block), &times);
                         let took = t.elapsed();
                         if took >= SLOW_STAGE {
                             tracing::warn!(height, replies_ms = took.as_millis() as u64, "slow replies");

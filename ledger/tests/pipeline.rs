@@ -210,7 +210,7 @@ fn dropping_the_pipeline_commits_what_it_admitted_and_closes_the_store() {
     let mut w = World::new();
     let ledger = Ledger::open(dir.path(), Some(&genesis_now(&w))).unwrap();
     // A slow commit hook keeps the committer busy well past the drop's call.
-    let hook = Box::new(|_: &Arc<_>, _| std::thread::sleep(Duration::from_millis(200)));
+    let hook = Box::new(|_: &Arc<_>, _: &_| std::thread::sleep(Duration::from_millis(200)));
     let p = Pipeline::start(ledger, PipelineConfig::default(), hook);
     let (a, b) = (key(500), key(501));
     let until = now_ms() + 60_000;
@@ -227,4 +227,63 @@ fn dropping_the_pipeline_commits_what_it_admitted_and_closes_the_store() {
     let reopened = Ledger::open(dir.path(), None).expect("the store is closed after the drop");
     assert_eq!(reopened.state().height(), receipt.height);
     assert!(receipt.height > funded.height);
+}
+
+/// Each committed submission's time is split into the stages that held it,
+/// and a delay shows in the stage that caused it: a block sealed while the
+/// committer is still busy with the previous one (here, a commit hook that
+/// sleeps) spends that time in `commit`, not in verification or sequencing.
+#[test]
+fn a_submission_held_behind_a_busy_committer_is_timed_in_the_commit_stage() {
+    use ruble_ledger::pipeline::CommitTimes;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let ledger = Ledger::open(dir.path(), Some(&genesis_now(&w))).unwrap();
+    let stall = Duration::from_millis(400);
+    let slow_next = Arc::new(AtomicBool::new(false));
+    let seen: Arc<parking_lot::Mutex<Vec<(u64, CommitTimes)>>> = Arc::default();
+    let hook = {
+        let (slow_next, seen) = (slow_next.clone(), seen.clone());
+        Box::new(move |block: &Arc<ruble_ledger::state::SealedBlock>, t: &CommitTimes| {
+            seen.lock().push((block.header.height, t.clone()));
+            // Runs after the block's replies: the next block is sealed
+            // meanwhile and waits for the committer.
+            if slow_next.swap(false, Ordering::AcqRel) {
+                std::thread::sleep(stall);
+            }
+        })
+    };
+    let p = Pipeline::start(ledger, PipelineConfig::default(), hook);
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    fund(&mut w, &p, &[a.clone(), b.clone()], until);
+
+    slow_next.store(true, Ordering::Release);
+    let first = committed(&submit(&p, vec![transfer(&mut w, &a, &b, 1, "before the stall", until)])[0]);
+    // Answered before the hook stalls: this one is sealed during the stall.
+    let sent = Instant::now();
+    let second = committed(&submit(&p, vec![transfer(&mut w, &a, &b, 1, "behind the stall", until)])[0]);
+    let waited = sent.elapsed();
+    p.shutdown();
+
+    let seen = seen.lock();
+    for (height, t) in seen.iter() {
+        assert_eq!(t.submissions.len(), 1, "block {height}: one submission each");
+        assert!(t.submissions[0].commit >= t.write, "block {height}: {t:?}");
+    }
+    let (_, t) = seen.iter().find(|(h, _)| *h == second.height).expect("hook ran for it");
+    let s = t.submissions[0];
+    assert!(first.height < second.height);
+    assert!(s.commit >= stall / 2, "the stall is in the commit stage: {s:?}");
+    assert!(
+        s.commit > s.verify + s.sequence + s.block,
+        "and not in the others: {s:?}"
+    );
+    assert!(
+        s.verify + s.sequence + s.block + s.commit <= waited,
+        "the stages are parts of the wait ({waited:?}): {s:?}"
+    );
 }
