@@ -53,6 +53,11 @@ struct Inner {
     store_memory: Family<PartLabel, Gauge>,
 }
 
+/// A submission's latency, whole or by stage: 0.25 ms .. ~4 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00025, 2.0, 15))
+}
+
 /// The node's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
@@ -91,17 +96,14 @@ impl Metrics {
             commit_latency.clone(),
         );
         registry.register("ruble_block_ops", "Operations per committed block", block_ops.clone());
-        // 0.25 ms .. ~4 s
-        let submit_latency = Histogram::new(exponential_buckets(0.00025, 2.0, 15));
+        let submit_latency = latency_histogram();
         registry.register(
             "ruble_submit_latency_seconds",
             "From admission of a submission to its durable answer (verify, sequence, commit)",
             submit_latency.clone(),
         );
-        // 0.25 ms .. ~4 s, as the submit latency they divide up.
-        let stage_latency = Family::<StageLabel, Histogram, fn() -> Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.00025, 2.0, 15))
-        });
+        // The same buckets as the submit latency they divide up.
+        let stage_latency = Family::<StageLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register(
             "ruble_stage_latency_seconds",
             "Where a committed submission's time went, by stage: verify (queue and batch check), \
