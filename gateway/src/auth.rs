@@ -9,10 +9,12 @@
 use std::fmt;
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
+
+use crate::convert::coded_status;
 
 /// A participant authenticated by its client certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Participant {
     CentralBank,
     /// A bank, by its ed25519 public key (its settlement account id).
@@ -65,32 +67,45 @@ fn parse_subject(cn: &str) -> Result<Participant, AuthError> {
 }
 
 /// The participant behind a request's (already CA-verified) client certificate.
+/// `UNAUTHENTICATED` with reason `CLIENT_CERTIFICATE_REQUIRED` (none
+/// presented) or `UNKNOWN_PARTICIPANT` (one that names nobody).
 pub fn participant_from_request<T>(req: &Request<T>) -> Result<Participant, Status> {
-    let certs = req
+    let leaf = req
         .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required for this service"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required for this service"))?;
-    participant_from_cert_der(leaf.as_ref()).map_err(|e| Status::unauthenticated(e.to_string()))
+        .and_then(|certs| certs.first().cloned())
+        .ok_or_else(|| {
+            coded_status(
+                Code::Unauthenticated,
+                "CLIENT_CERTIFICATE_REQUIRED",
+                "a client certificate is required for this service",
+            )
+        })?;
+    participant_from_cert_der(leaf.as_ref())
+        .map_err(|e| coded_status(Code::Unauthenticated, "UNKNOWN_PARTICIPANT", e.to_string()))
 }
 
+/// `PERMISSION_DENIED` with reason `WRONG_ROLE` for anyone but the central bank.
 pub fn require_central_bank(p: &Participant) -> Result<(), Status> {
     match p {
         Participant::CentralBank => Ok(()),
-        other => Err(Status::permission_denied(format!(
-            "{other} may not call the central-bank service"
-        ))),
+        other => Err(wrong_role(other, "central-bank")),
     }
 }
 
+/// `PERMISSION_DENIED` with reason `WRONG_ROLE` for anyone but a bank.
 pub fn require_bank(p: &Participant) -> Result<[u8; 32], Status> {
     match p {
         Participant::Bank(k) => Ok(*k),
-        other => Err(Status::permission_denied(format!(
-            "{other} may not call the bank service"
-        ))),
+        other => Err(wrong_role(other, "bank")),
     }
+}
+
+fn wrong_role(who: &Participant, service: &str) -> Status {
+    coded_status(
+        Code::PermissionDenied,
+        "WRONG_ROLE",
+        format!("{who} may not call the {service} service"),
+    )
 }
 
 /// Server TLS: our certificate, client certificates optional but verified

@@ -13,7 +13,13 @@
 //! [limits]
 //! max_message_bytes = 4194304
 //! max_batch_len = 4096
-//! max_concurrent_streams = 64
+//! max_anonymous_streams = 512          # streams without a client certificate, node-wide
+//! max_streams_per_ip = 32               # ... from one IP address
+//! max_streams_per_participant = 64      # each bank's and the central bank's own budget
+//! anonymous_stream_idle_ms = 30000      # idle or stalled streams end after this
+//! participant_stream_idle_ms = 600000
+//! max_connections = 4096
+//! max_connections_per_ip = 256
 //! max_stream_ops_per_sec = 200000
 //! max_inflight_ops = 65536
 //! [block]
@@ -44,7 +50,15 @@ pub struct TlsConfig {
 pub struct LimitsConfig {
     pub max_message_bytes: usize,
     pub max_batch_len: usize,
-    pub max_concurrent_streams: usize,
+    /// Was `max_concurrent_streams`, when all streams shared one budget.
+    #[serde(alias = "max_concurrent_streams")]
+    pub max_anonymous_streams: usize,
+    pub max_streams_per_ip: usize,
+    pub max_streams_per_participant: usize,
+    pub anonymous_stream_idle_ms: u64,
+    pub participant_stream_idle_ms: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub max_stream_ops_per_sec: u64,
     pub max_inflight_ops: usize,
 }
@@ -55,7 +69,13 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_message_bytes: c.max_message_bytes,
             max_batch_len: c.max_batch_len,
-            max_concurrent_streams: c.max_concurrent_streams,
+            max_anonymous_streams: c.max_anonymous_streams,
+            max_streams_per_ip: c.max_streams_per_ip,
+            max_streams_per_participant: c.max_streams_per_participant,
+            anonymous_stream_idle_ms: c.anonymous_stream_idle.as_millis() as u64,
+            participant_stream_idle_ms: c.participant_stream_idle.as_millis() as u64,
+            max_connections: c.max_connections,
+            max_connections_per_ip: c.max_connections_per_ip,
             max_stream_ops_per_sec: c.max_stream_ops_per_sec,
             max_inflight_ops: 65_536,
         }
@@ -127,7 +147,21 @@ impl NodeConfig {
             }
             _ => {}
         }
-        if self.limits.max_batch_len == 0 || self.limits.max_inflight_ops == 0 || self.block.max_ops == 0 {
+        let l = &self.limits;
+        if [
+            l.max_batch_len,
+            l.max_inflight_ops,
+            self.block.max_ops,
+            l.max_anonymous_streams,
+            l.max_streams_per_ip,
+            l.max_streams_per_participant,
+            l.max_connections,
+            l.max_connections_per_ip,
+        ]
+        .contains(&0)
+            || l.anonymous_stream_idle_ms == 0
+            || l.participant_stream_idle_ms == 0
+        {
             bail!("limits must be positive");
         }
         if self.block.min_interval_ms > self.block.max_wait_ms {
@@ -177,9 +211,29 @@ pub struct RunArgs {
     /// Most operations in one batch request.
     #[arg(long, env = "RUBLE_MAX_BATCH_LEN")]
     pub max_batch_len: Option<usize>,
-    /// Most concurrent streaming calls, node-wide.
-    #[arg(long, env = "RUBLE_MAX_CONCURRENT_STREAMS")]
-    pub max_concurrent_streams: Option<usize>,
+    /// Most concurrent streaming calls without a client certificate, node-wide
+    /// (each bank and the central bank have budgets of their own).
+    #[arg(long, env = "RUBLE_MAX_ANONYMOUS_STREAMS")]
+    pub max_anonymous_streams: Option<usize>,
+    /// Most concurrent streaming calls without a client certificate from one IP address.
+    #[arg(long, env = "RUBLE_MAX_STREAMS_PER_IP")]
+    pub max_streams_per_ip: Option<usize>,
+    /// Most concurrent streaming calls of one bank (or the central bank).
+    #[arg(long, env = "RUBLE_MAX_STREAMS_PER_PARTICIPANT")]
+    pub max_streams_per_participant: Option<usize>,
+    /// A stream without a client certificate that sends nothing (or reads
+    /// none of its results) for this long is ended, in milliseconds.
+    #[arg(long, env = "RUBLE_ANONYMOUS_STREAM_IDLE_MS")]
+    pub anonymous_stream_idle_ms: Option<u64>,
+    /// The same for banks' and the central bank's streams, in milliseconds.
+    #[arg(long, env = "RUBLE_PARTICIPANT_STREAM_IDLE_MS")]
+    pub participant_stream_idle_ms: Option<u64>,
+    /// Most open TCP connections, node-wide.
+    #[arg(long, env = "RUBLE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most open TCP connections from one IP address.
+    #[arg(long, env = "RUBLE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Most operations per second on one submission stream.
     #[arg(long, env = "RUBLE_MAX_STREAM_OPS_PER_SEC")]
     pub max_stream_ops_per_sec: Option<u64>,
@@ -234,8 +288,25 @@ impl RunArgs {
         if let Some(v) = self.max_batch_len {
             c.limits.max_batch_len = v;
         }
-        if let Some(v) = self.max_concurrent_streams {
-            c.limits.max_concurrent_streams = v;
+        let l = &mut c.limits;
+        for (flag, field) in [
+            (self.max_anonymous_streams, &mut l.max_anonymous_streams),
+            (self.max_streams_per_ip, &mut l.max_streams_per_ip),
+            (self.max_streams_per_participant, &mut l.max_streams_per_participant),
+            (self.max_connections, &mut l.max_connections),
+            (self.max_connections_per_ip, &mut l.max_connections_per_ip),
+        ] {
+            if let Some(v) = flag {
+                *field = v;
+            }
+        }
+        for (flag, field) in [
+            (self.anonymous_stream_idle_ms, &mut l.anonymous_stream_idle_ms),
+            (self.participant_stream_idle_ms, &mut l.participant_stream_idle_ms),
+        ] {
+            if let Some(v) = flag {
+                *field = v;
+            }
         }
         if let Some(v) = self.max_stream_ops_per_sec {
             c.limits.max_stream_ops_per_sec = v;
@@ -282,7 +353,13 @@ pub fn node_options(c: &NodeConfig) -> Result<NodeOptions> {
         limits: ClientLimits {
             max_message_bytes: c.limits.max_message_bytes,
             max_batch_len: c.limits.max_batch_len,
-            max_concurrent_streams: c.limits.max_concurrent_streams,
+            max_anonymous_streams: c.limits.max_anonymous_streams,
+            max_streams_per_ip: c.limits.max_streams_per_ip,
+            max_streams_per_participant: c.limits.max_streams_per_participant,
+            anonymous_stream_idle: Duration::from_millis(c.limits.anonymous_stream_idle_ms),
+            participant_stream_idle: Duration::from_millis(c.limits.participant_stream_idle_ms),
+            max_connections: c.limits.max_connections,
+            max_connections_per_ip: c.limits.max_connections_per_ip,
             max_stream_ops_per_sec: c.limits.max_stream_ops_per_sec,
             ..ClientLimits::default()
         },
@@ -339,6 +416,37 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("min_interval_ms"), "{err}");
+        // Stream budgets: the old name still reads, flags win, zero is refused.
+        std::fs::write(
+            &p,
+            "plaintext = true\n[limits]\nmax_concurrent_streams = 9\nmax_streams_per_ip = 4\n",
+        )
+        .unwrap();
+        let c = RunArgs {
+            config: Some(p.clone()),
+            max_streams_per_participant: Some(5),
+            anonymous_stream_idle_ms: Some(1500),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let o = node_options(&c).unwrap().limits;
+        assert_eq!(
+            (
+                o.max_anonymous_streams,
+                o.max_streams_per_ip,
+                o.max_streams_per_participant
+            ),
+            (9, 4, 5)
+        );
+        assert_eq!(o.anonymous_stream_idle, Duration::from_millis(1500));
+        assert!(RunArgs {
+            config: Some(p.clone()),
+            max_connections_per_ip: Some(0),
+            ..Default::default()
+        }
+        .resolve()
+        .is_err());
         // Unknown keys are an error, not silently ignored.
         std::fs::write(&p, "data_dirr = \"/x\"\n").unwrap();
         assert!(NodeConfig::load(&p).is_err());

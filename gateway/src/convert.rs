@@ -39,7 +39,13 @@ pub fn reason_code(r: Reason) -> Code {
 /// A status with a machine-readable reason: `google.rpc.ErrorInfo` in the
 /// details (reason, domain `ruble.v1`) and the `x-ruble-reason` header.
 pub fn coded_status(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details = ErrorDetails::with_error_info(reason, REASON_DOMAIN, HashMap::<String, String>::new());
+    coded_status_with(code, reason, message, &[])
+}
+
+/// [`coded_status`] with ErrorInfo metadata (e.g. which limit was reached).
+pub fn coded_status_with(code: Code, reason: &str, message: impl Into<String>, metadata: &[(&str, &str)]) -> Status {
+    let metadata: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let details = ErrorDetails::with_error_info(reason, REASON_DOMAIN, metadata);
     let mut st = Status::with_error_details(code, message, details);
     if let Ok(v) = reason.parse() {
         st.metadata_mut().insert(REASON_METADATA, v);
@@ -204,7 +210,7 @@ pub fn records_at(
         let s: StoredOp = store
             .op_at(c)
             .map_err(internal)?
-            .ok_or_else(|| Status::internal(format!("operation at {c:#x} missing")))?;
+            .ok_or_else(|| internal(format!("operation at cursor {c:#x} is indexed but missing")))?;
         let h = s.height();
         let ts = match ts_cache.get(&h) {
             Some(t) => *t,
@@ -235,8 +241,33 @@ pub fn block_header_pb(h: &ruble_ledger::block::BlockHeader, hash: &[u8; 32]) ->
     }
 }
 
+/// A real server fault (a failed read, a broken index): `INTERNAL` with
+/// reason `INTERNAL_ERROR` and a reference, never the error itself, whose
+/// text may name paths and files; the node logs it under that reference.
 pub fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
+    let reference = format!("{:016x}", rand::random::<u64>());
+    tracing::error!(%reference, error = %e, "internal error answered to a client");
+    coded_status(
+        Code::Internal,
+        "INTERNAL_ERROR",
+        format!("internal error (reference {reference}); the node's log has the details"),
+    )
+}
+
+/// A block height from a request: OUT_OF_RANGE (`HEIGHT_OUT_OF_RANGE`) above
+/// the highest height a chain can have, which no block will ever reach.
+pub fn height_arg(h: u64, field: &str) -> Result<u64, Status> {
+    if h > ruble_ledger::types::MAX_HEIGHT {
+        return Err(coded_status(
+            Code::OutOfRange,
+            "HEIGHT_OUT_OF_RANGE",
+            format!(
+                "{field} is above the highest height a chain can have ({})",
+                ruble_ledger::types::MAX_HEIGHT
+            ),
+        ));
+    }
+    Ok(h)
 }
 
 /// Parses a 32-byte account id from a request field.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruble_ledger::codec::SignedOp;
 use ruble_ledger::pipeline::Pipeline;
@@ -12,9 +12,10 @@ use ruble_ledger::state::SealedBlock;
 use ruble_ledger::store::{Store, StoreError};
 use ruble_ledger::types::{AccountId, AccountKind};
 use ruble_ledger::{Outcome, Reason};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 use tonic::Status;
 
+use crate::budget::{Caller, StreamBudget, StreamPermit};
 use crate::convert::reason_status;
 use crate::metrics::Metrics;
 
@@ -23,7 +24,27 @@ use crate::metrics::Metrics;
 pub struct ClientLimits {
     pub max_message_bytes: usize,
     pub max_batch_len: usize,
-    pub max_concurrent_streams: usize,
+    /// Streams open at once without a client certificate, node-wide.
+    pub max_anonymous_streams: usize,
+    /// Streams open at once without a client certificate from one IP address.
+    pub max_streams_per_ip: usize,
+    /// Streams open at once by one participant (a bank, the central bank),
+    /// a budget no anonymous caller can touch.
+    pub max_streams_per_participant: usize,
+    /// A submission stream of a caller without a certificate that sends
+    /// nothing for this long is ended (`DEADLINE_EXCEEDED`, `STREAM_IDLE`);
+    /// so is any stream whose results the caller stops reading for this long
+    /// (`STREAM_STALLED`).
+    pub anonymous_stream_idle: Duration,
+    /// The same for participants' streams.
+    pub participant_stream_idle: Duration,
+    /// TCP connections open at once, node-wide, and from one IP address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// HTTP/2 streams (calls) in flight on one connection.
+    pub max_streams_per_connection: u32,
+    /// Longest a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
     pub max_stream_ops_per_sec: u64,
     /// Results a stream may have outstanding before it stops reading requests.
     pub max_stream_inflight: usize,
@@ -36,10 +57,28 @@ impl Default for ClientLimits {
         ClientLimits {
             max_message_bytes: 4 << 20,
             max_batch_len: 4096,
-            max_concurrent_streams: 64,
+            max_anonymous_streams: 512,
+            max_streams_per_ip: 32,
+            max_streams_per_participant: 64,
+            anonymous_stream_idle: Duration::from_secs(30),
+            participant_stream_idle: Duration::from_secs(600),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            max_streams_per_connection: 128,
+            tls_handshake_timeout: Duration::from_secs(10),
             max_stream_ops_per_sec: 200_000,
             max_stream_inflight: 8192,
             max_page: 1000,
+        }
+    }
+}
+
+impl ClientLimits {
+    /// How long a stream of `caller` may sit idle or stalled.
+    pub fn stream_idle(&self, caller: &Caller) -> Duration {
+        match caller {
+            Caller::Participant(_) => self.participant_stream_idle,
+            Caller::Anonymous(_) => self.anonymous_stream_idle,
         }
     }
 }
@@ -51,7 +90,7 @@ pub struct Ctx {
     pub commits: broadcast::Sender<Arc<SealedBlock>>,
     pub metrics: Metrics,
     pub limits: ClientLimits,
-    pub streams: Arc<Semaphore>,
+    pub streams: StreamBudget,
     pub queries: parking_lot::Mutex<QueryGuard>,
     /// Which bank serves an account, for the per-operation "is this your
     /// client" check of bank submissions.
@@ -101,6 +140,13 @@ impl ServicingCache {
 }
 
 impl Ctx {
+    /// A stream slot charged to `caller`, or RESOURCE_EXHAUSTED.
+    pub fn stream_permit(&self, caller: Caller) -> Result<StreamPermit, Status> {
+        self.streams
+            .acquire(caller)
+            .inspect_err(|_| self.metrics.inc_refused("TOO_MANY_STREAMS"))
+    }
+
     /// Resolves when shutdown begins.
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.clone();

@@ -7,10 +7,13 @@
 //!   health and reflection over TLS; [`node::RunningNode::shutdown`] finishes
 //!   the block in flight.
 //! - [`auth`]: mutual-TLS identities and role checks; [`pki`]: the dev PKI.
+//! - [`budget`]: stream and connection budgets (per participant, per peer,
+//!   node-wide); [`wire`]: precise answers to request bytes tonic refuses.
 //! - [`devnet`]: `ruble-node dev` (genesis, keys, certificates, funded accounts).
 //! - [`config`]: `ruble-node run` configuration; [`metrics`]: Prometheus.
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod convert;
 pub mod ctx;
@@ -20,3 +23,4 @@ pub mod node;
 pub mod pki;
 pub mod services;
 pub mod telemetry;
+pub mod wire;

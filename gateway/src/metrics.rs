@@ -51,6 +51,7 @@ struct Inner {
     storage_ok: Gauge,
     commit_failures: Gauge,
     store_memory: Family<PartLabel, Gauge>,
+    refused: Family<ReasonLabel, Counter>,
 }
 
 /// A submission's latency, whole or by stage: 0.25 ms .. ~4 s.
@@ -129,8 +130,16 @@ impl Metrics {
             "Memory held by RocksDB, by part (block_cache, memtables); both bounded by configuration",
             store_memory.clone(),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "ruble_refused",
+            "Calls and connections refused by a budget, by reason (TOO_MANY_STREAMS, TOO_MANY_CONNECTIONS, \
+             STREAM_IDLE, STREAM_STALLED)",
+            refused.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
+            refused,
             accepted,
             rejected,
             height,
@@ -151,6 +160,15 @@ impl Metrics {
     pub fn inc_rejected(&self, reason: &str) {
         self.0
             .rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+    /// A call or connection refused or ended by a budget (see [`crate::budget`]).
+    pub fn inc_refused(&self, reason: &str) {
+        self.0
+            .refused
             .get_or_create(&ReasonLabel {
                 reason: reason.to_string(),
             })

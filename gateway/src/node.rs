@@ -16,10 +16,12 @@ use ruble_proto::v1::bank_service_server::BankServiceServer;
 use ruble_proto::v1::central_bank_service_server::CentralBankServiceServer;
 use ruble_proto::v1::wallet_service_server::WalletServiceServer;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 
+use crate::budget::{BudgetedConn, ConnectionBudget, ConnectionCaps, StreamBudget, StreamCaps};
 use crate::ctx::{ClientLimits, Ctx};
 use crate::metrics::Metrics;
 use crate::services::{bank::BankSvc, central_bank::CentralBankSvc, wallet::Wallet};
@@ -118,7 +120,11 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         store: store.clone(),
         commits,
         metrics: metrics.clone(),
-        streams: Arc::new(Semaphore::new(opts.limits.max_concurrent_streams)),
+        streams: StreamBudget::new(StreamCaps {
+            anonymous: opts.limits.max_anonymous_streams,
+            per_ip: opts.limits.max_streams_per_ip,
+            per_participant: opts.limits.max_streams_per_participant,
+        }),
         queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 1_000_000)),
         servicing: crate::ctx::ServicingCache::new(1 << 20),
         limits: opts.limits.clone(),
@@ -132,10 +138,17 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         .set_serving::<CentralBankServiceServer<CentralBankSvc>>()
         .await;
 
-    // Queue depths and storage health for the metrics endpoint; the health
-    // service says NOT_SERVING while the store cannot be written.
+    let connections = ConnectionBudget::new(ConnectionCaps {
+        total: opts.limits.max_connections,
+        per_ip: opts.limits.max_connections_per_ip,
+    });
+
+    // Queue depths, open streams and connections, and storage health for the
+    // metrics endpoint; the health service says NOT_SERVING while the store
+    // cannot be written.
     {
         let (pipeline, metrics, mut stop) = (pipeline.clone(), metrics.clone(), shutdown_rx.clone());
+        let (streams, connections) = (ctx.streams.clone(), connections.clone());
         let health = health_reporter.clone();
         tokio::spawn(async move {
             let mut was_ok = true;
@@ -145,6 +158,10 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
                 metrics.set_queue_depth("inflight_ops", s.inflight_ops.load(Relaxed) as i64);
                 metrics.set_queue_depth("verify", s.verify_queue.load(Relaxed) as i64);
                 metrics.set_queue_depth("sequencer", s.sequencer_queue.load(Relaxed) as i64);
+                let (anonymous, participants) = streams.open();
+                metrics.set_queue_depth("streams_anonymous", anonymous as i64);
+                metrics.set_queue_depth("streams_participants", participants as i64);
+                metrics.set_queue_depth("connections", connections.open() as i64);
                 let error = pipeline.storage_error();
                 metrics.set_storage(error.is_none(), s.commit_failures.load(Relaxed));
                 if let Ok((cache, memtables)) = pipeline.store().rocksdb_memory() {
@@ -200,20 +217,24 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         .max_encoding_message_size(max);
 
     let mut builder = Server::builder()
-        .max_concurrent_streams(Some(256))
+        .max_concurrent_streams(Some(opts.limits.max_streams_per_connection))
         .concurrency_limit_per_connection(1024)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     if let Some(t) = &opts.tls {
         let read = |p: &PathBuf| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-        builder = builder.tls_config(crate::auth::server_tls_config(
-            &read(&t.ca)?,
-            &read(&t.cert)?,
-            &read(&t.key)?,
-        ))?;
+        builder = builder.tls_config(
+            crate::auth::server_tls_config(&read(&t.ca)?, &read(&t.cert)?, &read(&t.key)?)
+                .timeout(opts.limits.tls_handshake_timeout),
+        )?;
     }
+    // Every trailers-only refusal tonic writes itself (a malformed message, a
+    // bad frame) gets a precise code and a reason (`wire`).
     let router = builder
+        .layer(tower::util::MapResponseLayer::new(
+            crate::wire::tag_refusal::<tonic::body::Body>,
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -226,10 +247,26 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         .with_context(|| format!("binding {}", opts.listen))?;
     let addr = listener.local_addr()?;
     let grace = opts.shutdown_grace;
+    let accept_metrics = metrics.clone();
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
         let mut stop2 = stop.clone();
-        let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        // A connection over the budget is closed as soon as it is accepted.
+        let incoming = TcpListenerStream::new(listener).filter_map(move |conn| match conn {
+            Ok(io) => {
+                let ip = io.peer_addr().map(|a| a.ip()).ok()?;
+                match connections.try_acquire(ip) {
+                    Some(slot) => Some(Ok(BudgetedConn::new(io, slot))),
+                    None => {
+                        accept_metrics.inc_refused("TOO_MANY_CONNECTIONS");
+                        tracing::debug!(%ip, "connection refused: over the connection budget");
+                        None
+                    }
+                }
+            }
+            Err(e) => Some(Err(e)),
+        });
+        let serve = router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop2.wait_for(|s| *s).await;
         });
         tokio::pin!(serve);

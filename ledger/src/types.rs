@@ -272,10 +272,15 @@ impl Default for Limits {
 /// `block_timestamp_ms / MS_PER_DAY` changes.
 pub const MS_PER_DAY: u64 = 86_400_000;
 
+/// The highest block height a cursor can name (a cursor keeps the height in
+/// its upper 32 bits). A caller's height above it names no block, ever.
+pub const MAX_HEIGHT: u64 = u32::MAX as u64;
+
 /// Position of an operation in the chain: `height << 32 | index`.
 /// Strictly increasing along the chain, so it serves as a resumable cursor.
+/// `height` is at most [`MAX_HEIGHT`]: check a caller's height first.
 pub fn cursor_of(height: u64, index: u32) -> u64 {
-    debug_assert!(height < (1 << 32));
+    debug_assert!(height <= MAX_HEIGHT);
     (height << 32) | index as u64
 }
 

@@ -20,6 +20,8 @@ use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
 use ruble_proto::v1::wallet_service_client::WalletServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod fuzz;
+
 pub use ruble_ledger;
 pub use ruble_proto;
 

@@ -16,9 +16,11 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::stream::{run_batch_stream, run_submit_stream, stream_permit, BatchResultStream, ResultStream};
+use super::stream::{deliver, run_batch_stream, run_submit_stream, BatchResultStream, ResultStream};
 use super::wallet::history_page;
+use crate::auth::Participant;
 use crate::auth::{participant_from_request, require_bank};
+use crate::budget::Caller;
 use crate::convert::*;
 use crate::ctx::{now_ms, Ctx};
 
@@ -116,6 +118,11 @@ impl BankSvc {
     }
 }
 
+/// The stream budget a bank's calls are charged to.
+fn as_caller(bank: &AccountId) -> Caller {
+    Caller::Participant(Participant::Bank(bank.0))
+}
+
 fn op_name(e: Expect) -> &'static str {
     match e {
         Expect::Open => "open_account",
@@ -163,9 +170,12 @@ impl BankService for BankSvc {
         let bank = self.bank(&req)?;
         let ctx = self.ctx.clone();
         let check_ctx = self.ctx.clone();
-        Ok(Response::new(run_submit_stream(ctx, req.into_inner(), move |op| {
-            client_check(&check_ctx, &bank, op)
-        })?))
+        Ok(Response::new(run_submit_stream(
+            ctx,
+            as_caller(&bank),
+            req.into_inner(),
+            move |op| client_check(&check_ctx, &bank, op),
+        )?))
     }
 
     type SubmitClientBatchesStream = BatchResultStream;
@@ -178,6 +188,7 @@ impl BankService for BankSvc {
         let check_ctx = self.ctx.clone();
         Ok(Response::new(run_batch_stream(
             self.ctx.clone(),
+            as_caller(&bank),
             req.into_inner(),
             move |op| client_check(&check_ctx, &bank, op),
         )?))
@@ -212,13 +223,15 @@ impl BankService for BankSvc {
         req: Request<pb::StreamBlocksRequest>,
     ) -> Result<Response<Self::StreamBlocksStream>, Status> {
         let bank = self.bank(&req)?;
-        let permit = stream_permit(&self.ctx)?;
+        let caller = as_caller(&bank);
+        let permit = self.ctx.stream_permit(caller)?;
         let ctx = self.ctx.clone();
-        let from = req.get_ref().from_height.max(1);
+        let from = height_arg(req.get_ref().from_height, "from_height")?.max(1);
+        let stall = ctx.limits.stream_idle(&caller);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let _permit = permit;
-            stream_blocks_loop(ctx, bank, from, tx).await;
+            stream_blocks_loop(ctx, bank, from, tx, stall).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -267,11 +280,14 @@ fn filtered_event(
     })
 }
 
+/// Sends every block from `next` on, filtered to the bank's clients: first
+/// from the store, then live. A bank that stops reading for `stall` is dropped.
 async fn stream_blocks_loop(
     ctx: Arc<Ctx>,
     bank: AccountId,
     mut next: u64,
     tx: mpsc::Sender<Result<pb::BlockEvent, Status>>,
+    stall: std::time::Duration,
 ) {
     loop {
         let mut live = ctx.commits.subscribe();
@@ -283,7 +299,7 @@ async fn stream_blocks_loop(
                     .store
                     .header(next)
                     .map_err(internal)?
-                    .ok_or_else(|| Status::internal("block missing"))?;
+                    .ok_or_else(|| internal(format!("block {next} at or below the head is missing")))?;
                 let ops = ctx.store.block_ops(next).map_err(internal)?;
                 let cb = ctx.pipeline.view().params.central_bank;
                 filtered_event(
@@ -296,7 +312,7 @@ async fn stream_blocks_loop(
                 )
             })();
             let failed = ev.is_err();
-            if tx.send(ev).await.is_err() || failed {
+            if !deliver(&tx, ev, stall).await || failed {
                 return;
             }
             next += 1;
@@ -318,7 +334,7 @@ async fn stream_blocks_loop(
                             (ruble_ledger::types::cursor_of(h, i as u32), a.op.clone(), a.large)
                         });
                         let ev = filtered_event(&ctx, &bank, &block.header, &block.hash, ops, &block.params.central_bank);
-                        if tx.send(ev).await.is_err() {
+                        if !deliver(&tx, ev, stall).await {
                             return;
                         }
                         next += 1;

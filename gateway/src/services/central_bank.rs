@@ -15,8 +15,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
-use super::stream::stream_permit;
-use crate::auth::{participant_from_request, require_central_bank};
+use super::stream::deliver;
+use crate::auth::{participant_from_request, require_central_bank, Participant};
+use crate::budget::Caller;
 use crate::convert::*;
 use crate::ctx::{now_ms, Ctx};
 
@@ -132,14 +133,16 @@ impl CentralBankService for CentralBankSvc {
         req: Request<pb::StreamLargePaymentsRequest>,
     ) -> Result<Response<Self::StreamLargePaymentsStream>, Status> {
         self.check(&req)?;
-        let permit = stream_permit(&self.ctx)?;
+        let caller = Caller::Participant(Participant::CentralBank);
+        let permit = self.ctx.stream_permit(caller)?;
         let ctx = self.ctx.clone();
         // Strictly after the last operation of the block before `from_height`.
-        let from = cursor_of(req.get_ref().from_height.max(1), 0).saturating_sub(1);
+        let from = cursor_of(height_arg(req.get_ref().from_height, "from_height")?.max(1), 0).saturating_sub(1);
+        let stall = ctx.limits.stream_idle(&caller);
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let _permit = permit;
-            large_loop(ctx, from, tx).await;
+            large_loop(ctx, from, tx, stall).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -211,14 +214,21 @@ pub fn supply_report(ctx: &Ctx) -> Result<pb::SupplyReport, Status> {
     })
 }
 
-async fn large_loop(ctx: Arc<Ctx>, mut from: u64, tx: mpsc::Sender<Result<pb::LargePaymentReport, Status>>) {
+/// Streams large payments after `from`: first from the store, then live. A
+/// reader that stops reading for `stall` is dropped.
+async fn large_loop(
+    ctx: Arc<Ctx>,
+    mut from: u64,
+    tx: mpsc::Sender<Result<pb::LargePaymentReport, Status>>,
+    stall: std::time::Duration,
+) {
     loop {
         let mut live = ctx.commits.subscribe();
         loop {
             let cursors = match ctx.store.large_payments(from, 512) {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = tx.send(Err(internal(e))).await;
+                    deliver(&tx, Err(internal(e)), stall).await;
                     return;
                 }
             };
@@ -229,13 +239,13 @@ async fn large_loop(ctx: Arc<Ctx>, mut from: u64, tx: mpsc::Sender<Result<pb::La
             let recs = match records_at(&ctx.store, &cursors, &cb) {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    deliver(&tx, Err(e), stall).await;
                     return;
                 }
             };
             for (c, rec) in cursors.iter().zip(recs) {
                 from = *c;
-                if tx.send(Ok(pb::LargePaymentReport { record: Some(rec) })).await.is_err() {
+                if !deliver(&tx, Ok(pb::LargePaymentReport { record: Some(rec) }), stall).await {
                     return;
                 }
             }
@@ -253,7 +263,7 @@ async fn large_loop(ctx: Arc<Ctx>, mut from: u64, tx: mpsc::Sender<Result<pb::La
                             }
                             from = c;
                             let rec = record_pb(&a.op, c, block.header.timestamp_ms, true, &block.params.central_bank);
-                            if tx.send(Ok(pb::LargePaymentReport { record: Some(rec) })).await.is_err() {
+                            if !deliver(&tx, Ok(pb::LargePaymentReport { record: Some(rec) }), stall).await {
                                 return;
                             }
                         }

@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::stream::{run_submit_stream, stream_permit, ResultStream};
+use super::stream::{deliver, run_submit_stream, ResultStream};
+use crate::budget::Caller;
 use crate::convert::*;
 use crate::ctx::{now_ms, Ctx};
 
@@ -103,8 +104,10 @@ impl WalletService for Wallet {
         &self,
         req: Request<Streaming<pb::SubmitRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let caller = Caller::of(&req);
         Ok(Response::new(run_submit_stream(
             self.ctx.clone(),
+            caller,
             req.into_inner(),
             wallet_check,
         )?))
@@ -166,13 +169,15 @@ impl WalletService for Wallet {
         if self.ctx.store.account(&account).map_err(internal)?.is_none() {
             return Err(reason_status(Reason::UnknownAccount, "no such account"));
         }
-        let permit = stream_permit(&self.ctx)?;
+        let caller = Caller::of(&req);
+        let permit = self.ctx.stream_permit(caller)?;
         let ctx = self.ctx.clone();
         let from = r.from_cursor;
+        let stall = ctx.limits.stream_idle(&caller);
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let _permit = permit;
-            watch_loop(ctx, account, from, tx).await;
+            watch_loop(ctx, account, from, tx, stall).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -209,12 +214,14 @@ fn is_incoming(op: &ruble_ledger::SignedOp, account: &AccountId) -> bool {
 /// Streams every incoming payment with cursor > `from`: first from the store,
 /// then live from the commit feed. Subscribing before the catch-up and
 /// skipping cursors already sent means nothing is missed or repeated; a
-/// lagging subscriber falls back to the store.
+/// lagging subscriber falls back to the store. A watcher that stops reading
+/// for `stall` is dropped.
 async fn watch_loop(
     ctx: Arc<Ctx>,
     account: AccountId,
     mut from: u64,
     tx: mpsc::Sender<Result<pb::IncomingPayment, Status>>,
+    stall: std::time::Duration,
 ) {
     loop {
         let mut live = ctx.commits.subscribe();
@@ -223,7 +230,7 @@ async fn watch_loop(
             let cursors = match ctx.store.history(&account, from, 512) {
                 Ok(c) => c,
                 Err(e) => {
-                    let _ = tx.send(Err(internal(e))).await;
+                    deliver(&tx, Err(internal(e)), stall).await;
                     return;
                 }
             };
@@ -234,7 +241,7 @@ async fn watch_loop(
             let recs = match records_at(&ctx.store, &cursors, &cb) {
                 Ok(r) => r,
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    deliver(&tx, Err(e), stall).await;
                     return;
                 }
             };
@@ -242,7 +249,7 @@ async fn watch_loop(
                 from = *c;
                 if rec.kind == "transfer"
                     && rec.to == account.0
-                    && tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err()
+                    && !deliver(&tx, Ok(pb::IncomingPayment { record: Some(rec) }), stall).await
                 {
                     return;
                 }
@@ -263,7 +270,7 @@ async fn watch_loop(
                             }
                             from = c;
                             let rec = record_pb(&a.op, c, block.header.timestamp_ms, a.large, &cb);
-                            if tx.send(Ok(pb::IncomingPayment { record: Some(rec) })).await.is_err() {
+                            if !deliver(&tx, Ok(pb::IncomingPayment { record: Some(rec) }), stall).await {
                                 return;
                             }
                         }
