@@ -235,6 +235,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         .layer(tower::util::MapResponseLayer::new(
             crate::wire::tag_refusal::<tonic::body::Body>,
         ))
+        .layer(tower::util::MapRequestLayer::new(crate::wire::check_framing))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

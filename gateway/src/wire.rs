@@ -11,7 +11,17 @@
 //! an answer without one was written by tonic's request decoding (or routing),
 //! never by a fault of the node. Submission streams apply the same mapping to
 //! the error their request stream yields, then end (`services::stream`).
+//!
+//! One framing error tonic does not see: a request that ends right after a
+//! frame's 5-byte header (or inside it, on a stream) reads to tonic as a clean
+//! end. [`check_framing`] wraps every request body in a [`FramingCheck`] that
+//! follows the frame boundaries and makes such an end a `TRUNCATED_MESSAGE`.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
 use tonic::codegen::http;
 use tonic::{Code, Status};
 
@@ -19,6 +29,10 @@ use crate::convert::{coded_status, REASON_METADATA};
 
 /// The precise answer to a status that tonic produced while reading a request.
 pub fn client_input_status(st: &Status) -> Status {
+    if st.metadata().contains_key(REASON_METADATA) {
+        // Already ours (e.g. from [`FramingCheck`]).
+        return st.clone();
+    }
     let msg = st.message();
     let (code, reason) = match st.code() {
         Code::Internal => (Code::InvalidArgument, internal_reason(msg)),
@@ -102,6 +116,100 @@ pub fn tag_refusal<B>(mut resp: http::Response<B>) -> http::Response<B> {
     resp
 }
 
+/// Wraps a request's body in a [`FramingCheck`].
+pub fn check_framing(req: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
+    req.map(|b| tonic::body::Body::new(FramingCheck::new(b)))
+}
+
+/// A request body that follows gRPC's length-prefixed frames (a flag byte, a
+/// u32 big-endian length, the message) and turns an end of the body inside a
+/// frame into `INVALID_ARGUMENT` / `TRUNCATED_MESSAGE`. It only counts bytes;
+/// the data passes through unchanged.
+pub struct FramingCheck<B> {
+    inner: B,
+    /// Header bytes of the next frame seen so far (0..5).
+    header: [u8; 5],
+    header_seen: usize,
+    /// Message bytes of the current frame still to come.
+    body_left: u64,
+    ended: bool,
+}
+
+impl<B> FramingCheck<B> {
+    pub fn new(inner: B) -> Self {
+        FramingCheck {
+            inner,
+            header: [0; 5],
+            header_seen: 0,
+            body_left: 0,
+            ended: false,
+        }
+    }
+
+    fn follow(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let n = (self.body_left as usize).min(data.len());
+                self.body_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.header_seen).min(data.len());
+            self.header[self.header_seen..self.header_seen + n].copy_from_slice(&data[..n]);
+            self.header_seen += n;
+            data = &data[n..];
+            if self.header_seen == 5 {
+                self.header_seen = 0;
+                self.body_left =
+                    u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]) as u64;
+            }
+        }
+    }
+
+    fn mid_frame(&self) -> bool {
+        self.header_seen > 0 || self.body_left > 0
+    }
+}
+
+impl<B> Body for FramingCheck<B>
+where
+    B: Body<Data = Bytes, Error = Status> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.follow(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) if self.mid_frame() => {
+                self.ended = true;
+                Poll::Ready(Some(Err(coded_status(
+                    Code::InvalidArgument,
+                    "TRUNCATED_MESSAGE",
+                    "the request ended inside a frame",
+                ))))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || (self.inner.is_end_stream() && !self.mid_frame())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +257,20 @@ mod tests {
             assert_eq!((fixed.code(), reason(&fixed).as_str()), (code, want), "{st:?}");
             assert_eq!(fixed.message(), st.message());
         }
+    }
+
+    #[test]
+    fn framing_check_follows_frames_across_chunks() {
+        let mut f = FramingCheck::new(());
+        // Two frames (3 and 0 bytes) cut at odd places.
+        for chunk in [&[0u8, 0][..], &[0, 0, 3, 7], &[8, 9, 0, 0, 0], &[0, 0]] {
+            f.follow(chunk);
+        }
+        assert!(!f.mid_frame());
+        f.follow(&[0, 0, 0, 0, 2]);
+        assert!(f.mid_frame(), "a header without its body");
+        f.follow(&[1, 2, 0]);
+        assert!(f.mid_frame(), "a partial header");
     }
 
     #[test]
