@@ -6,10 +6,11 @@
 //!   [`services::wallet`], [`services::bank`], [`services::central_bank`],
 //!   health and reflection over TLS; [`node::RunningNode::shutdown`] finishes
 //!   the block in flight.
-//! - [`auth`]: mutual-TLS identities and role checks; [`pki`]: the dev PKI.
+//! - [`auth`]: mutual-TLS identities and role checks; [`pki`]: the CA and the certificates it issues.
 //! - [`budget`]: stream and connection budgets (per participant, per peer,
 //!   node-wide); [`wire`]: precise answers to request bytes tonic refuses.
 //! - [`devnet`]: `ruble-node dev` (genesis, keys, certificates, funded accounts).
+//! - [`init`]: `ruble-node init` and `ruble-node pki` (a deployment's genesis, keys, CA and certificates).
 //! - [`config`]: `ruble-node run` configuration; [`metrics`]: Prometheus.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod ctx;
 pub mod devnet;
+pub mod init;
 pub mod metrics;
 pub mod node;
 pub mod pki;

@@ -6,6 +6,14 @@
 //!   flag and an environment variable (`ruble-node run --help`).
 //! - `ruble-node audit --data-dir DIR [--expect-committed FILE]`: replay and
 //!   check the chain offline; prints JSON, exits 0 only if all is well.
+//! - `ruble-node init --dir DIR --chain-id ID`: a new network's genesis,
+//!   central-bank key, CA, certificates and `node.toml` (never overwrites).
+//! - `ruble-node pki issue-bank|issue-node --dir DIR ...`: certificates from
+//!   the network's CA.
+//!
+//! `init` and `pki` exit 0 on success, 1 when reading, writing or generating
+//! fails, 2 for a bad argument or a missing passphrase, 3 when a file they
+//! would write exists (in every failure nothing is left written).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ruble_gateway::ctx::ClientLimits;
 use ruble_gateway::devnet;
+use ruble_gateway::init::{self as netinit, InitOptions};
 use ruble_gateway::node::{self, NodeOptions, TlsFiles};
 use ruble_ledger::pipeline::PipelineConfig;
 use ruble_ledger::store::Store;
@@ -45,6 +54,105 @@ enum Cmd {
     /// Replay the chain from genesis and check every signature, link, state
     /// hash and balance; prints a JSON summary; exit 0 only if all checks pass.
     Audit(AuditArgs),
+    /// Create a new network's files in DIR: genesis, the central bank's
+    /// encrypted key, a CA, the node's and the central bank's certificates
+    /// and node.toml (all 0600). Refuses to overwrite any file.
+    Init(InitArgs),
+    /// Issue certificates with the network's CA (DIR/pki/ca.pem, ca-key.pem).
+    #[command(subcommand)]
+    Pki(PkiCmd),
+}
+
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    /// Directory for the network's files (created if missing; must not hold any of them).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The chain id (1 to 32 characters of a-z, 0-9, -), signed into every operation.
+    #[arg(long, value_parser = netinit::parse_chain_id)]
+    chain_id: String,
+    /// How far ahead an operation's validity may end (e.g. 10m, 90s; at most 24h).
+    #[arg(long, default_value = "10m", value_parser = netinit::parse_duration)]
+    max_validity: Duration,
+    /// Transfers of at least this many rubles (exact to the kopeck) are
+    /// reported to the central bank; 0 turns reporting off.
+    #[arg(long, default_value = "600000", value_parser = netinit::parse_amount)]
+    reporting_threshold: u64,
+    /// Limits of business accounts: `unlimited` or
+    /// `balance=RUBLES,payment=RUBLES,daily=RUBLES` (each may be `unlimited`).
+    #[arg(long, default_value = "unlimited", value_parser = netinit::parse_limits)]
+    business_limits: ruble_ledger::types::Limits,
+    /// Limits of retail accounts, as --business-limits.
+    #[arg(long, default_value = "balance=300000,payment=100000,daily=150000", value_parser = netinit::parse_limits)]
+    retail_limits: ruble_ledger::types::Limits,
+    /// Limits of banks' settlement accounts, as --business-limits.
+    #[arg(long, default_value = "unlimited", value_parser = netinit::parse_limits)]
+    settlement_limits: ruble_ledger::types::Limits,
+    /// A DNS name or IP address clients reach the node by (repeat for more);
+    /// the node certificate's names. Default: localhost, 127.0.0.1, ::1. A
+    /// particular --listen IP address (not 0.0.0.0 or ::) is always added.
+    #[arg(long = "host", value_name = "NAME", value_parser = netinit::parse_host)]
+    hosts: Vec<String>,
+    /// gRPC listen address written to node.toml.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Metrics listen address written to node.toml (else the node's default, 127.0.0.1:9100).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// File holding the central bank key's passphrase (else $RUBLE_CB_PASSPHRASE,
+    /// else asked twice on the terminal).
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCmd {
+    /// Issue a bank's mTLS client certificate (subject `bank:<hex>`):
+    /// OUT/NAME.pem and OUT/NAME-key.pem.
+    IssueBank(IssueBankArgs),
+    /// Issue another node's server certificate: OUT/NAME.pem and OUT/NAME-key.pem.
+    IssueNode(IssueNodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct IssueBankArgs {
+    /// The network directory made by `ruble-node init` (its CA is DIR/pki).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The bank's account id (its ed25519 public key): rub1… address or 64 hex characters.
+    #[arg(long, value_parser = netinit::parse_bank)]
+    bank: ruble_ledger::types::AccountId,
+    /// File name of the certificate (1 to 64 characters of a-z, 0-9, -).
+    #[arg(long, value_parser = netinit::parse_name)]
+    name: String,
+    /// Directory to write to [default: DIR/pki/banks].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct IssueNodeArgs {
+    /// The network directory made by `ruble-node init` (its CA is DIR/pki).
+    #[arg(long)]
+    dir: PathBuf,
+    /// A DNS name or IP address of the node (repeat for more; at least one).
+    #[arg(long = "host", value_name = "NAME", required = true, value_parser = netinit::parse_host)]
+    hosts: Vec<String>,
+    /// File name of the certificate (1 to 64 characters of a-z, 0-9, -).
+    #[arg(long, value_parser = netinit::parse_name)]
+    name: String,
+    /// Directory to write to [default: DIR/pki/nodes].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,6 +207,14 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     ruble_gateway::telemetry::init_tracing(&cli.log_format);
     match cli.cmd {
+        Cmd::Init(a) => std::process::exit(report(a.json, init(a))),
+        Cmd::Pki(p) => {
+            let json = match &p {
+                PkiCmd::IssueBank(a) => a.json,
+                PkiCmd::IssueNode(a) => a.json,
+            };
+            std::process::exit(report(json, pki(p)))
+        }
         Cmd::Audit(a) => std::process::exit(audit(a)?),
         Cmd::Dev(d) => runtime()?.block_on(dev(d)),
         Cmd::Run(r) => {
@@ -184,6 +300,69 @@ async fn run(cfg: ruble_gateway::config::NodeConfig) -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// What `init` and `pki` print: text or JSON on stdout, or the error on stderr.
+trait Summary: serde::Serialize {
+    fn human(&self) -> String;
+}
+impl Summary for netinit::InitReport {
+    fn human(&self) -> String {
+        netinit::InitReport::human(self)
+    }
+}
+impl Summary for netinit::IssueReport {
+    fn human(&self) -> String {
+        netinit::IssueReport::human(self)
+    }
+}
+
+fn report(json: bool, r: netinit::Result<impl Summary>) -> i32 {
+    match r {
+        Ok(s) if json => match serde_json::to_string_pretty(&s) {
+            Ok(text) => {
+                println!("{text}");
+                0
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
+        Ok(s) => {
+            print!("{}", s.human());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init(a: InitArgs) -> netinit::Result<netinit::InitReport> {
+    let mut o = InitOptions::new(&a.dir, a.chain_id);
+    o.max_validity = a.max_validity;
+    o.reporting_threshold = a.reporting_threshold;
+    o.business_limits = a.business_limits;
+    o.retail_limits = a.retail_limits;
+    o.settlement_limits = a.settlement_limits;
+    if !a.hosts.is_empty() {
+        o.hosts = a.hosts;
+    }
+    o.listen = a.listen;
+    o.metrics_listen = a.metrics_listen;
+    // Refuse bad options and existing files before asking for a passphrase.
+    netinit::check(&o)?;
+    let pass = netinit::read_passphrase(a.passphrase_file.as_deref())?;
+    netinit::init(&o, &pass)
+}
+
+fn pki(p: PkiCmd) -> netinit::Result<netinit::IssueReport> {
+    match p {
+        PkiCmd::IssueBank(a) => netinit::issue_bank(&a.dir, a.bank, &a.name, a.out.as_deref()),
+        PkiCmd::IssueNode(a) => netinit::issue_node(&a.dir, &a.hosts, &a.name, a.out.as_deref()),
+    }
 }
 
 fn read_expected(path: &Path) -> Result<Vec<TxId>> {

@@ -25,6 +25,7 @@ const CB_RPCS: &[&str] = &[
     "GetAnyAccount",
     "StreamLargePayments",
     "GetBlock",
+    "ListAccounts",
 ];
 const BANK_RPCS: &[&str] = &[
     "OpenAccount",
@@ -161,6 +162,7 @@ async fn call(t: &TestNode, role: Role, rpc: &str) -> Result<(), Status> {
             .await
             .map(drop),
         "GetBlock" => cb.get_block(pb::GetBlockRequest { height: 1 }).await.map(drop),
+        "ListAccounts" => cb.list_accounts(pb::ListAccountsRequest::default()).await.map(drop),
         "OpenAccount" => bank
             .open_account(req(&sign(
                 &bk,
@@ -323,6 +325,12 @@ async fn every_role_against_every_rpc() {
                         Code::PermissionDenied
                     };
                     assert_eq!(st.code(), want, "{role:?} {rpc}: {st:?}");
+                    let why = if role == Role::Anonymous {
+                        "CLIENT_CERTIFICATE_REQUIRED"
+                    } else {
+                        "WRONG_ROLE"
+                    };
+                    assert_eq!(reason(&st), why, "{role:?} {rpc}: {st:?}");
                     // Set-up steps of some rows change state on purpose; compare
                     // only rows without set-up.
                     if !matches!(

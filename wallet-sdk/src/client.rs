@@ -49,6 +49,8 @@ pub struct AccountInfo {
     pub balance: Kopecks,
     pub outflow_today: Kopecks,
     pub limits: Limits,
+    /// Block in which the account was opened.
+    pub opened_height: u64,
 }
 
 /// One committed operation in a history or a watch.
@@ -60,6 +62,8 @@ pub struct Record {
     pub timestamp_ms: u64,
     /// "transfer", "issue", ...
     pub kind: String,
+    /// Who signed the operation (the payer of a transfer, else the bank or the central bank).
+    pub signer: Option<AccountId>,
     pub from: Option<AccountId>,
     pub to: Option<AccountId>,
     pub amount: Kopecks,
@@ -73,6 +77,35 @@ pub struct HistoryPage {
     pub entries: Vec<Record>,
     pub next_cursor: u64,
     pub more: bool,
+}
+
+/// A committed block with (a view of) its operations.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Block {
+    pub height: u64,
+    /// Hex.
+    pub hash: String,
+    pub prev_hash: String,
+    /// Commitment to the whole state after the block.
+    pub state_hash: String,
+    pub timestamp_ms: u64,
+    /// Operations in the whole block (`operations` may be a filtered view).
+    pub op_count: u32,
+    pub operations: Vec<Record>,
+}
+
+/// Converts an API block.
+pub fn block_from(b: pb::BlockEvent) -> Block {
+    let h = b.header.unwrap_or_default();
+    Block {
+        height: h.height,
+        hash: hex::encode(&h.hash),
+        prev_hash: hex::encode(&h.prev_hash),
+        state_hash: hex::encode(&h.state_hash),
+        timestamp_ms: h.timestamp_ms,
+        op_count: h.op_count,
+        operations: b.operations.into_iter().map(record_from).collect(),
+    }
 }
 
 fn receipt_from(r: pb::Receipt) -> Result<Receipt> {
@@ -116,6 +149,7 @@ pub fn record_from(r: pb::OperationRecord) -> Record {
         height: r.height,
         timestamp_ms: r.timestamp_ms,
         kind: r.kind,
+        signer: AccountId::from_slice(&r.signer),
         from: AccountId::from_slice(&r.from),
         to: AccountId::from_slice(&r.to),
         amount: r.amount,
@@ -124,7 +158,22 @@ pub fn record_from(r: pb::OperationRecord) -> Record {
     }
 }
 
-fn limits_from(l: Option<pb::Limits>) -> Limits {
+/// Converts an API account.
+pub fn account_from(a: pb::Account) -> AccountInfo {
+    AccountInfo {
+        id: AccountId::from_slice(&a.id).unwrap_or_default(),
+        kind: u8::try_from(a.kind).ok().and_then(AccountKind::from_u8),
+        bank: AccountId::from_slice(&a.bank).unwrap_or_default(),
+        status: u8::try_from(a.status).ok().and_then(AccountStatus::from_u8),
+        balance: a.balance,
+        outflow_today: a.outflow_today,
+        limits: limits_from(a.limits),
+        opened_height: a.opened_height,
+    }
+}
+
+/// Converts API limits (absent = unlimited).
+pub fn limits_from(l: Option<pb::Limits>) -> Limits {
     l.map(|l| Limits {
         balance_cap: l.balance_cap,
         payment_cap: l.payment_cap,
@@ -204,6 +253,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Present the client certificate and key in these PEM files. A file
+    /// that cannot be read or holds no certificate (no private key) is
+    /// [`Error::Certificate`]; so is a key that does not match the
+    /// certificate, found when connecting.
+    pub fn identity_files(self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self> {
+        let cert_pem = crate::pem::read_certificates(cert.as_ref(), "client certificate")?;
+        let key_pem = crate::pem::read_private_key(key.as_ref())?;
+        Ok(self.identity(cert_pem, key_pem))
+    }
+
+    /// Trust this CA file, checked to hold at least one PEM certificate
+    /// ([`Error::Certificate`] otherwise; [`ClientBuilder::ca_file`] does not check).
+    pub fn ca_file_checked(self, path: impl AsRef<Path>) -> Result<Self> {
+        let pem = crate::pem::read_certificates(path.as_ref(), "CA certificate")?;
+        Ok(self.ca_pem(pem))
+    }
+
     /// TLS server name to verify, if not the endpoint's host.
     pub fn tls_domain(mut self, name: impl Into<String>) -> Self {
         self.domain = Some(name.into());
@@ -258,15 +324,28 @@ impl ClientBuilder {
             if let Some(d) = &self.domain {
                 tls = tls.domain_name(d.clone());
             }
-            ep = ep.tls_config(tls)?;
+            // The certificates and the key are parsed here: a failure is theirs.
+            ep = ep
+                .tls_config(tls)
+                .map_err(|e| Error::Certificate(format!("TLS configuration: {}", error_chain(&e))))?;
         }
-        let channel = ep.connect().await?;
+        let channel = ep.connect().await.map_err(|e| {
+            let text = error_chain(&e);
+            // A handshake refused over a certificate (the node's not trusted
+            // by our CA, or ours refused by the node) is a certificate problem.
+            if text.to_ascii_lowercase().contains("certificate") {
+                Error::Certificate(format!("TLS handshake with {}: {text}", self.endpoint))
+            } else {
+                Error::Transport(text)
+            }
+        })?;
         let mut client = Client {
             wallet: WalletServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             channel,
             chain_id: String::new(),
             max_validity_ms: 0,
             clock_offset_ms: 0,
+            central_bank: AccountId::default(),
             cfg: self,
         };
         let info = client.chain_info().await?;
@@ -274,8 +353,24 @@ impl ClientBuilder {
         client.clock_offset_ms = info.timestamp_ms as i64 - local;
         client.chain_id = info.chain_id;
         client.max_validity_ms = info.max_validity_ms;
+        client.central_bank = AccountId::from_slice(&info.central_bank).unwrap_or_default();
         Ok(client)
     }
+}
+
+/// An error and all its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = s.source();
+    }
+    text
 }
 
 fn local_ms() -> u64 {
@@ -293,6 +388,7 @@ pub struct Client {
     chain_id: String,
     max_validity_ms: u64,
     clock_offset_ms: i64,
+    central_bank: AccountId,
     cfg: ClientBuilder,
 }
 
@@ -306,19 +402,37 @@ impl Client {
         &self.chain_id
     }
 
+    /// The central bank's public key, as the node announced it at connect.
+    pub fn central_bank(&self) -> AccountId {
+        self.central_bank
+    }
+
+    /// The deadline of each call.
+    pub fn timeout(&self) -> Duration {
+        self.cfg.timeout
+    }
+
+    pub(crate) fn cfg_retries(&self) -> u32 {
+        self.cfg.retries
+    }
+
+    pub(crate) fn cfg_backoff(&self) -> Duration {
+        self.cfg.backoff
+    }
+
     /// The node's clock, estimated from the offset measured at connect.
     pub fn node_now_ms(&self) -> u64 {
         (local_ms() as i64 + self.clock_offset_ms).max(0) as u64
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         r.set_timeout(self.cfg.timeout);
         r
     }
 
     /// Runs `f` with the configured timeout and retries for retryable failures.
-    async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T>
+    pub(crate) async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -468,18 +582,7 @@ impl Client {
             let r = self.request(pb::GetAccountRequest {
                 query: Some(self.signed_query(key, method::GET_ACCOUNT, Vec::new())),
             });
-            async move {
-                let a = w.get_account(r).await?.into_inner();
-                Ok(AccountInfo {
-                    id: AccountId::from_slice(&a.id).unwrap_or_default(),
-                    kind: u8::try_from(a.kind).ok().and_then(AccountKind::from_u8),
-                    bank: AccountId::from_slice(&a.bank).unwrap_or_default(),
-                    status: u8::try_from(a.status).ok().and_then(AccountStatus::from_u8),
-                    balance: a.balance,
-                    outflow_today: a.outflow_today,
-                    limits: limits_from(a.limits),
-                })
-            }
+            async move { Ok(account_from(w.get_account(r).await?.into_inner())) }
         })
         .await
     }

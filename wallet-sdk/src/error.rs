@@ -28,6 +28,12 @@ pub enum Error {
     /// The key file is encrypted and the passphrase is wrong.
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// A TLS certificate or its private key (PEM) could not be read, is not
+    /// valid, or the key does not match the certificate; or the TLS handshake
+    /// failed over a certificate (the node's is not from the given CA, or the
+    /// node refused ours).
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// Bad configuration or argument (endpoint, CA file, amount...).
     #[error("{0}")]
     Config(String),

@@ -1,17 +1,40 @@
 //! # ruble-wallet: the digital ruble wallet SDK
 //!
-//! Accept and make digital-ruble payments from Rust.
+//! Accept and make digital-ruble payments from Rust, and run the central
+//! bank's and a bank's side of the ledger.
 //!
 //! Main types:
-//! - [`WalletKey`]: an ed25519 wallet key; [`WalletKey::generate`],
-//!   [`WalletKey::save`] (optionally passphrase-encrypted), [`WalletKey::load`].
+//! - [`WalletKey`]: an ed25519 signing key (a wallet's, a bank's or the
+//!   central bank's); [`WalletKey::generate`], [`WalletKey::save`]
+//!   (optionally passphrase-encrypted), [`WalletKey::load`].
 //!   [`Address`] is an account's copyable text form (`rub1…`).
 //! - [`ClientBuilder`] → [`Client`]: a TLS connection to a node with timeouts
 //!   and retries. [`Client::pay`], [`Client::submit_batch`],
 //!   [`Client::account`], [`Client::history`], [`Client::receipt`],
 //!   [`Client::watch_incoming`].
+//! - [`AdminClient`]: the central bank (`CentralBankService`, mutual TLS with
+//!   the central-bank certificate): [`AdminClient::issue`],
+//!   [`AdminClient::redeem`], [`AdminClient::admit_bank`],
+//!   [`AdminClient::suspend_bank`], [`AdminClient::set_phase`],
+//!   [`AdminClient::set_limits`], [`AdminClient::set_reporting_threshold`],
+//!   [`AdminClient::freeze`] / [`AdminClient::unfreeze`], and the reads
+//!   [`AdminClient::supply`] ([`Supply`]), [`AdminClient::list_accounts`]
+//!   ([`AccountFilter`], [`AccountPage`]), [`AdminClient::limits`]
+//!   ([`KindLimits`]), [`AdminClient::large_payments`] (live) and
+//!   [`AdminClient::large_payments_until`] ([`LargePayments`]).
+//! - [`BankClient`]: a bank (`BankService`, mutual TLS with the bank's
+//!   certificate): [`BankClient::open_account`], [`BankClient::close_account`],
+//!   [`BankClient::freeze`] / [`BankClient::unfreeze`], [`BankClient::account`],
+//!   [`BankClient::statement`], [`BankClient::blocks`] (live) and
+//!   [`BankClient::blocks_until`] ([`Block`]).
+//! - [`Credentials`]: where an operator's endpoint, CA, client certificate
+//!   and signing key are: flags, a `ruble-node dev` directory
+//!   ([`Credentials::dev_central_bank`], [`Credentials::dev_bank`]) or a
+//!   `ruble-node init` directory ([`Credentials::network_central_bank`]).
 //! - [`Error`]: ledger rejections ([`Error::Rejected`] with a
-//!   [`ruble_ledger::Reason`]) apart from transport failures.
+//!   [`ruble_ledger::Reason`]) apart from transport failures and from local
+//!   key ([`Error::Key`], [`Error::WrongPassphrase`]) and certificate
+//!   ([`Error::Certificate`]) problems.
 //!
 //! ```no_run
 //! # async fn f() -> ruble_wallet::Result<()> {
@@ -24,17 +47,41 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Safe retries: a payment is signed once ([`Client::transfer`]) and the same
-//! bytes are resent on every retry; the ledger applies an operation at most
-//! once and answers a resubmission with the original receipt.
+//! The central bank issuing to a bank of the dev network:
+//!
+//! ```no_run
+//! # async fn f() -> ruble_wallet::Result<()> {
+//! use ruble_wallet::{AdminClient, Credentials, WalletKey};
+//! let creds = Credentials::dev_central_bank("dev-data")?;
+//! let admin = AdminClient::connect(creds.client_builder()?).await?;
+//! let key = WalletKey::load(creds.key.as_deref().unwrap(), None)?;
+//! let supply = admin.supply().await?;
+//! admin.issue(&key, supply.banks[0].bank, 1_000_000_00).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Safe retries: a payment (or any operation) is signed once
+//! ([`Client::transfer`], [`Client::sign`], [`AdminClient::sign`],
+//! [`BankClient::sign`]) and the same bytes are resent on every retry; the
+//! ledger applies an operation at most once and answers a resubmission with
+//! the original receipt.
 
+pub mod admin;
 pub mod amount;
+pub mod bank;
+pub mod cli;
 pub mod client;
 pub mod error;
 pub mod keys;
+pub mod operator;
+mod pem;
 
+pub use admin::{AccountFilter, AccountPage, AdminClient, BankSupply, KindLimits, LargePayments, Supply};
 pub use amount::{format_rubles, parse_rubles};
-pub use client::{AccountInfo, Client, ClientBuilder, HistoryPage, Payment, Receipt, Record};
+pub use bank::BankClient;
+pub use client::{AccountInfo, Block, Client, ClientBuilder, HistoryPage, Payment, Receipt, Record};
 pub use error::{Error, Result};
 pub use keys::{Address, WalletKey};
+pub use operator::Credentials;
+pub use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Limits, Phase};
 pub use ruble_ledger::Reason;

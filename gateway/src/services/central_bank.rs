@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use ruble_ledger::codec::Op;
-use ruble_ledger::types::{cursor_of, AccountId, AccountKind};
+use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus};
 use ruble_ledger::Reason;
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_server::CentralBankService;
@@ -170,6 +170,68 @@ impl CentralBankService for CentralBankSvc {
             operations,
         }))
     }
+
+    async fn list_accounts(&self, req: Request<pb::ListAccountsRequest>) -> Result<Response<pb::AccountPage>, Status> {
+        self.check(&req)?;
+        let r = req.into_inner();
+        let status =
+            match r.status {
+                0 => None,
+                s => Some(u8::try_from(s).ok().and_then(AccountStatus::from_u8).ok_or_else(|| {
+                    coded_status(Code::InvalidArgument, "MALFORMED", format!("no account status {s}"))
+                })?),
+            };
+        let bank = if r.bank.is_empty() {
+            None
+        } else {
+            Some(account_id(&r.bank, "bank")?)
+        };
+        let after = if r.after.is_empty() {
+            None
+        } else {
+            Some(account_id(&r.after, "after")?)
+        };
+        let limit = if r.limit == 0 { 100 } else { r.limit }.min(self.ctx.limits.max_page) as usize;
+        let ctx = self.ctx.clone();
+        // A full scan of the accounts: run it off the async threads.
+        let page = tokio::task::spawn_blocking(move || account_page(&ctx, status, bank, after, limit))
+            .await
+            .map_err(internal)??;
+        Ok(Response::new(page))
+    }
+}
+
+/// Up to `limit` accounts after `after` in id order, of `status` and `bank`
+/// where given, and whether more match beyond them.
+fn account_page(
+    ctx: &Ctx,
+    status: Option<AccountStatus>,
+    bank: Option<AccountId>,
+    after: Option<AccountId>,
+    limit: usize,
+) -> Result<pb::AccountPage, Status> {
+    let params = ctx.pipeline.view().params.clone();
+    let accounts = ctx.store.all_accounts().map_err(internal)?;
+    // `all_accounts` is in id order: start just past `after`.
+    let start = match after {
+        Some(a) => accounts.partition_point(|x| x.id <= a),
+        None => 0,
+    };
+    let mut matching = accounts[start..]
+        .iter()
+        .filter(|a| status.is_none_or(|s| a.status == s) && bank.is_none_or(|b| a.bank == b));
+    let now = now_ms();
+    let page: Vec<pb::Account> = matching
+        .by_ref()
+        .take(limit)
+        .map(|a| account_pb(a, &params, now))
+        .collect();
+    let more = matching.next().is_some();
+    Ok(pb::AccountPage {
+        next: page.last().map(|a| a.id.clone()).unwrap_or_default(),
+        accounts: page,
+        more,
+    })
 }
 
 /// Issued, redeemed, circulation, Σ balances and a per-bank breakdown.

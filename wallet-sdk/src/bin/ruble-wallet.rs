@@ -57,7 +57,11 @@ enum Cmd {
         encrypt: bool,
     },
     /// Print the wallet's address and public key.
-    Address,
+    Address {
+        /// Print only the rub1… address (for scripts).
+        #[arg(long)]
+        plain: bool,
+    },
     /// Balance, status, today's outflow and limits.
     Balance,
     /// Pay someone and wait for the durable receipt.
@@ -111,6 +115,7 @@ impl From<Error> for Failure {
             Error::Transport(_) | Error::Timeout => (3, "UNREACHABLE".to_string()),
             Error::WrongPassphrase => (4, "WRONG_PASSPHRASE".to_string()),
             Error::Key(_) => (4, "KEY_FILE".to_string()),
+            Error::Certificate(_) => (4, "CERTIFICATE".to_string()),
             Error::Config(_) => (1, "USAGE".to_string()),
         };
         let message = match &e {
@@ -225,9 +230,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("public key: {}", key.public_key_hex());
             }
         }
-        Cmd::Address => {
+        Cmd::Address { plain } => {
             let key = load_key(&cli)?;
-            if cli.json {
+            if *plain {
+                println!("{}", key.address());
+            } else if cli.json {
                 println!(
                     "{}",
                     json!({"ok": true, "address": key.address().to_string(), "public_key": key.public_key_hex()})

@@ -1,0 +1,925 @@
+//! `ruble-admin`: the central bank's command line.
+//!
+//! Every command signs with the central bank's key and talks to
+//! `CentralBankService` over mutual TLS with the central-bank certificate.
+//! Tables for people, `--json` for scripts, `--csv` for tabular commands.
+//! Exit codes: 0 success, 1 usage or local error (an unconfirmed drastic step
+//! included), 2 refused by the ledger or the node (the reason is in the
+//! output), 3 node unreachable, 4 key or certificate problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use ruble_wallet::cli::{self, Bound, Conn, Failure, Table};
+use ruble_wallet::{
+    format_rubles, AccountFilter, AccountId, AccountKind, AccountStatus, Address, AdminClient, Credentials, Limits,
+    Payment, Phase, Supply, WalletKey,
+};
+use serde_json::{json, Value};
+
+const EXAMPLES: &str = "\
+Examples:
+  ruble-admin --dev-dir dev-data supply
+  ruble-admin --dev-dir dev-data issue --bank alfa-dev-bank --amount 1000000
+  ruble-admin --network-dir /srv/ruble freeze --account rub1… --yes
+  ruble-admin --dev-dir dev-data report --since 2026-03-01T00:00:00Z --json
+
+Connection: --dev-dir DIR (a `ruble-node dev` directory), --network-dir DIR (a
+`ruble-node init` directory), or --endpoint, --ca, --cert, --cert-key and --key.
+Exit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,
+4 key or certificate problem.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ruble-admin",
+    version,
+    about = "Central bank operations: issue and redeem, banks, phase, limits, freezes, supply and reports",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    /// A `ruble-node init --dir DIR` directory: node.toml, pki/, central-bank-key.json.
+    #[arg(
+        long,
+        global = true,
+        env = "RUBLE_NETWORK_DIR",
+        help_heading = "Connection and output"
+    )]
+    network_dir: Option<PathBuf>,
+    /// Passphrase of an encrypted key file (otherwise asked for on the terminal).
+    #[arg(
+        long,
+        global = true,
+        env = "RUBLE_CB_PASSPHRASE",
+        hide_env_values = true,
+        help_heading = "Connection and output"
+    )]
+    passphrase: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Mint rubles into a bank's settlement account.
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data issue --bank alfa-dev-bank --amount 1000000.00"
+    )]
+    Issue {
+        /// The bank: rub1…, 64 hex characters, or its name.
+        #[arg(long)]
+        bank: String,
+        /// Rubles, exact to the kopeck (e.g. 1000000 or 1250.50).
+        #[arg(long)]
+        amount: String,
+    },
+    /// Take rubles out of a bank's settlement account and out of circulation (asks first).
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data redeem --bank alfa-dev-bank --amount 5000 --yes"
+    )]
+    Redeem {
+        /// The bank: rub1…, 64 hex characters, or its name.
+        #[arg(long)]
+        bank: String,
+        /// Rubles, exact to the kopeck.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Admit a new bank (opening its settlement account) or reinstate a suspended one.
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data admit-bank --bank rub1… --name gamma-bank\n\nThe bank also needs a client certificate from the node's CA (ruble-node pki issue-bank)."
+    )]
+    AdmitBank {
+        /// The bank's public key: rub1… or 64 hex characters.
+        #[arg(long)]
+        bank: String,
+        /// Its name (at most 64 bytes).
+        #[arg(long)]
+        name: String,
+    },
+    /// Suspend a bank: it can no longer act until admitted again (asks first).
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data suspend-bank --bank beta-dev-bank --yes")]
+    SuspendBank {
+        /// The bank: rub1…, 64 hex characters, or its name.
+        #[arg(long)]
+        bank: String,
+    },
+    /// Show the rollout phase, or move it forward (`phase retail`, asks first; it never goes back).
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data phase\n  ruble-admin --dev-dir dev-data phase retail --yes"
+    )]
+    Phase {
+        /// The phase to move to.
+        phase: Option<PhaseArg>,
+    },
+    /// Show or set the balance, payment and daily caps of an account kind.
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data limits show --csv\n  ruble-admin --dev-dir dev-data limits set --kind retail --payment-cap 50000 --yes"
+    )]
+    Limits {
+        #[command(subcommand)]
+        cmd: LimitsCmd,
+    },
+    /// Show or set the large-payment reporting threshold (0 turns flagging off).
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data threshold\n  ruble-admin --dev-dir dev-data threshold --amount 600000"
+    )]
+    Threshold {
+        /// Rubles; payments of at least this much are flagged large.
+        #[arg(long)]
+        amount: Option<String>,
+    },
+    /// Freeze any account: it neither pays nor receives until unfrozen (asks first).
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data freeze --account rub1… --yes")]
+    Freeze {
+        /// rub1… or 64 hex characters.
+        #[arg(long)]
+        account: String,
+    },
+    /// Unfreeze an account.
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data unfreeze --account rub1…")]
+    Unfreeze {
+        /// rub1… or 64 hex characters.
+        #[arg(long)]
+        account: String,
+    },
+    /// Any account: balance, status, bank, limits.
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data account --account rub1…")]
+    Account {
+        /// rub1… or 64 hex characters.
+        #[arg(long)]
+        account: String,
+    },
+    /// List accounts in id order, optionally by status and bank (ListAccounts).
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data accounts --status frozen --csv")]
+    Accounts {
+        /// Only accounts with this status.
+        #[arg(long)]
+        status: Option<StatusArg>,
+        /// Only accounts this bank services: rub1…, hex, or its name.
+        #[arg(long)]
+        bank: Option<String>,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Issued, redeemed, in circulation, and each bank's settlement and client balances.
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data supply --csv")]
+    Supply {
+        /// Print the per-bank table as CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Payments at or above the reporting threshold, oldest first; --follow for live ones.
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data large-payments --from-height 100 --csv\n  ruble-admin --dev-dir dev-data large-payments --follow --json\n\nWithout --follow it lists what is committed up to the current head and exits."
+    )]
+    LargePayments {
+        /// Start at this block height.
+        #[arg(long, default_value_t = 1)]
+        from_height: u64,
+        /// Keep printing new large payments as they commit.
+        #[arg(long)]
+        follow: bool,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Without --follow: the listing ends when the node has sent nothing for this long.
+        #[arg(long, default_value = "2s")]
+        catch_up_idle: humantime::Duration,
+    },
+    /// A report for a period: supply per bank, large payments, frozen accounts.
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data report --since 2026-03-01T00:00:00+03:00 --until 2026-03-31T23:59:59+03:00\n  ruble-admin --dev-dir dev-data report --since 100 --until 200 --json\n  ruble-admin --dev-dir dev-data report --csv --section large-payments\n\nThe period (both ends included) selects the large payments; supply and frozen\naccounts are as of the current head."
+    )]
+    Report {
+        /// Start: a block height or an RFC 3339 time (default: the first block).
+        #[arg(long)]
+        since: Option<String>,
+        /// End: a block height or an RFC 3339 time (default: the head).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only these sections (repeatable; default all three).
+        #[arg(long, value_enum)]
+        section: Vec<Section>,
+        /// Print CSV: each section as its own CSV after a `# section` line.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// The large-payment listing ends when the node has sent nothing for this long.
+        #[arg(long, default_value = "2s")]
+        catch_up_idle: humantime::Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LimitsCmd {
+    /// The caps of each account kind.
+    Show {
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Set the caps of one kind; caps not given keep their current value (asks first).
+    Set {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Largest balance after a credit: rubles or `unlimited`.
+        #[arg(long)]
+        balance_cap: Option<String>,
+        /// Largest single outgoing payment: rubles or `unlimited`.
+        #[arg(long)]
+        payment_cap: Option<String>,
+        /// Largest sum of outgoing payments per UTC day: rubles or `unlimited`.
+        #[arg(long)]
+        daily_cap: Option<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PhaseArg {
+    Business,
+    Retail,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KindArg {
+    Business,
+    Retail,
+    Settlement,
+}
+
+impl KindArg {
+    fn kind(self) -> AccountKind {
+        match self {
+            KindArg::Business => AccountKind::Business,
+            KindArg::Retail => AccountKind::Retail,
+            KindArg::Settlement => AccountKind::Settlement,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusArg {
+    Active,
+    Frozen,
+    Closed,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Supply,
+    LargePayments,
+    Frozen,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli: Cli = cli::parse_args();
+    let json = cli.conn.json;
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => cli::report(&f, json),
+    }
+}
+
+fn credentials(cli: &Cli) -> Result<Credentials, Failure> {
+    let base = match (&cli.conn.dev_dir, &cli.network_dir) {
+        (Some(_), Some(_)) => return Err(cli::usage("give --dev-dir or --network-dir, not both")),
+        (Some(d), None) => Credentials::dev_central_bank(d)?,
+        (None, Some(d)) => Credentials::network_central_bank(d)?,
+        (None, None) => Credentials::default(),
+    };
+    Ok(cli.conn.explicit().or(base))
+}
+
+struct Ctx {
+    admin: AdminClient,
+    creds: Credentials,
+    passphrase: Option<String>,
+    json: bool,
+    yes: bool,
+}
+
+impl Ctx {
+    /// The central bank's signing key, checked against the chain.
+    fn key(&self) -> Result<WalletKey, Failure> {
+        let key = cli::load_key(
+            self.creds.key.as_deref(),
+            self.passphrase.as_deref(),
+            "RUBLE_CB_PASSPHRASE",
+        )?;
+        self.admin.check_key(&key)?;
+        Ok(key)
+    }
+
+    fn confirm(&self, question: &str) -> Result<(), Failure> {
+        cli::confirm(self.yes, question)
+    }
+
+    /// A bank by address or by name.
+    async fn bank(&self, s: &str) -> Result<(AccountId, String), Failure> {
+        let supply = self.admin.supply().await?;
+        if let Ok(a) = s.parse::<Address>() {
+            let name = supply
+                .banks
+                .iter()
+                .find(|b| b.bank == a.0)
+                .map(|b| b.name.clone())
+                .unwrap_or_default();
+            return Ok((a.0, name));
+        }
+        supply
+            .banks
+            .iter()
+            .find(|b| b.name == s)
+            .map(|b| (b.bank, b.name.clone()))
+            .ok_or_else(|| {
+                cli::usage(format!(
+                    "--bank {s:?}: not an address (rub1… or 64 hex characters) nor a bank's name ({})",
+                    supply
+                        .banks
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// Prints the outcome of an operation.
+    fn done(&self, command: &str, p: &Payment, human: String, mut fields: Value) {
+        if self.json {
+            let mut v = json!({"ok": true, "command": command});
+            v.as_object_mut().unwrap().append(fields.as_object_mut().unwrap());
+            v.as_object_mut()
+                .unwrap()
+                .append(cli::payment_json(p).as_object_mut().unwrap());
+            println!("{v}");
+        } else {
+            println!("{human}");
+            println!("{}", cli::committed_text(p));
+        }
+    }
+}
+
+fn bank_label(id: AccountId, name: &str) -> String {
+    if name.is_empty() {
+        Address(id).to_string()
+    } else {
+        format!("{name} ({})", Address(id))
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let creds = credentials(&cli)?;
+    let builder = cli.conn.builder(&creds)?;
+    let admin = AdminClient::connect(builder).await?;
+    let ctx = Ctx {
+        admin,
+        creds,
+        passphrase: cli.passphrase.clone(),
+        json: cli.conn.json,
+        yes: cli.conn.yes,
+    };
+    match &cli.cmd {
+        Cmd::Issue { bank, amount } => {
+            let kopecks = cli::parse_amount(amount, "--amount")?;
+            let (bank, name) = ctx.bank(bank).await?;
+            let key = ctx.key()?;
+            let p = ctx.admin.issue(&key, bank, kopecks).await?;
+            ctx.done(
+                "issue",
+                &p,
+                format!("issued {} ₽ to {}", format_rubles(kopecks), bank_label(bank, &name)),
+                json!({"bank": bank.to_hex(), "bank_address": Address(bank).to_string(), "amount": format_rubles(kopecks), "amount_kopecks": kopecks}),
+            );
+        }
+        Cmd::Redeem { bank, amount } => {
+            let kopecks = cli::parse_amount(amount, "--amount")?;
+            let (bank, name) = ctx.bank(bank).await?;
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Redeem {} ₽ from {}? The money leaves circulation.",
+                format_rubles(kopecks),
+                bank_label(bank, &name)
+            ))?;
+            let p = ctx.admin.redeem(&key, bank, kopecks).await?;
+            ctx.done(
+                "redeem",
+                &p,
+                format!("redeemed {} ₽ from {}", format_rubles(kopecks), bank_label(bank, &name)),
+                json!({"bank": bank.to_hex(), "bank_address": Address(bank).to_string(), "amount": format_rubles(kopecks), "amount_kopecks": kopecks}),
+            );
+        }
+        Cmd::AdmitBank { bank, name } => {
+            let bank = cli::parse_account(bank, "--bank")?;
+            let key = ctx.key()?;
+            let p = ctx.admin.admit_bank(&key, bank, name).await?;
+            ctx.done(
+                "admit-bank",
+                &p,
+                format!("admitted {}", bank_label(bank, name)),
+                json!({"bank": bank.to_hex(), "bank_address": Address(bank).to_string(), "name": name}),
+            );
+        }
+        Cmd::SuspendBank { bank } => {
+            let (bank, name) = ctx.bank(bank).await?;
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Suspend {}? It can no longer act until admitted again.",
+                bank_label(bank, &name)
+            ))?;
+            let p = ctx.admin.suspend_bank(&key, bank).await?;
+            ctx.done(
+                "suspend-bank",
+                &p,
+                format!("suspended {}", bank_label(bank, &name)),
+                json!({"bank": bank.to_hex(), "bank_address": Address(bank).to_string(), "name": name}),
+            );
+        }
+        Cmd::Phase { phase: None } => {
+            let s = ctx.admin.supply().await?;
+            let phase = s.phase.map_or("unknown", |p| p.as_str());
+            if ctx.json {
+                println!("{}", json!({"ok": true, "phase": phase, "height": s.height}));
+            } else {
+                println!("phase: {phase}");
+            }
+        }
+        Cmd::Phase { phase: Some(p) } => {
+            let phase = match p {
+                PhaseArg::Business => Phase::Business,
+                PhaseArg::Retail => Phase::Retail,
+            };
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Move the rollout phase to {}? Banks may then open retail wallets for the public; the phase never goes back.",
+                phase.as_str()
+            ))?;
+            let p = ctx.admin.set_phase(&key, phase).await?;
+            ctx.done(
+                "phase",
+                &p,
+                format!("phase is now {}", phase.as_str()),
+                json!({"phase": phase.as_str()}),
+            );
+        }
+        Cmd::Limits {
+            cmd: LimitsCmd::Show { csv },
+        } => {
+            let l = ctx.admin.limits().await?;
+            let kinds = [AccountKind::Settlement, AccountKind::Business, AccountKind::Retail];
+            if ctx.json {
+                let mut m = serde_json::Map::new();
+                for k in kinds {
+                    m.insert(k.as_str().into(), l.of(k).map_or(Value::Null, |l| cli::limits_json(&l)));
+                }
+                println!("{}", json!({"ok": true, "limits": m}));
+            } else {
+                let mut t = Table::new(&[
+                    "KIND",
+                    ">BALANCE_CAP_RUB",
+                    ">PAYMENT_CAP_RUB",
+                    ">DAILY_CAP_RUB",
+                    ">BALANCE_CAP_KOPECKS",
+                    ">PAYMENT_CAP_KOPECKS",
+                    ">DAILY_CAP_KOPECKS",
+                ]);
+                for k in kinds {
+                    let Some(x) = l.of(k) else { continue };
+                    t.push(vec![
+                        k.as_str().into(),
+                        cli::cap_text(x.balance_cap),
+                        cli::cap_text(x.payment_cap),
+                        cli::cap_text(x.daily_outflow_cap),
+                        x.balance_cap.to_string(),
+                        x.payment_cap.to_string(),
+                        x.daily_outflow_cap.to_string(),
+                    ]);
+                }
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+        }
+        Cmd::Limits {
+            cmd:
+                LimitsCmd::Set {
+                    kind,
+                    balance_cap,
+                    payment_cap,
+                    daily_cap,
+                },
+        } => {
+            let kind = kind.kind();
+            let parse = |v: &Option<String>, flag: &str| v.as_deref().map(|s| cli::parse_cap(s, flag)).transpose();
+            let (b, p, d) = (
+                parse(balance_cap, "--balance-cap")?,
+                parse(payment_cap, "--payment-cap")?,
+                parse(daily_cap, "--daily-cap")?,
+            );
+            if b.is_none() && p.is_none() && d.is_none() {
+                return Err(cli::usage(
+                    "give at least one of --balance-cap, --payment-cap, --daily-cap",
+                ));
+            }
+            let current = if let (Some(b), Some(p), Some(d)) = (b, p, d) {
+                ctx.admin.limits().await?.of(kind).unwrap_or(Limits {
+                    balance_cap: b,
+                    payment_cap: p,
+                    daily_outflow_cap: d,
+                })
+            } else {
+                ctx.admin.limits().await?.of(kind).ok_or_else(|| {
+                    cli::usage(format!(
+                        "the current {} limits are unknown (no account of that kind): give all three caps",
+                        kind.as_str()
+                    ))
+                })?
+            };
+            let new = Limits {
+                balance_cap: b.unwrap_or(current.balance_cap),
+                payment_cap: p.unwrap_or(current.payment_cap),
+                daily_outflow_cap: d.unwrap_or(current.daily_outflow_cap),
+            };
+            let change = |name: &str, old: u64, new: u64| {
+                if old == new {
+                    format!("{name} {} (unchanged)", cli::cap_text(new))
+                } else {
+                    format!("{name} {} → {}", cli::cap_text(old), cli::cap_text(new))
+                }
+            };
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Set the {} limits: {}; {}; {}?",
+                kind.as_str(),
+                change("balance cap", current.balance_cap, new.balance_cap),
+                change("payment cap", current.payment_cap, new.payment_cap),
+                change("daily cap", current.daily_outflow_cap, new.daily_outflow_cap)
+            ))?;
+            let p = ctx.admin.set_limits(&key, kind, new).await?;
+            ctx.done(
+                "limits set",
+                &p,
+                format!(
+                    "{} limits: balance {} / payment {} / daily {}",
+                    kind.as_str(),
+                    cli::cap_text(new.balance_cap),
+                    cli::cap_text(new.payment_cap),
+                    cli::cap_text(new.daily_outflow_cap)
+                ),
+                json!({"kind": kind.as_str(), "limits": cli::limits_json(&new), "previous": cli::limits_json(&current)}),
+            );
+        }
+        Cmd::Threshold { amount: None } => {
+            let info = ctx.admin.client().chain_info().await?;
+            let t = info.reporting_threshold;
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "threshold": format_rubles(t), "threshold_kopecks": t, "off": t == 0})
+                );
+            } else if t == 0 {
+                println!("reporting threshold: off");
+            } else {
+                println!("reporting threshold: {} ₽", format_rubles(t));
+            }
+        }
+        Cmd::Threshold { amount: Some(a) } => {
+            let kopecks = cli::parse_amount(a, "--amount")?;
+            let key = ctx.key()?;
+            let p = ctx.admin.set_reporting_threshold(&key, kopecks).await?;
+            ctx.done(
+                "threshold",
+                &p,
+                if kopecks == 0 {
+                    "large-payment flagging is off".to_string()
+                } else {
+                    format!("payments of {} ₽ or more are flagged large", format_rubles(kopecks))
+                },
+                json!({"threshold": format_rubles(kopecks), "threshold_kopecks": kopecks}),
+            );
+        }
+        Cmd::Freeze { account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Freeze account {}? It will neither pay nor receive until unfrozen.",
+                Address(account)
+            ))?;
+            let p = ctx.admin.freeze(&key, account).await?;
+            ctx.done(
+                "freeze",
+                &p,
+                format!("froze {}", Address(account)),
+                json!({"account": account.to_hex(), "address": Address(account).to_string()}),
+            );
+        }
+        Cmd::Unfreeze { account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key()?;
+            let p = ctx.admin.unfreeze(&key, account).await?;
+            ctx.done(
+                "unfreeze",
+                &p,
+                format!("unfroze {}", Address(account)),
+                json!({"account": account.to_hex(), "address": Address(account).to_string()}),
+            );
+        }
+        Cmd::Account { account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let a = ctx.admin.account(account).await?;
+            if ctx.json {
+                let mut v = json!({"ok": true});
+                v.as_object_mut()
+                    .unwrap()
+                    .append(cli::account_json(&a).as_object_mut().unwrap());
+                println!("{v}");
+            } else {
+                print!("{}", cli::account_text(&a));
+            }
+        }
+        Cmd::Accounts { status, bank, csv } => {
+            let bank = match bank {
+                Some(b) => Some(ctx.bank(b).await?.0),
+                None => None,
+            };
+            let filter = AccountFilter {
+                status: status.map(|s| match s {
+                    StatusArg::Active => AccountStatus::Active,
+                    StatusArg::Frozen => AccountStatus::Frozen,
+                    StatusArg::Closed => AccountStatus::Closed,
+                }),
+                bank,
+            };
+            let accounts = ctx.admin.accounts(&filter).await?;
+            if ctx.json {
+                let list: Vec<Value> = accounts.iter().map(cli::account_json).collect();
+                println!("{}", json!({"ok": true, "count": list.len(), "accounts": list}));
+            } else {
+                let t = cli::accounts_table(&accounts);
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+        }
+        Cmd::Supply { csv } => {
+            let s = ctx.admin.supply().await?;
+            if ctx.json {
+                println!("{}", json!({"ok": true, "supply": supply_json(&s)}));
+            } else if *csv {
+                print!("{}", supply_table(&s).csv());
+            } else {
+                print!("{}", supply_text(&s));
+            }
+        }
+        Cmd::LargePayments {
+            from_height,
+            follow: false,
+            csv,
+            catch_up_idle,
+        } => {
+            let l = ctx
+                .admin
+                .large_payments_until(*from_height, None, *catch_up_idle.as_ref())
+                .await?;
+            if ctx.json {
+                let list: Vec<Value> = l.records.iter().map(cli::record_json).collect();
+                println!(
+                    "{}",
+                    json!({"ok": true, "from_height": from_height, "to_height": l.to_height, "head_height": l.head_height, "count": list.len(), "large_payments": list})
+                );
+            } else {
+                let t = cli::records_table(&l.records);
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+        }
+        Cmd::LargePayments {
+            from_height,
+            follow: true,
+            csv,
+            ..
+        } => {
+            let mut s = Box::pin(ctx.admin.large_payments(*from_height));
+            let header = cli::records_table(&[]);
+            if *csv {
+                print!("{}", header.csv());
+            } else if !ctx.json {
+                println!("{}", header.headers.join("  "));
+            }
+            while let Some(item) = s.next().await {
+                let r = item?;
+                if ctx.json {
+                    println!("{}", cli::record_json(&r));
+                } else if *csv {
+                    print!("{}", cli::csv_row(&cli::record_row(&r)));
+                } else {
+                    println!("{}", cli::record_row(&r).join("  "));
+                }
+            }
+        }
+        Cmd::Report {
+            since,
+            until,
+            section,
+            csv,
+            catch_up_idle,
+        } => report(&ctx, since, until, section, *csv, *catch_up_idle.as_ref()).await?,
+    }
+    Ok(())
+}
+
+fn supply_json(s: &Supply) -> Value {
+    let banks: Vec<Value> = s
+        .banks
+        .iter()
+        .map(|b| {
+            json!({"bank": b.bank.to_hex(), "address": Address(b.bank).to_string(), "name": b.name, "suspended": b.suspended,
+                   "settlement_balance": format_rubles(b.settlement_balance), "settlement_balance_kopecks": b.settlement_balance,
+                   "clients_balance": format_rubles(b.clients_balance), "clients_balance_kopecks": b.clients_balance,
+                   "clients": b.clients})
+        })
+        .collect();
+    json!({
+        "height": s.height, "state_hash": s.state_hash, "phase": s.phase.map(|p| p.as_str()), "accounts": s.accounts,
+        "issued": format_rubles(s.issued), "issued_kopecks": s.issued,
+        "redeemed": format_rubles(s.redeemed), "redeemed_kopecks": s.redeemed,
+        "in_circulation": format_rubles(s.in_circulation), "in_circulation_kopecks": s.in_circulation,
+        "sum_balances": format_rubles(s.sum_balances), "sum_balances_kopecks": s.sum_balances,
+        "banks": banks,
+    })
+}
+
+fn supply_table(s: &Supply) -> Table {
+    let mut t = Table::new(&[
+        "BANK",
+        "NAME",
+        "STATUS",
+        ">SETTLEMENT_RUB",
+        ">CLIENTS_RUB",
+        ">CLIENTS",
+        ">SETTLEMENT_KOPECKS",
+        ">CLIENTS_KOPECKS",
+    ]);
+    for b in &s.banks {
+        t.push(vec![
+            Address(b.bank).to_string(),
+            b.name.clone(),
+            if b.suspended { "suspended" } else { "active" }.into(),
+            format_rubles(b.settlement_balance),
+            format_rubles(b.clients_balance),
+            b.clients.to_string(),
+            b.settlement_balance.to_string(),
+            b.clients_balance.to_string(),
+        ]);
+    }
+    t
+}
+
+fn supply_text(s: &Supply) -> String {
+    format!(
+        "as of block {} (phase {}, {} accounts, state {})\nissued           {:>20} ₽\nredeemed         {:>20} ₽\nin circulation   {:>20} ₽\nsum of balances  {:>20} ₽\n\n{}",
+        s.height,
+        s.phase.map_or("unknown", |p| p.as_str()),
+        s.accounts,
+        &s.state_hash[..16.min(s.state_hash.len())],
+        format_rubles(s.issued),
+        format_rubles(s.redeemed),
+        format_rubles(s.in_circulation),
+        format_rubles(s.sum_balances),
+        supply_table(s).text()
+    )
+}
+
+/// A period's end as a height: `since` → the first block at or after it,
+/// `until` → the last block at or before it.
+async fn height_of(admin: &AdminClient, b: Bound, is_end: bool) -> Result<u64, Failure> {
+    Ok(match (b, is_end) {
+        (Bound::Height(h), _) => h,
+        (Bound::Time(t), false) => admin.first_height_at(t).await?,
+        (Bound::Time(t), true) => admin.first_height_at(t.saturating_add(1)).await?.saturating_sub(1),
+    })
+}
+
+async fn report(
+    ctx: &Ctx,
+    since: &Option<String>,
+    until: &Option<String>,
+    sections: &[Section],
+    csv: bool,
+    idle: Duration,
+) -> Result<(), Failure> {
+    let want = |s: Section| sections.is_empty() || sections.contains(&s);
+    let since_b = since.as_deref().map(|s| cli::parse_bound(s, "--since")).transpose()?;
+    let until_b = until.as_deref().map(|s| cli::parse_bound(s, "--until")).transpose()?;
+    let supply = ctx.admin.supply().await?;
+    let from = match since_b {
+        Some(b) => height_of(&ctx.admin, b, false).await?.max(1),
+        None => 1,
+    };
+    let to = match until_b {
+        Some(b) => Some(height_of(&ctx.admin, b, true).await?),
+        None => None,
+    };
+    let large = if want(Section::LargePayments) && to.is_none_or(|t| t >= from) {
+        let l = ctx.admin.large_payments_until(from, to, idle).await?;
+        Some((l.to_height, l.records))
+    } else {
+        None
+    };
+    let to_height = large
+        .as_ref()
+        .map_or(to.unwrap_or(supply.height).min(supply.height), |l| l.0);
+    let large = large.map(|l| l.1).unwrap_or_default();
+    let frozen = if want(Section::Frozen) {
+        ctx.admin
+            .accounts(&AccountFilter {
+                status: Some(AccountStatus::Frozen),
+                bank: None,
+            })
+            .await?
+    } else {
+        Vec::new()
+    };
+    if ctx.json {
+        let mut v = json!({
+            "ok": true,
+            "period": {"since": since, "until": until, "from_height": from, "to_height": to_height, "head_height": supply.height},
+        });
+        let o = v.as_object_mut().unwrap();
+        if want(Section::Supply) {
+            o.insert("supply".into(), supply_json(&supply));
+        }
+        if want(Section::LargePayments) {
+            o.insert(
+                "large_payments".into(),
+                large.iter().map(cli::record_json).collect::<Vec<_>>().into(),
+            );
+        }
+        if want(Section::Frozen) {
+            o.insert(
+                "frozen_accounts".into(),
+                frozen.iter().map(cli::account_json).collect::<Vec<_>>().into(),
+            );
+        }
+        println!("{v}");
+        return Ok(());
+    }
+    let single = sections.len() == 1;
+    let mut out = String::new();
+    let mut section = |name: &str, title: String, t: Table| {
+        if csv {
+            if !single {
+                out.push_str(&format!("# {name}\n"));
+            }
+            out.push_str(&t.csv());
+            if !single {
+                out.push('\n');
+            }
+        } else {
+            out.push_str(&format!("{title}\n{}\n", t.text()));
+        }
+    };
+    if !csv {
+        println!(
+            "report: blocks {from}..={to_height}{}{} (head {})\n",
+            since.as_ref().map(|s| format!(", since {s}")).unwrap_or_default(),
+            until.as_ref().map(|s| format!(", until {s}")).unwrap_or_default(),
+            supply.height
+        );
+    }
+    if want(Section::Supply) {
+        section(
+            "supply",
+            format!(
+                "Supply per bank, as of block {} (issued {} ₽, redeemed {} ₽, in circulation {} ₽):",
+                supply.height,
+                format_rubles(supply.issued),
+                format_rubles(supply.redeemed),
+                format_rubles(supply.in_circulation)
+            ),
+            supply_table(&supply),
+        );
+    }
+    if want(Section::LargePayments) {
+        let total: u128 = large.iter().map(|r| u128::from(r.amount)).sum();
+        section(
+            "large-payments",
+            format!(
+                "Large payments in blocks {from}..={to_height}: {} ({} ₽):",
+                large.len(),
+                u64::try_from(total).map_or_else(|_| format!("{total} kopecks"), format_rubles)
+            ),
+            cli::records_table(&large),
+        );
+    }
+    if want(Section::Frozen) {
+        section(
+            "frozen-accounts",
+            format!("Frozen accounts, as of block {}: {}", supply.height, frozen.len()),
+            cli::accounts_table(&frozen),
+        );
+    }
+    print!("{out}");
+    Ok(())
+}
