@@ -131,6 +131,7 @@ pub fn client_tls_config(ca_pem: &str, identity: Option<(&str, &str)>) -> Client
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pki::pem_cert_der;
 
     #[test]
     fn subjects_map_to_participants() {
@@ -138,20 +139,16 @@ mod tests {
         let k = [7u8; 32];
         for who in [Participant::CentralBank, Participant::Bank(k)] {
             let pair = ca.issue_client(&who).unwrap();
-            let der = rustls_pemfile_der(&pair.cert_pem);
+            let der = pem_cert_der(&pair.cert_pem).unwrap();
             assert_eq!(participant_from_cert_der(&der).unwrap(), who);
         }
         let server = ca.issue_server(&["localhost"]).unwrap();
         assert!(matches!(
-            participant_from_cert_der(&rustls_pemfile_der(&server.cert_pem)),
+            participant_from_cert_der(&pem_cert_der(&server.cert_pem).unwrap()),
             Err(AuthError::UnknownSubject(_))
         ));
         assert!(parse_subject("bank:zz").is_err());
         assert!(require_bank(&Participant::CentralBank).is_err());
         assert!(require_central_bank(&Participant::Bank(k)).is_err());
-    }
-
-    fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1.contents
     }
 }

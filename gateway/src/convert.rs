@@ -12,6 +12,8 @@ use ruble_proto::v1 as pb;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::ctx::Ctx;
+
 /// Status-detail domain of every reason code.
 pub const REASON_DOMAIN: &str = "ruble.v1";
 /// Metadata key carrying the reason code (mirrors the ErrorInfo detail).
@@ -268,6 +270,17 @@ pub fn height_arg(h: u64, field: &str) -> Result<u64, Status> {
         ));
     }
     Ok(h)
+}
+
+/// A page's size when a request leaves it at 0.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// The size of a page a request asks for (`requested`, 0 for
+/// [`DEFAULT_PAGE`]), capped by the node's `max_page`; at least 1, so that a
+/// walk of the pages always moves on.
+pub fn page_limit(ctx: &Ctx, requested: u32) -> usize {
+    let wanted = if requested == 0 { DEFAULT_PAGE } else { requested };
+    wanted.min(ctx.limits.max_page).max(1) as usize
 }
 
 /// Parses a 32-byte account id from a request field.

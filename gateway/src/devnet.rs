@@ -15,7 +15,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use ed25519_dalek::SigningKey;
@@ -26,6 +25,8 @@ use ruble_ledger::Ledger;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Participant;
+use crate::ctx::now_ms;
+use crate::init::{DEFAULT_HOSTS, DEFAULT_MAX_VALIDITY, DEFAULT_REPORTING_THRESHOLD, DEFAULT_RETAIL_LIMITS};
 use crate::pki;
 
 pub const DEV_CHAIN_ID: &str = "ruble-dev";
@@ -109,12 +110,6 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Paths of the dev node's TLS material.
 pub struct DevTls {
     pub ca: PathBuf,
@@ -151,8 +146,7 @@ pub fn ensure(dir: &Path) -> Result<(Genesis, DevTls)> {
     // PKI: a CA, the server, one client certificate per participant.
     let ca = pki::generate_ca()?;
     ca.save(&dir.join("pki"))?;
-    ca.issue_server(&["localhost", "127.0.0.1", "::1"])?
-        .write(&dir.join("pki"), "server")?;
+    ca.issue_server(&DEFAULT_HOSTS)?.write(&dir.join("pki"), "server")?;
     ca.issue_client(&Participant::CentralBank)?
         .write(&dir.join("pki"), "central-bank")?;
     for (name, k) in &banks {
@@ -173,17 +167,13 @@ pub fn ensure(dir: &Path) -> Result<(Genesis, DevTls)> {
         chain_id: DEV_CHAIN_ID.into(),
         central_bank: id(&cb),
         timestamp_ms: t0,
-        max_validity_ms: 10 * 60 * 1000,
+        // The defaults of `ruble-node init`.
+        max_validity_ms: DEFAULT_MAX_VALIDITY.as_millis() as u64,
         phase: Phase::Business,
-        // 600 000 ₽: the classic mandatory-control threshold.
-        reporting_threshold: 600_000_00,
+        reporting_threshold: DEFAULT_REPORTING_THRESHOLD,
         settlement_limits: Limits::UNLIMITED,
         business_limits: Limits::UNLIMITED,
-        retail_limits: Limits {
-            balance_cap: 300_000_00,
-            payment_cap: 100_000_00,
-            daily_outflow_cap: 150_000_00,
-        },
+        retail_limits: DEFAULT_RETAIL_LIMITS,
         banks: banks
             .iter()
             .map(|(n, k)| GenesisBank {

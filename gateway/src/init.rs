@@ -19,10 +19,10 @@
 //! what this run wrote.
 
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ruble_ledger::codec::valid_chain_id;
 use ruble_ledger::state::{Genesis, MAX_VALIDITY_LIMIT_MS};
@@ -32,34 +32,56 @@ use serde::Serialize;
 
 use crate::auth::Participant;
 use crate::config::NodeConfig;
+use crate::ctx::now_ms;
 use crate::pki::{self, CaBundle, CertPair};
 
 /// The environment variable `init` reads the central bank key's passphrase from.
 pub const PASSPHRASE_ENV: &str = "RUBLE_CB_PASSPHRASE";
 
+// The defaults of `ruble-node init`, which are also those of the dev genesis
+// and the dev node's certificate (`devnet`).
+
 /// The node certificate's names unless `--host` is given.
 pub const DEFAULT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Retail limits unless given (those of the dev genesis): 300 000 ₽ balance,
-/// 100 000 ₽ a payment, 150 000 ₽ a day.
+/// Retail limits unless given: 300 000 ₽ balance, 100 000 ₽ a payment,
+/// 150 000 ₽ a day.
 pub const DEFAULT_RETAIL_LIMITS: Limits = Limits {
     balance_cap: 300_000_00,
     payment_cap: 100_000_00,
     daily_outflow_cap: 150_000_00,
 };
 
-/// 600 000 ₽: the classic mandatory-control threshold (that of the dev genesis).
+/// 600 000 ₽: the classic mandatory-control threshold.
 pub const DEFAULT_REPORTING_THRESHOLD: Kopecks = 600_000_00;
+
+/// How far ahead an operation's validity may end.
+pub const DEFAULT_MAX_VALIDITY: Duration = Duration::from_secs(10 * 60);
+
+/// The gRPC listen address written to `node.toml` unless given.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
+
+/// Exit code of a bad argument, a missing passphrase, a file that exists or
+/// a failed read or write: 1, as for the operator CLIs, whose 2 and 3 mean a
+/// refusal by the ledger and an unreachable node (`ruble_wallet::cli`).
+pub const EXIT_FAILED: i32 = ruble_wallet::cli::EXIT_USAGE as i32;
+/// Exit code of a CA that cannot be loaded or whose key is not its own: 4,
+/// a key or certificate problem, as for the operator CLIs.
+pub const EXIT_KEY: i32 = ruble_wallet::cli::EXIT_KEY as i32;
 
 /// Why `init` or `pki` failed; each kind has its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A target file exists (exit 3). Nothing was written.
+    /// A target file exists (exit 1). Nothing was written.
     #[error("{} already exists; refusing to overwrite it (nothing was written)", .0.display())]
     Exists(PathBuf),
-    /// A bad argument or a missing passphrase (exit 2). Nothing was written.
+    /// A bad argument or a missing passphrase (exit 1). Nothing was written.
     #[error("{0}")]
     Invalid(String),
+    /// The CA (`ca.pem`, `ca-key.pem`) cannot be read or parsed, or the key
+    /// is not the certificate's (exit 4). Nothing was written.
+    #[error(transparent)]
+    Ca(anyhow::Error),
     /// Reading, writing or generating failed (exit 1); what was written is removed.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -68,9 +90,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Failed(_) => 1,
-            Error::Invalid(_) => 2,
-            Error::Exists(_) => 3,
+            Error::Ca(_) => EXIT_KEY,
+            Error::Failed(_) | Error::Invalid(_) | Error::Exists(_) => EXIT_FAILED,
         }
     }
 }
@@ -98,34 +119,35 @@ pub fn parse_amount(s: &str) -> Result<Kopecks, String> {
     ruble_wallet::parse_rubles(s).map_err(|e| e.to_string())
 }
 
-/// `unlimited`, or `balance=R,payment=R,daily=R` with each R rubles (exact to
-/// the kopeck) or `unlimited`. All three keys are required.
+/// `unlimited`, or `balance=R,payment=R,daily=R` with each R a cap as the
+/// operator CLIs take it ([`ruble_wallet::cli::parse_cap`]: rubles exact to
+/// the kopeck, or `unlimited`). All three keys are required.
 pub fn parse_limits(s: &str) -> Result<Limits, String> {
+    use ruble_wallet::cli::parse_cap;
     let s = s.trim();
-    if s == "unlimited" {
-        return Ok(Limits::UNLIMITED);
-    }
     let usage = "expected `unlimited` or `balance=RUBLES,payment=RUBLES,daily=RUBLES` (each may be `unlimited`)";
+    if !s.contains('=') {
+        return match parse_cap(s, "limits") {
+            Ok(u64::MAX) => Ok(Limits::UNLIMITED),
+            _ => Err(format!("bad limits {s:?}: {usage}")),
+        };
+    }
     let mut vals: [Option<Kopecks>; 3] = [None; 3];
     for part in s.split(',') {
         let (k, v) = part
             .split_once('=')
             .ok_or_else(|| format!("bad limits {s:?}: {part:?} is not KEY=VALUE; {usage}"))?;
-        let slot = match k.trim() {
+        let k = k.trim();
+        let slot = match k {
             "balance" => 0,
             "payment" => 1,
             "daily" => 2,
             other => return Err(format!("bad limits {s:?}: unknown key {other:?}; {usage}")),
         };
         if vals[slot].is_some() {
-            return Err(format!("bad limits {s:?}: {} is given twice", k.trim()));
+            return Err(format!("bad limits {s:?}: {k} is given twice"));
         }
-        let v = v.trim();
-        vals[slot] = Some(if v == "unlimited" {
-            u64::MAX
-        } else {
-            ruble_wallet::parse_rubles(v).map_err(|e| format!("bad limits {s:?}: {e}"))?
-        });
+        vals[slot] = Some(parse_cap(v.trim(), k).map_err(|e| format!("bad limits {s:?}: {}", e.message))?);
     }
     match vals {
         [Some(balance_cap), Some(payment_cap), Some(daily_outflow_cap)] => Ok(Limits {
@@ -140,8 +162,56 @@ pub fn parse_limits(s: &str) -> Result<Limits, String> {
 }
 
 /// A duration like `10m` or `90s` (humantime).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("bad duration {s:?}: {e}"))
+pub fn parse_duration(s: &str) -> Result<humantime::Duration, String> {
+    humantime::parse_duration(s)
+        .map(Into::into)
+        .map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+/// An amount of rubles as the `init` flags take it ([`parse_amount`]) and
+/// show it (`600000.00`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rubles(pub Kopecks);
+
+impl std::fmt::Display for Rubles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&ruble_wallet::format_rubles(self.0))
+    }
+}
+
+impl std::str::FromStr for Rubles {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rubles, String> {
+        parse_amount(s).map(Rubles)
+    }
+}
+
+/// Limits as the `init` flags take them ([`parse_limits`]) and show them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsArg(pub Limits);
+
+impl std::fmt::Display for LimitsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = self.0;
+        if l == Limits::UNLIMITED {
+            return f.write_str("unlimited");
+        }
+        let cap = ruble_wallet::cli::cap_text;
+        write!(
+            f,
+            "balance={},payment={},daily={}",
+            cap(l.balance_cap),
+            cap(l.payment_cap),
+            cap(l.daily_outflow_cap)
+        )
+    }
+}
+
+impl std::str::FromStr for LimitsArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LimitsArg, String> {
+        parse_limits(s).map(LimitsArg)
+    }
 }
 
 /// A name for a node certificate (a subject alternative name): an IP
@@ -290,29 +360,15 @@ impl Writer {
         Ok(())
     }
 
-    /// The central bank's key, encrypted, in the SDK's key-file format.
-    /// `save` writes it into a fresh private directory beside `path`; a hard
-    /// link then puts it in place, failing (never replacing) if `path` exists.
+    /// The central bank's key, encrypted, in the SDK's key-file format, at
+    /// `path`. `WalletKey::save` creates it exclusively (0600), so it never
+    /// replaces a file; one already there is `Exists`. Removed again, as
+    /// every file here, if a later step fails.
     fn key(&mut self, path: &Path, key: &WalletKey, passphrase: &str) -> Result<()> {
-        let parent = path.parent().expect("an absolute path");
-        let tmp = parent.join(format!(".init-{}", hex::encode(rand::random::<[u8; 8]>())));
-        self.dir(&tmp)?;
-        let staged = tmp.join("key.json");
-        key.save(&staged, Some(passphrase))
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", staged.display()))?;
-        self.files.push(staged.clone());
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", staged.display()))?;
-        std::fs::hard_link(&staged, path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Exists(path.to_path_buf()),
-            _ => Error::Failed(anyhow::anyhow!("creating {}: {e}", path.display())),
-        })?;
+        refuse_existing([path])?;
+        key.save(path, Some(passphrase))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         self.files.push(path.to_path_buf());
-        // The staging directory goes now; the key stays unless a later step fails.
-        std::fs::remove_file(&staged).map_err(|e| anyhow::anyhow!("{}: {e}", staged.display()))?;
-        std::fs::remove_dir(&tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
-        self.files.retain(|f| f != &staged);
-        self.dirs.retain(|d| d != &tmp);
         Ok(())
     }
 
@@ -383,13 +439,13 @@ impl InitOptions {
         InitOptions {
             dir: dir.into(),
             chain_id: chain_id.into(),
-            max_validity: Duration::from_secs(600),
+            max_validity: DEFAULT_MAX_VALIDITY,
             reporting_threshold: DEFAULT_REPORTING_THRESHOLD,
             business_limits: Limits::UNLIMITED,
             retail_limits: DEFAULT_RETAIL_LIMITS,
             settlement_limits: Limits::UNLIMITED,
             hosts: DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect(),
-            listen: "127.0.0.1:50051".parse().expect("literal"),
+            listen: DEFAULT_LISTEN,
             metrics_listen: None,
         }
     }
@@ -536,12 +592,6 @@ fn check_options(o: &InitOptions) -> Result<()> {
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
@@ -585,15 +635,23 @@ fn node_toml(o: &InitOptions, dir: &Path, files: &InitFiles) -> String {
     )
 }
 
-/// The node certificate's names: `opts.hosts`, and the listen address when
-/// it is a particular one (not `0.0.0.0` / `::`) that they do not name, so
-/// that a client reaching the node at the address it listens on (as
-/// `ruble-admin --network-dir` does) can verify it.
+/// The node certificate's names: `opts.hosts`, and the address a client
+/// reaching the node at its listen address connects to (as the operator
+/// CLIs' `--network-dir` do): the listen address when it is a particular
+/// one, and for a wildcard (`0.0.0.0` / `::`) the loopback addresses
+/// 127.0.0.1 and ::1, which those CLIs then use; each unless already named.
 fn node_hosts(opts: &InitOptions) -> Vec<String> {
     let mut hosts = opts.hosts.clone();
     let ip = opts.listen.ip();
-    if !ip.is_unspecified() && !hosts.iter().any(|h| h.parse::<IpAddr>() == Ok(ip)) {
-        hosts.push(ip.to_string());
+    let reached: Vec<IpAddr> = if ip.is_unspecified() {
+        vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+    } else {
+        vec![ip]
+    };
+    for ip in reached {
+        if !hosts.iter().any(|h| h.parse::<IpAddr>() == Ok(ip)) {
+            hosts.push(ip.to_string());
+        }
     }
     hosts
 }
@@ -740,7 +798,7 @@ fn issue(
     let out = absolute(&out)?;
     let (cert, key) = (out.join(format!("{name}.pem")), out.join(format!("{name}-key.pem")));
     refuse_existing([cert.as_path(), key.as_path()])?;
-    let ca = CaBundle::load(&dir.join("pki"))?;
+    let ca = CaBundle::load(&dir.join("pki")).map_err(Error::Ca)?;
     let pair = make(&ca)?;
     let mut w = Writer::default();
     w.dir(&out)?;
@@ -821,8 +879,30 @@ mod tests {
                 daily_outflow_cap: 1,
             }
         );
+        // The caps are the operator CLIs' (`ruble-admin limits set`).
+        assert_eq!(
+            parse_limits("balance=None,payment=Unlimited,daily=1000.50").unwrap(),
+            Limits {
+                balance_cap: u64::MAX,
+                payment_cap: u64::MAX,
+                daily_outflow_cap: 1_000_50,
+            }
+        );
+        assert_eq!(parse_limits("UNLIMITED").unwrap(), Limits::UNLIMITED);
+        // What the flags show as their defaults parses back to them.
+        for l in [
+            Limits::UNLIMITED,
+            DEFAULT_RETAIL_LIMITS,
+            parse_limits("balance=1.5,payment=unlimited,daily=2").unwrap(),
+        ] {
+            assert_eq!(LimitsArg(l).to_string().parse::<LimitsArg>().unwrap(), LimitsArg(l));
+        }
+        let t = Rubles(DEFAULT_REPORTING_THRESHOLD);
+        assert_eq!(t.to_string().parse::<Rubles>().unwrap(), t);
         for bad in [
             "",
+            "none of them",
+            "12",
             "balance=1,payment=2",
             "balance=1,payment=2,daily=3,balance=4",
             "balance=1,payment=2,dayly=3",
@@ -854,7 +934,7 @@ mod tests {
     }
 
     #[test]
-    fn the_node_certificate_names_a_particular_listen_address() {
+    fn the_node_certificate_names_the_address_clients_reach_it_at() {
         let mut o = InitOptions::new("/x", "a");
         assert_eq!(node_hosts(&o), DEFAULT_HOSTS);
         o.listen = "0.0.0.0:50051".parse().unwrap();
@@ -864,6 +944,13 @@ mod tests {
         o.listen = "10.0.0.5:50051".parse().unwrap();
         o.hosts = vec!["node.cbr.example".into()];
         assert_eq!(node_hosts(&o), ["node.cbr.example", "10.0.0.5"]);
+        // A wildcard listen is reached on loopback by the CLIs' --network-dir.
+        for wildcard in ["0.0.0.0:50051", "[::]:50051"] {
+            o.listen = wildcard.parse().unwrap();
+            assert_eq!(node_hosts(&o), ["node.cbr.example", "127.0.0.1", "::1"], "{wildcard}");
+        }
+        o.hosts = vec!["::1".into(), "node.cbr.example".into()];
+        assert_eq!(node_hosts(&o), ["::1", "node.cbr.example", "127.0.0.1"]);
     }
 
     #[test]
@@ -894,6 +981,14 @@ mod tests {
         assert!(matches!(w.file(&dir2.join("b.pem"), b"b"), Err(Error::Exists(_))));
         let k = WalletKey::generate();
         assert!(matches!(w.key(&dir2.join("b.pem"), &k, "p"), Err(Error::Exists(_))));
+        // A key written, then a later clash: the key goes too.
+        w.key(&dir2.join("key.json"), &k, "p").unwrap();
+        let mode = std::fs::metadata(dir2.join("key.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            WalletKey::load(&dir2.join("key.json"), Some("p")).unwrap().account_id(),
+            k.account_id()
+        );
         drop(w);
         assert!(!dir2.join("a.pem").exists());
         assert_eq!(std::fs::read(dir2.join("b.pem")).unwrap(), b"theirs");
@@ -901,7 +996,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(left, ["b.pem"], "the key's staging directory is gone");
+        assert_eq!(left, ["b.pem"], "only their file is left");
         let dir3 = tmp.path().join("net3/pki");
         let mut w = Writer::default();
         w.dir(&dir3).unwrap();

@@ -11,9 +11,14 @@
 //! - `ruble-node pki issue-bank|issue-node --dir DIR ...`: certificates from
 //!   the network's CA.
 //!
-//! `init` and `pki` exit 0 on success, 1 when reading, writing or generating
-//! fails, 2 for a bad argument or a missing passphrase, 3 when a file they
-//! would write exists (in every failure nothing is left written).
+//! `init` and `pki` exit 0 on success (and for `--help`, `--version`), 4
+//! when the network's CA (`DIR/pki/ca.pem`, `ca-key.pem`) cannot be loaded
+//! or its key is not the certificate's (a key or certificate problem), and 1
+//! otherwise: a bad argument or usage, a missing passphrase, a file they
+//! would write that exists, a failed read or write. In every failure nothing
+//! is left written. These are the operator CLIs' codes, whose 2 (a refusal
+//! by the ledger) and 3 (the node unreachable) these offline commands never
+//! meet.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ use ruble_gateway::init::{self as netinit, InitOptions};
 use ruble_gateway::node::{self, NodeOptions, TlsFiles};
 use ruble_ledger::pipeline::PipelineConfig;
 use ruble_ledger::store::Store;
-use ruble_ledger::types::TxId;
+use ruble_ledger::types::{Limits, TxId};
 
 // Operations are allocated on one thread and freed on another (gRPC workers,
 // verifiers, the committer); mimalloc handles that without glibc's arena locks.
@@ -72,29 +77,32 @@ struct InitArgs {
     #[arg(long, value_parser = netinit::parse_chain_id)]
     chain_id: String,
     /// How far ahead an operation's validity may end (e.g. 10m, 90s; at most 24h).
-    #[arg(long, default_value = "10m", value_parser = netinit::parse_duration)]
-    max_validity: Duration,
+    #[arg(long, value_parser = netinit::parse_duration,
+          default_value_t = netinit::DEFAULT_MAX_VALIDITY.into())]
+    max_validity: humantime::Duration,
     /// Transfers of at least this many rubles (exact to the kopeck) are
     /// reported to the central bank; 0 turns reporting off.
-    #[arg(long, default_value = "600000", value_parser = netinit::parse_amount)]
-    reporting_threshold: u64,
+    #[arg(long, default_value_t = netinit::Rubles(netinit::DEFAULT_REPORTING_THRESHOLD))]
+    reporting_threshold: netinit::Rubles,
     /// Limits of business accounts: `unlimited` or
     /// `balance=RUBLES,payment=RUBLES,daily=RUBLES` (each may be `unlimited`).
-    #[arg(long, default_value = "unlimited", value_parser = netinit::parse_limits)]
-    business_limits: ruble_ledger::types::Limits,
+    #[arg(long, default_value_t = netinit::LimitsArg(Limits::UNLIMITED))]
+    business_limits: netinit::LimitsArg,
     /// Limits of retail accounts, as --business-limits.
-    #[arg(long, default_value = "balance=300000,payment=100000,daily=150000", value_parser = netinit::parse_limits)]
-    retail_limits: ruble_ledger::types::Limits,
+    #[arg(long, default_value_t = netinit::LimitsArg(netinit::DEFAULT_RETAIL_LIMITS))]
+    retail_limits: netinit::LimitsArg,
     /// Limits of banks' settlement accounts, as --business-limits.
-    #[arg(long, default_value = "unlimited", value_parser = netinit::parse_limits)]
-    settlement_limits: ruble_ledger::types::Limits,
+    #[arg(long, default_value_t = netinit::LimitsArg(Limits::UNLIMITED))]
+    settlement_limits: netinit::LimitsArg,
     /// A DNS name or IP address clients reach the node by (repeat for more);
-    /// the node certificate's names. Default: localhost, 127.0.0.1, ::1. A
-    /// particular --listen IP address (not 0.0.0.0 or ::) is always added.
-    #[arg(long = "host", value_name = "NAME", value_parser = netinit::parse_host)]
+    /// the node certificate's names. The --listen IP address is always
+    /// added, and for 0.0.0.0 or :: the loopback addresses 127.0.0.1 and ::1
+    /// (where the operator CLIs' --network-dir reach a wildcard listen).
+    #[arg(long = "host", value_name = "NAME", value_parser = netinit::parse_host,
+          default_values_t = netinit::DEFAULT_HOSTS.map(String::from))]
     hosts: Vec<String>,
     /// gRPC listen address written to node.toml.
-    #[arg(long, default_value = "127.0.0.1:50051")]
+    #[arg(long, default_value_t = netinit::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Metrics listen address written to node.toml (else the node's default, 127.0.0.1:9100).
     #[arg(long)]
@@ -203,8 +211,35 @@ struct AuditArgs {
     expect_committed: Option<PathBuf>,
 }
 
+/// Parses the command line. For `init` and `pki` a usage error exits 1, as
+/// every other failure of theirs but a CA problem (clap's own 2 would read
+/// as a refusal by the ledger); `--help` and `--version` exit 0.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && matches!(subcommand_name().as_deref(), Some("init" | "pki")) {
+                let _ = e.print();
+                std::process::exit(netinit::EXIT_FAILED);
+            }
+            e.exit()
+        }
+    }
+}
+
+/// The subcommand named on the command line, however malformed the rest.
+fn subcommand_name() -> Option<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .ignore_errors(true)
+        .try_get_matches()
+        .ok()?
+        .subcommand_name()
+        .map(String::from)
+}
+
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     ruble_gateway::telemetry::init_tracing(&cli.log_format);
     match cli.cmd {
         Cmd::Init(a) => std::process::exit(report(a.json, init(a))),
@@ -342,14 +377,12 @@ fn report(json: bool, r: netinit::Result<impl Summary>) -> i32 {
 
 fn init(a: InitArgs) -> netinit::Result<netinit::InitReport> {
     let mut o = InitOptions::new(&a.dir, a.chain_id);
-    o.max_validity = a.max_validity;
-    o.reporting_threshold = a.reporting_threshold;
-    o.business_limits = a.business_limits;
-    o.retail_limits = a.retail_limits;
-    o.settlement_limits = a.settlement_limits;
-    if !a.hosts.is_empty() {
-        o.hosts = a.hosts;
-    }
+    o.max_validity = a.max_validity.into();
+    o.reporting_threshold = a.reporting_threshold.0;
+    o.business_limits = a.business_limits.0;
+    o.retail_limits = a.retail_limits.0;
+    o.settlement_limits = a.settlement_limits.0;
+    o.hosts = a.hosts;
     o.listen = a.listen;
     o.metrics_listen = a.metrics_listen;
     // Refuse bad options and existing files before asking for a passphrase.

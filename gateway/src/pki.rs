@@ -199,7 +199,7 @@ impl CaBundle {
 }
 
 /// The DER of the first certificate in a PEM text.
-fn pem_cert_der(pem: &str) -> Result<Vec<u8>> {
+pub fn pem_cert_der(pem: &str) -> Result<Vec<u8>> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if p.label != "CERTIFICATE" {
         bail!("expected a CERTIFICATE, found {}", p.label);

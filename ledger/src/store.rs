@@ -317,6 +317,7 @@ impl CheckpointWriter {
 }
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// Derived records of the blocks committed since the last checkpoint: the
 /// blocks themselves are durable, these are rebuilt from them at start-up.
@@ -1554,6 +1555,108 @@ impl Store {
                 out.sort_unstable_by_key(|a| a.id);
             }
         })
+    }
+
+    /// One page of accounts as of the last committed block: those `filter`
+    /// accepts, in id order, strictly after `after` (from the first when
+    /// `None`), at most `limit` of them, and whether more match beyond.
+    ///
+    /// Reads the `accounts` family forward from `after` and stops at the
+    /// `limit + 1`-th match, so that walking every page reads the family
+    /// about once, not once a page. The pending generations are merged in as
+    /// [`Store::all_accounts`] overlays them: a pending value replaces the
+    /// family's, whether or not it matches, and accounts opened since the
+    /// checkpoint are listed in their place. The pending values are taken
+    /// at one instant before the scan, and the scan is read again if a
+    /// generation was handed over meanwhile (as in `scan_then_overlay`), so
+    /// the page is the state of one committed block, never older than the
+    /// head when the call began.
+    pub fn accounts_after(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+        filter: impl Fn(&Account) -> bool,
+    ) -> Result<(Vec<Account>, bool)> {
+        // Enough to tell whether more match.
+        let want = limit.saturating_add(1);
+        let past = |id: &AccountId| after.is_none_or(|a| id > a);
+        // The pending accounts past `after`: every id (the family's value
+        // under it is older) and the newest values that match, only the
+        // first `want` by id (no other can be on the page), sorted.
+        let overlay = |p: &Pendings| -> (FastSet<AccountId>, Vec<Account>) {
+            let mut ids = FastSet::default();
+            let mut matching: Vec<&Account> = Vec::new();
+            for g in p.newest_first() {
+                for (id, a) in &g.accounts {
+                    if past(id) && ids.insert(*id) && filter(a) {
+                        matching.push(a);
+                    }
+                }
+            }
+            if matching.len() > want {
+                matching.select_nth_unstable_by_key(want - 1, |a| a.id);
+                matching.truncate(want);
+            }
+            matching.sort_unstable_by_key(|a| a.id);
+            (ids, matching.into_iter().cloned().collect())
+        };
+        let scan = |db: &DB, (ids, pending): &(FastSet<AccountId>, Vec<Account>)| -> Result<Vec<Account>> {
+            let mut out: Vec<Account> = Vec::new();
+            let mut pending = pending.iter().peekable();
+            let mode = match after {
+                Some(a) => IteratorMode::From(&a.0, Direction::Forward),
+                None => IteratorMode::Start,
+            };
+            for item in db.iterator_cf_opt(cf(db, CF_ACCOUNTS), total_order(), mode) {
+                let (k, v) = item?;
+                let id = AccountId::from_slice(&k).ok_or_else(|| StoreError::Corrupt("account key".into()))?;
+                if !past(&id) {
+                    continue;
+                }
+                while out.len() < want {
+                    match pending.next_if(|a| a.id < id) {
+                        Some(a) => out.push(a.clone()),
+                        None => break,
+                    }
+                }
+                if out.len() >= want {
+                    break;
+                }
+                if ids.contains(&id) {
+                    // Pending: listed in its place above if it matches.
+                    continue;
+                }
+                let a = Account::decode(id, &v).ok_or_else(|| StoreError::Corrupt(format!("account {id}")))?;
+                if filter(&a) {
+                    out.push(a);
+                }
+            }
+            let room = want.saturating_sub(out.len());
+            out.extend(pending.take(room).cloned());
+            Ok(out)
+        };
+        let page = |mut out: Vec<Account>| {
+            let more = out.len() > limit;
+            out.truncate(limit);
+            (out, more)
+        };
+        for _ in 0..16 {
+            let (pending, handovers) = {
+                let p = self.pending.read();
+                (overlay(&p), p.handovers)
+            };
+            let out = scan(&*self.db()?, &pending)?;
+            // No generation was handed over during the scan: the family held
+            // at most the one being written besides what it held before, and
+            // `pending` has that one's values or newer ones.
+            if self.pending.read().handovers == handovers {
+                return Ok(page(out));
+            }
+        }
+        // Commits hand over faster than this scan runs: hold them off once.
+        let p = self.pending.read();
+        let out = scan(&*self.db()?, &overlay(&p))?;
+        Ok(page(out))
     }
 
     /// Every bank record, in id order.

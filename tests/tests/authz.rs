@@ -158,7 +158,10 @@ async fn call(t: &TestNode, role: Role, rpc: &str) -> Result<(), Status> {
             .await
             .map(drop),
         "StreamLargePayments" => cb
-            .stream_large_payments(pb::StreamLargePaymentsRequest { from_height: 0 })
+            .stream_large_payments(pb::StreamLargePaymentsRequest {
+                from_height: 0,
+                until_height: 0,
+            })
             .await
             .map(drop),
         "GetBlock" => cb.get_block(pb::GetBlockRequest { height: 1 }).await.map(drop),

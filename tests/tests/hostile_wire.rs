@@ -202,7 +202,11 @@ async fn hostile_request_bytes_get_a_precise_status_and_change_nothing() {
             FuzzRole::CentralBank,
             vec![frame(
                 0,
-                &pb::StreamLargePaymentsRequest { from_height: 1 << 63 }.encode_to_vec(),
+                &pb::StreamLargePaymentsRequest {
+                    from_height: 1 << 63,
+                    until_height: 0,
+                }
+                .encode_to_vec(),
             )],
             "OUT_OF_RANGE",
             "HEIGHT_OUT_OF_RANGE",

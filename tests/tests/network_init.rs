@@ -1,7 +1,10 @@
 //! `ruble-node init` and `ruble-node pki issue-bank`, end to end with the real
-//! binaries: the files and their modes, never overwriting, and a node started
-//! from them (`ruble-node run --config DIR/node.toml`) serving the central
-//! bank and an issued bank certificate over real mutual TLS.
+//! binaries: the files and their modes, never overwriting, the exit codes (1
+//! for a usage error, a refused argument or an existing file, 4 for a CA
+//! that cannot be loaded), and a node started from them (`ruble-node run
+//! --config DIR/node.toml`) serving the central bank and an issued bank
+//! certificate over real mutual TLS, also on a wildcard listen address
+//! reached on loopback.
 //!
 //! Needs `cargo build --workspace --bins` first.
 
@@ -12,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ruble_e2e::{bin, reason};
 use ruble_gateway::auth::{participant_from_cert_der, Participant};
 use ruble_gateway::config::NodeConfig;
+use ruble_gateway::pki::pem_cert_der;
 use ruble_ledger::state::Genesis;
 use ruble_ledger::types::{Limits, Phase};
 use ruble_proto::v1 as pb;
@@ -95,13 +98,15 @@ fn path(v: &serde_json::Value) -> PathBuf {
 
 /// The DER of a PEM certificate.
 fn pem_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect::<Vec<_>>()
-        .concat();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    pem_cert_der(pem).unwrap()
 }
+
+/// The exit code of everything but a CA problem (`ruble-admin`'s "usage or
+/// local error"): 2 and 3 mean a refusal by the ledger and an unreachable
+/// node in this project.
+const FAILED: i32 = 1;
+/// A key or certificate problem: the CA cannot be loaded.
+const KEY: i32 = 4;
 
 #[test]
 fn init_writes_a_complete_network_once_and_never_overwrites() {
@@ -234,7 +239,7 @@ fn init_writes_a_complete_network_once_and_never_overwrites() {
     // A second init changes nothing and names the file it would overwrite.
     let d = dir.to_str().unwrap();
     let again = run(&["init", "--dir", d, "--chain-id", "ruble-other"], Some(PASS));
-    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+    assert_eq!(again.status.code(), Some(FAILED), "{}", stderr(&again));
     assert!(
         stderr(&again).contains(&dir.join("genesis.json").display().to_string()),
         "{}",
@@ -252,7 +257,7 @@ fn init_writes_a_complete_network_once_and_never_overwrites() {
         &["init", "--dir", other.to_str().unwrap(), "--chain-id", "ruble-x"],
         Some(PASS),
     );
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(FAILED), "{}", stderr(&o));
     assert!(stderr(&o).contains("node.toml"), "{}", stderr(&o));
     assert_eq!(snapshot(&other), before);
 
@@ -281,20 +286,46 @@ fn init_writes_a_complete_network_once_and_never_overwrites() {
         ),
         (vec!["--chain-id", "ok", "--max-validity", "2d"], "24 h"),
         (vec!["--chain-id", "ok", "--host", "bad host"], "DNS name"),
+        // What clap refuses is a usage error like any other.
+        (vec!["--chain-id", "ok", "--no-such-flag"], "--no-such-flag"),
+        (vec!["--chain-id"], "a value is required"),
+        (vec![], "--chain-id"),
     ] {
         let mut a = vec!["init", "--dir", f];
         a.extend(args.iter().copied());
         let o = run(&a, Some(PASS));
-        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(FAILED), "{a:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{a:?}: {}", stderr(&o));
         assert!(!fresh.exists(), "{a:?} wrote something");
     }
     let o = run(&["init", "--dir", f, "--chain-id", "ok"], None);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(FAILED), "{}", stderr(&o));
     assert!(stderr(&o).contains("RUBLE_CB_PASSPHRASE"), "{}", stderr(&o));
     let o = run(&["init", "--dir", f, "--chain-id", "ok"], Some(""));
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(FAILED), "{}", stderr(&o));
     assert!(!fresh.exists(), "a refused init wrote something");
+    // Help and version are no failure, and write nothing either.
+    for args in [
+        vec!["init", "--help"],
+        vec!["pki", "issue-bank", "--help"],
+        vec!["--version"],
+    ] {
+        let o = run(&args, None);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!o.stdout.is_empty(), "{args:?}");
+    }
+    // The defaults --help shows are the ones init writes.
+    let help = String::from_utf8(run(&["init", "--help"], None).stdout).unwrap();
+    for default in [
+        "[default: 10m]",
+        "[default: 600000.00]",
+        "[default: balance=300000.00,payment=100000.00,daily=150000.00]",
+        "[default: localhost 127.0.0.1 ::1]",
+        "[default: 127.0.0.1:50051]",
+    ] {
+        assert!(help.contains(default), "{default} not in\n{help}");
+    }
+    assert!(!fresh.exists(), "--help wrote something");
 }
 
 /// A `ruble-node run` child: SIGTERM and reaped when dropped.
@@ -546,6 +577,70 @@ async fn a_node_runs_from_the_init_files_and_accepts_the_certificates_of_its_ca(
     );
 }
 
+/// The wallet service's chain id at `url`, trusting `ca`, verifying the
+/// node's certificate for `domain` (else the URL's host).
+async fn chain_id_at(url: &str, ca: &Path, domain: Option<&str>) -> Result<String, String> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()));
+    if let Some(d) = domain {
+        tls = tls.domain_name(d);
+    }
+    let ch = Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    WalletServiceClient::new(ch)
+        .get_chain_info(pb::GetChainInfoRequest {})
+        .await
+        .map(|r| r.into_inner().chain_id)
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_a_wildcard_address_is_verified_on_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    // Only a DNS name is asked for; the operator CLIs' --network-dir reach a
+    // wildcard listen address on 127.0.0.1, so the certificate names it too.
+    let out = init(
+        &dir,
+        "ruble-wild",
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--host",
+            "node.example",
+        ],
+    );
+    assert_eq!(
+        out["node_hosts"],
+        serde_json::json!(["node.example", "127.0.0.1", "::1"])
+    );
+    let node = NodeProcess::start(&dir.join("node.toml"));
+    let port = node.addr.rsplit(':').next().unwrap().to_string();
+    let ca = dir.join("pki/ca.pem");
+    let loopback = format!("https://127.0.0.1:{port}");
+    assert_eq!(
+        chain_id_at(&loopback, &ca, None).await.as_deref(),
+        Ok("ruble-wild"),
+        "{}",
+        node.log()
+    );
+    // The name asked for is in it too, and a name that is not is refused:
+    // the certificate is verified.
+    assert_eq!(
+        chain_id_at(&loopback, &ca, Some("node.example")).await.as_deref(),
+        Ok("ruble-wild")
+    );
+    assert!(chain_id_at(&loopback, &ca, Some("other.example")).await.is_err());
+}
+
 #[test]
 fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
     let tmp = tempfile::tempdir().unwrap();
@@ -575,7 +670,7 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
     // The same name again, for this bank or another: refused, nothing changes.
     for who in [addr.clone(), WalletKey::generate().address().to_string()] {
         let o = issue(&who, "alfa", &[]);
-        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert_eq!(o.status.code(), Some(FAILED), "{}", stderr(&o));
         assert!(
             stderr(&o).contains(&banks.join("alfa.pem").display().to_string()),
             "{}",
@@ -586,7 +681,7 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
     // Only the key file there is enough to refuse.
     std::fs::write(banks.join("gamma-key.pem"), "mine").unwrap();
     let o = issue(&addr, "gamma", &[]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(FAILED), "{}", stderr(&o));
     assert!(!banks.join("gamma.pem").exists());
     std::fs::remove_file(banks.join("gamma-key.pem")).unwrap();
 
@@ -610,7 +705,7 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
         (&addr, "", "name"),
     ] {
         let o = issue(bank, name, &[]);
-        assert_eq!(o.status.code(), Some(2), "{bank} {name}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(FAILED), "{bank} {name}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{bank} {name}: {}", stderr(&o));
         assert_eq!(snapshot(&banks), snap, "{bank} {name}");
     }
@@ -634,7 +729,7 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
     let o = node("node-2");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(dir.join("pki/nodes/node-2.pem").exists() && dir.join("pki/nodes/node-2-key.pem").exists());
-    assert_eq!(node("node-2").status.code(), Some(3));
+    assert_eq!(node("node-2").status.code(), Some(FAILED));
 
     // Without the CA there is nothing to issue with.
     let o = run(
@@ -650,7 +745,20 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
         ],
         None,
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(KEY), "{}", stderr(&o));
     assert!(stderr(&o).contains("ca.pem"), "{}", stderr(&o));
     assert!(!tmp.path().join("pki").exists());
+
+    // A CA key that is not the CA certificate's: a key problem too, and
+    // nothing is issued.
+    let other = tmp.path().join("other");
+    init(&other, "ruble-pki", &[]);
+    std::fs::copy(other.join("pki/ca-key.pem"), dir.join("pki/ca-key.pem")).unwrap();
+    let o = issue(&addr, "epsilon", &[]);
+    assert_eq!(o.status.code(), Some(KEY), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not the key of"), "{}", stderr(&o));
+    assert_eq!(snapshot(&banks), snap);
+    let o = node("node-3");
+    assert_eq!(o.status.code(), Some(KEY), "{}", stderr(&o));
+    assert!(!dir.join("pki/nodes/node-3.pem").exists());
 }

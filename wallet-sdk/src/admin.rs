@@ -460,7 +460,10 @@ impl AdminClient {
         let mut after = out.last().map(|r| r.cursor);
         let mut cb = self.cb.clone();
         // No deadline on the request: it would cut a long catch-up.
-        let call = cb.stream_large_payments(pb::StreamLargePaymentsRequest { from_height: resume });
+        let call = cb.stream_large_payments(pb::StreamLargePaymentsRequest {
+            from_height: resume,
+            until_height: 0,
+        });
         let mut s = match tokio::time::timeout(self.client.timeout(), call).await {
             Ok(r) => r?.into_inner(),
             Err(_) => return Err(Error::Timeout),
@@ -500,7 +503,10 @@ impl AdminClient {
             loop {
                 let mut cb = me.cb.clone();
                 let err = match cb
-                    .stream_large_payments(pb::StreamLargePaymentsRequest { from_height: height })
+                    .stream_large_payments(pb::StreamLargePaymentsRequest {
+                        from_height: height,
+                        until_height: 0,
+                    })
                     .await
                 {
                     Ok(resp) => {

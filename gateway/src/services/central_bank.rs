@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use ruble_ledger::codec::Op;
-use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus};
+use ruble_ledger::types::{cursor_of, cursor_parts, AccountId, AccountKind, AccountStatus};
 use ruble_ledger::Reason;
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_server::CentralBankService;
@@ -136,14 +136,23 @@ impl CentralBankService for CentralBankSvc {
         let caller = Caller::Participant(Participant::CentralBank);
         let permit = self.ctx.stream_permit(caller)?;
         let ctx = self.ctx.clone();
+        let r = req.get_ref();
+        let from_height = height_arg(r.from_height, "from_height")?.max(1);
         // Strictly after the last operation of the block before `from_height`.
-        let from = cursor_of(height_arg(req.get_ref().from_height, "from_height")?.max(1), 0).saturating_sub(1);
+        let from = cursor_of(from_height, 0).saturating_sub(1);
+        let until = match height_arg(r.until_height, "until_height")? {
+            0 => None,
+            h => Some(h),
+        };
         let stall = ctx.limits.stream_idle(&caller);
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(async move {
-            let _permit = permit;
-            large_loop(ctx, from, tx, stall).await;
-        });
+        // A range that ends before it starts holds nothing: the stream ends at once.
+        if until.is_none_or(|u| u >= from_height) {
+            tokio::spawn(async move {
+                let _permit = permit;
+                large_loop(ctx, from, until, tx, stall).await;
+            });
+        }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -191,9 +200,10 @@ impl CentralBankService for CentralBankSvc {
         } else {
             Some(account_id(&r.after, "after")?)
         };
-        let limit = if r.limit == 0 { 100 } else { r.limit }.min(self.ctx.limits.max_page) as usize;
+        let limit = page_limit(&self.ctx, r.limit);
         let ctx = self.ctx.clone();
-        // A full scan of the accounts: run it off the async threads.
+        // A scan of the accounts family from `after` on (through all of it
+        // for a filter few match): off the async threads.
         let page = tokio::task::spawn_blocking(move || account_page(&ctx, status, bank, after, limit))
             .await
             .map_err(internal)??;
@@ -211,22 +221,14 @@ fn account_page(
     limit: usize,
 ) -> Result<pb::AccountPage, Status> {
     let params = ctx.pipeline.view().params.clone();
-    let accounts = ctx.store.all_accounts().map_err(internal)?;
-    // `all_accounts` is in id order: start just past `after`.
-    let start = match after {
-        Some(a) => accounts.partition_point(|x| x.id <= a),
-        None => 0,
-    };
-    let mut matching = accounts[start..]
-        .iter()
-        .filter(|a| status.is_none_or(|s| a.status == s) && bank.is_none_or(|b| a.bank == b));
+    let (accounts, more) = ctx
+        .store
+        .accounts_after(after.as_ref(), limit, |a| {
+            status.is_none_or(|s| a.status == s) && bank.is_none_or(|b| a.bank == b)
+        })
+        .map_err(internal)?;
     let now = now_ms();
-    let page: Vec<pb::Account> = matching
-        .by_ref()
-        .take(limit)
-        .map(|a| account_pb(a, &params, now))
-        .collect();
-    let more = matching.next().is_some();
+    let page: Vec<pb::Account> = accounts.iter().map(|a| account_pb(a, &params, now)).collect();
     Ok(pb::AccountPage {
         next: page.last().map(|a| a.id.clone()).unwrap_or_default(),
         accounts: page,
@@ -276,24 +278,47 @@ pub fn supply_report(ctx: &Ctx) -> Result<pb::SupplyReport, Status> {
     })
 }
 
-/// Streams large payments after `from`: first from the store, then live. A
-/// reader that stops reading for `stall` is dropped.
+/// Streams large payments after `from`: first from the store, then live.
+/// With `until`, only those in blocks up to that height, and the stream
+/// ends (OK) once they are all sent: at once when the block is committed,
+/// else when it is. A reader that stops reading for `stall` is dropped.
 async fn large_loop(
     ctx: Arc<Ctx>,
     mut from: u64,
+    until: Option<u64>,
     tx: mpsc::Sender<Result<pb::LargePaymentReport, Status>>,
     stall: std::time::Duration,
 ) {
+    let in_range = |c: u64| until.is_none_or(|u| cursor_parts(c).0 <= u);
+    // A bounded stream must not end as if complete when it is cut short.
+    let cut_short = |why: &str| {
+        reason_status(
+            Reason::Unavailable,
+            format!("{why} before every large payment up to until_height was sent; resume after the last one received"),
+        )
+    };
     loop {
         let mut live = ctx.commits.subscribe();
+        // What is stored, up to the committed head (read first: every large
+        // payment of the blocks up to it is in the store).
+        let head = match ctx.store.head_height() {
+            Ok(h) => h,
+            Err(e) => {
+                deliver(&tx, Err(internal(e)), stall).await;
+                return;
+            }
+        };
         loop {
-            let cursors = match ctx.store.large_payments(from, 512) {
+            let mut cursors = match ctx.store.large_payments(from, 512) {
                 Ok(c) => c,
                 Err(e) => {
                     deliver(&tx, Err(internal(e)), stall).await;
                     return;
                 }
             };
+            let full = cursors.len() == 512;
+            let before = cursors.len();
+            cursors.retain(|&c| in_range(c));
             if cursors.is_empty() {
                 break;
             }
@@ -311,16 +336,28 @@ async fn large_loop(
                     return;
                 }
             }
+            if !full || cursors.len() < before {
+                // The end of the store, or of the range.
+                break;
+            }
+        }
+        if until.is_some_and(|u| head >= u) {
+            return;
         }
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
-                _ = ctx.shutting_down() => return,
+                _ = ctx.shutting_down() => {
+                    if until.is_some() {
+                        deliver(&tx, Err(cut_short("the node is shutting down")), stall).await;
+                    }
+                    return;
+                }
                 ev = live.recv() => match ev {
                     Ok(block) => {
                         for (i, a) in block.ops.iter().enumerate() {
                             let c = cursor_of(block.header.height, i as u32);
-                            if !a.large || c <= from {
+                            if !a.large || c <= from || !in_range(c) {
                                 continue;
                             }
                             from = c;
@@ -329,9 +366,17 @@ async fn large_loop(
                                 return;
                             }
                         }
+                        if until.is_some_and(|u| block.header.height >= u) {
+                            return;
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        if until.is_some() {
+                            deliver(&tx, Err(cut_short("the node stopped committing")), stall).await;
+                        }
+                        return;
+                    }
                 }
             }
         }

@@ -190,11 +190,7 @@ pub fn history_page(
     cursor: u64,
     limit: u32,
 ) -> Result<Response<pb::HistoryPage>, Status> {
-    let limit = if limit == 0 {
-        100
-    } else {
-        limit.min(ctx.limits.max_page)
-    } as usize;
+    let limit = page_limit(ctx, limit);
     let mut cursors = ctx.store.history(account, cursor, limit + 1).map_err(internal)?;
     let more = cursors.len() > limit;
     cursors.truncate(limit);
