@@ -315,6 +315,14 @@ async fn admin_runs_banks_phase_limits_and_threshold() {
     assert_eq!(v["phase"], "business");
     let before = t.state_hash().await;
     unconfirmed(&t, admin(&t, &["--json", "phase", "retail"]).await, &before).await;
+    // Each phase's question says what that phase means.
+    let o = admin(&t, &["--json", "phase", "business"]).await;
+    let question = o.json()["message"].as_str().unwrap_or_default().to_string();
+    unconfirmed(&t, o, &before).await;
+    assert!(
+        question.contains("business wallets only") && !question.contains("retail wallets for the public"),
+        "{question}"
+    );
     ok(&admin(&t, &["--json", "--yes", "phase", "retail"]).await);
     assert_eq!(chain_info(&t).await.phase, pb::Phase::Retail as i32);
     let v = ok(&bank(&t, &["--json", "open-account", "--account", &ra, "--kind", "retail"]).await);
@@ -655,6 +663,25 @@ async fn bank_opens_lists_and_closes_a_wallet_with_statement_and_blocks() {
     c.pay(&client, wallet(&t, 0).account_id(), 351_75, "empty it")
         .await
         .unwrap();
+    // Both amount columns are signed from the account's side: in and out.
+    let o = bank(&t, &["statement", "--account", &ca, "--csv"]).await;
+    let rows = o.csv();
+    let col = |h: &str| rows[0].iter().position(|x| x == h).unwrap();
+    let (dir, rub, kop) = (col("DIRECTION"), col("AMOUNT_RUB"), col("AMOUNT_KOPECKS"));
+    let out = rows.last().unwrap();
+    assert_eq!(
+        (out[dir].as_str(), out[rub].as_str(), out[kop].as_str()),
+        ("out", "-351.75", "-35175"),
+        "{o:?}"
+    );
+    let first_in = &rows[2];
+    assert_eq!(
+        (first_in[dir].as_str(), first_in[rub].as_str(), first_in[kop].as_str()),
+        ("in", "+250.75", "25075"),
+        "{o:?}"
+    );
+    let total: i64 = rows[1..].iter().map(|r| r[kop].parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 0, "the signed kopecks add up to the balance: {o:?}");
     ok(&bank(&t, &["--json", "--yes", "close-account", "--account", &ca]).await);
     assert_eq!(
         account(&t, client.account_id()).await.status,
@@ -872,6 +899,52 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     let other_key = t.path().join("pki/central-bank-key.pem");
     let o = bank(&t, &["--json", "--cert-key", other_key.to_str().unwrap(), "settlement"]).await;
     assert_eq!(o.code, 4, "{o:?}");
+    // A client certificate from another CA, which the node refuses in the TLS
+    // handshake (in TLS 1.3 its alert comes with the first call, not at
+    // connect); and a CA the node's certificate does not chain to.
+    let other_ca = ruble_gateway::pki::generate_ca().unwrap();
+    other_ca
+        .issue_client(&ruble_gateway::auth::Participant::CentralBank)
+        .unwrap()
+        .write(t.path(), "foreign")
+        .unwrap();
+    let foreign_ca = t.path().join("foreign-ca.pem");
+    std::fs::write(&foreign_ca, other_ca.cert_pem()).unwrap();
+    let (fc, fk) = (t.path().join("foreign.pem"), t.path().join("foreign-key.pem"));
+    let (fc, fk, fca) = (fc.to_str().unwrap(), fk.to_str().unwrap(), foreign_ca.to_str().unwrap());
+    for (name, command) in [("ruble-admin", "supply"), ("ruble-bank", "settlement")] {
+        let o = run_with(
+            name,
+            &["--dev-dir", &d, "--cert", fc, "--cert-key", fk, "--json", command],
+            &[],
+        )
+        .await;
+        assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("CERTIFICATE")), "{o:?}");
+        assert!(
+            o.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("refused our client certificate"),
+            "{o:?}"
+        );
+        let o = run_with(name, &["--dev-dir", &d, "--ca", fca, "--json", command], &[]).await;
+        assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("CERTIFICATE")), "{o:?}");
+    }
+    // A certificate of the wrong role: the central bank's on the bank service.
+    let cb_cert = t.path().join("pki/central-bank.pem");
+    let o = bank(
+        &t,
+        &[
+            "--json",
+            "--cert",
+            cb_cert.to_str().unwrap(),
+            "--cert-key",
+            other_key.to_str().unwrap(),
+            "settlement",
+        ],
+    )
+    .await;
+    assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("WRONG_ROLE")), "{o:?}");
 
     // 4: a wrong passphrase on an encrypted key; the right one (flag or
     // variable) works; none without a terminal is a key problem too.
@@ -881,7 +954,14 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
         .unwrap();
     let e = enc.to_str().unwrap();
     let issue = ["--json", "--key", e, "issue", "--bank", &b0, "--amount", "1"];
-    let o = admin(&t, &[&["--passphrase", "wrong"], &issue[..]].concat()).await;
+    // Passphrases from files (its line end is not part of it), not on the command line.
+    let pass_file = |name: &str, text: &str| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (wrong, right) = (pass_file("wrong.pass", "wrong\n"), pass_file("right.pass", "right\n"));
+    let o = admin(&t, &[&["--passphrase-file", wrong.as_str()], &issue[..]].concat()).await;
     assert_eq!(
         (o.code, o.json()["error"].as_str()),
         (4, Some("WRONG_PASSPHRASE")),
@@ -889,7 +969,29 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     );
     let o = admin(&t, &issue).await;
     assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("KEY_FILE")), "{o:?}");
-    assert!(o.all().contains("RUBLE_CB_PASSPHRASE"), "{o:?}");
+    assert!(
+        o.all().contains("RUBLE_CB_PASSPHRASE") && o.all().contains("--passphrase-file"),
+        "{o:?}"
+    );
+    // A passphrase file that cannot be read is a key problem; a file and
+    // --passphrase together are a usage error.
+    let nope = t.path().join("no-such.pass");
+    let o = admin(
+        &t,
+        &[&["--passphrase-file", nope.to_str().unwrap()], &issue[..]].concat(),
+    )
+    .await;
+    assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("KEY_FILE")), "{o:?}");
+    let o = admin(
+        &t,
+        &[
+            &["--passphrase-file", right.as_str(), "--passphrase", "right"],
+            &issue[..],
+        ]
+        .concat(),
+    )
+    .await;
+    assert_eq!(o.code, 1, "{o:?}");
     // A key that is not the central bank's.
     let k1 = t.key_file("business-1");
     let o = admin(
@@ -927,8 +1029,7 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     assert_eq!(t.state_hash().await, before, "no failure above changed anything");
 
     let s0 = t.supply().await.issued;
-    let o = admin(&t, &[&["--passphrase", "right"], &issue[..]].concat()).await;
-    ok(&o);
+    ok(&admin(&t, &[&["--passphrase-file", right.as_str()], &issue[..]].concat()).await);
     let o = run_with(
         "ruble-admin",
         &[&["--dev-dir", d.as_str()], &issue[..]].concat(),
@@ -936,7 +1037,20 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     )
     .await;
     ok(&o);
-    assert_eq!(t.supply().await.issued, s0 + 2_00);
+    // The file goes before the variable; --passphrase still works (visible in `ps`).
+    let o = run_with(
+        "ruble-admin",
+        &[
+            &["--dev-dir", d.as_str(), "--passphrase-file", right.as_str()],
+            &issue[..],
+        ]
+        .concat(),
+        &[("RUBLE_CB_PASSPHRASE", "wrong")],
+    )
+    .await;
+    ok(&o);
+    ok(&admin(&t, &[&["--passphrase", "right"], &issue[..]].concat()).await);
+    assert_eq!(t.supply().await.issued, s0 + 4_00);
 
     // A bank's encrypted key: the wrong passphrase is 4.
     let benc = t.path().join("bank-encrypted.json");
@@ -954,7 +1068,8 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
         "--kind",
         "business",
     ];
-    let o = bank(&t, &[&["--passphrase", "nope"], &open[..]].concat()).await;
+    let nope = pass_file("nope.pass", "nope");
+    let o = bank(&t, &[&["--passphrase-file", nope.as_str()], &open[..]].concat()).await;
     assert_eq!(
         (o.code, o.json()["error"].as_str()),
         (4, Some("WRONG_PASSPHRASE")),
@@ -967,13 +1082,26 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     )
     .await;
     ok(&o);
+    let bank_pass = pass_file("bank.pass", "bank pass\n");
+    let fresh = WalletKey::generate().address().to_string();
+    let open = [
+        "--json",
+        "--key",
+        benc.to_str().unwrap(),
+        "open-account",
+        "--account",
+        &fresh,
+        "--kind",
+        "business",
+    ];
+    ok(&bank(&t, &[&["--passphrase-file", bank_pass.as_str()], &open[..]].concat()).await);
 
     // The `ruble-node init` layout: --network-dir, passphrase from the variable.
     let net = tempfile::tempdir().unwrap();
     network_dir(&t, net.path(), "network pass");
     let n = net.path().to_str().unwrap();
     let v = ok(&run_with("ruble-admin", &["--network-dir", n, "--json", "supply"], &[]).await);
-    assert_eq!(v["supply"]["issued_kopecks"].as_u64(), Some(s0 + 2_00));
+    assert_eq!(v["supply"]["issued_kopecks"].as_u64(), Some(s0 + 4_00));
     let o = run_with(
         "ruble-admin",
         &["--network-dir", n, "--json", "issue", "--bank", &b0, "--amount", "3"],
@@ -981,14 +1109,14 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     )
     .await;
     ok(&o);
-    assert_eq!(t.supply().await.issued, s0 + 5_00);
+    assert_eq!(t.supply().await.issued, s0 + 7_00);
     let o = run_with(
         "ruble-admin",
         &[
             "--network-dir",
             n,
-            "--passphrase",
-            "wrong",
+            "--passphrase-file",
+            &wrong,
             "--json",
             "threshold",
             "--amount",
@@ -1267,5 +1395,398 @@ async fn list_accounts_pages_filters_and_is_for_the_central_bank_only() {
         ],
     )
     .await;
-    refused(&o, "WRONG_ROLE");
+    // A certificate of the wrong role is a certificate problem (4), not a refusal.
+    assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("WRONG_ROLE")), "{o:?}");
+}
+
+/// Admits a bank named `name` (directly over the API); its key.
+async fn admit(t: &TestNode, name: &str) -> WalletKey {
+    let k = WalletKey::generate();
+    t.cb(Role::CentralBank)
+        .await
+        .admit_bank(req(&sign(
+            &t.cb_key(),
+            Op::AdmitBank {
+                bank: k.account_id(),
+                name: name.into(),
+            },
+        )))
+        .await
+        .unwrap();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_name_two_banks_share_is_refused_with_both_addresses() {
+    let t = TestNode::start().await;
+    // The ledger does not make names unique.
+    let (a, b) = (admit(&t, "Twin Bank").await, admit(&t, "Twin Bank").await);
+    let before = t.state_hash().await;
+    for args in [
+        &["--json", "issue", "--bank", "Twin Bank", "--amount", "1"][..],
+        &["--json", "--yes", "redeem", "--bank", "Twin Bank", "--amount", "1"],
+        &["--json", "--yes", "suspend-bank", "--bank", "Twin Bank"],
+        &["--json", "accounts", "--bank", "Twin Bank"],
+    ] {
+        let o = admin(&t, args).await;
+        assert_eq!(
+            (o.code, o.json()["error"].as_str()),
+            (1, Some("AMBIGUOUS_BANK")),
+            "{args:?}: {o:?}"
+        );
+        let m = o.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            m.contains(&a.address().to_string()) && m.contains(&b.address().to_string()),
+            "{o:?}"
+        );
+    }
+    let o = admin(&t, &["issue", "--bank", "Twin Bank", "--amount", "1"]).await;
+    assert!(o.code == 1 && o.stderr.contains(&b.address().to_string()), "{o:?}");
+    assert_eq!(t.state_hash().await, before, "nothing was paid");
+    // By address, exactly the bank named is paid.
+    ok(&admin(
+        &t,
+        &[
+            "--json",
+            "issue",
+            "--bank",
+            &a.address().to_string(),
+            "--amount",
+            "2.50",
+        ],
+    )
+    .await);
+    assert_eq!(
+        (t.balance(a.account_id()).await, t.balance(b.account_id()).await),
+        (2_50, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ruble_yes_in_the_environment_confirms_nothing() {
+    let t = TestNode::start().await;
+    let pa = wallet(&t, 0).address().to_string();
+    let d = dev(&t);
+    let before = t.state_hash().await;
+    for name in ["ruble-admin", "ruble-bank"] {
+        for yes in ["true", "1"] {
+            let o = run_with(
+                name,
+                &["--dev-dir", &d, "--json", "freeze", "--account", &pa],
+                &[("RUBLE_YES", yes)],
+            )
+            .await;
+            unconfirmed(&t, o, &before).await;
+        }
+    }
+    // --yes itself answers.
+    ok(&run_with(
+        "ruble-bank",
+        &["--dev-dir", &d, "--json", "--yes", "freeze", "--account", &pa],
+        &[],
+    )
+    .await);
+    assert_eq!(
+        account(&t, wallet(&t, 0).account_id()).await.status,
+        pb::AccountStatus::Frozen as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_chosen_by_others_is_neither_a_formula_in_csv_nor_a_terminal_escape() {
+    let t = TestNode::start().await;
+    let c = t.sdk().await;
+    let payee = wallet(&t, 2); // bank 0's client, as is the payer
+    let purposes = [
+        "=HYPERLINK(\"http://x.example/\",\"invoice\")",
+        "+7 495 123-45-67",
+        "-1+2",
+        "@SUM(A1:A9)",
+        "\tindented",
+        "\u{1b}]0;owned\u{7}\u{1b}[2Jpaid in full",
+    ];
+    for p in purposes {
+        c.pay(&wallet(&t, 0), payee.account_id(), 1, p).await.unwrap();
+    }
+    let pa = payee.address().to_string();
+
+    // CSV keeps the text but starts a would-be formula with '; amounts stay numbers.
+    let o = bank(&t, &["statement", "--account", &pa, "--all", "--csv"]).await;
+    let rows = o.csv();
+    let col = |h: &str| rows[0].iter().position(|x| x == h).unwrap();
+    let got: Vec<&str> = rows[1..].iter().map(|r| r[col("PURPOSE")].as_str()).collect();
+    for p in &purposes[..5] {
+        assert!(got.contains(&format!("'{p}").as_str()), "{p:?} in {got:?}");
+    }
+    assert!(got.contains(&purposes[5]), "{got:?}");
+    assert!(
+        rows[1..]
+            .iter()
+            .all(|r| r[col("AMOUNT_KOPECKS")].parse::<i64>().is_ok()),
+        "{o:?}"
+    );
+    // A bank's name too, in the central bank's CSV.
+    admit(&t, "=cmd|' /C calc'!A0\u{1b}[31m").await;
+    let o = admin(&t, &["supply", "--csv"]).await;
+    let rows = o.csv();
+    assert!(rows.iter().any(|r| r[1] == "'=cmd|' /C calc'!A0\u{1b}[31m"), "{o:?}");
+
+    // Tables for people carry no control character: ESC and BEL are shown escaped.
+    let o = bank(&t, &["statement", "--account", &pa, "--all"]).await;
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(!o.stdout.contains('\u{1b}') && !o.stdout.contains('\u{7}'), "{o:?}");
+    assert!(o.stdout.contains("\\u{1b}]0;owned\\u{7}"), "{o:?}");
+    assert!(o.stdout.contains("\\tindented"), "{o:?}");
+    for args in [&["supply"][..], &["report", "--section", "supply"]] {
+        let o = admin(&t, args).await;
+        assert!(o.code == 0 && !o.stdout.contains('\u{1b}'), "{o:?}");
+        assert!(o.stdout.contains("\\u{1b}[31m"), "{o:?}");
+    }
+    let h = chain_info(&t).await.height.to_string();
+    let o = bank(&t, &["blocks", "--from-height", "1", "--csv"]).await;
+    assert_eq!(o.code, 0, "{o:?}");
+    let o = bank(&t, &["blocks", "--from-height", &h]).await;
+    assert!(o.code == 0 && !o.stdout.contains('\u{1b}'), "{o:?}");
+}
+
+/// A stand-in for a node behind a slow or stalled link: chain info and a
+/// supply at `head`, and a large-payment stream that sends the records in
+/// `first`, goes quiet for `gap` (for good with `None`), sends the rest, and
+/// ends once it has sent everything up to the requested `until_height`.
+#[derive(Clone)]
+struct SlowNode {
+    head: u64,
+    first: Vec<pb::OperationRecord>,
+    rest: Vec<pb::OperationRecord>,
+    gap: Option<Duration>,
+    /// (from_height, until_height) of every StreamLargePayments call.
+    asked: std::sync::Arc<std::sync::Mutex<Vec<(u64, u64)>>>,
+}
+
+fn large_record(height: u64, cursor: u64) -> pb::OperationRecord {
+    pb::OperationRecord {
+        tx_id: vec![cursor as u8; 32],
+        cursor,
+        height,
+        kind: "transfer".into(),
+        amount: 600_000_00 + cursor,
+        purpose: format!("large {cursor}"),
+        large: true,
+        ..Default::default()
+    }
+}
+
+type Rpc<T> = Result<tonic::Response<T>, tonic::Status>;
+
+/// `impl $trait for SlowNode` with `$body`, and the RPCs listed after
+/// `unimplemented` answering UNIMPLEMENTED. (One macro: `async_trait` must
+/// see every method.)
+macro_rules! slow_node_service {
+    ($trait:path { $($body:tt)* } unimplemented { $($name:ident($req:ident) -> $resp:ident;)* }) => {
+        #[tonic::async_trait]
+        impl $trait for SlowNode {
+            $($body)*
+            $(async fn $name(&self, _: tonic::Request<pb::$req>) -> Rpc<pb::$resp> {
+                Err(tonic::Status::unimplemented(stringify!($name)))
+            })*
+        }
+    };
+}
+
+type Unused<T> = futures::stream::Empty<Result<T, tonic::Status>>;
+
+slow_node_service! {
+    pb::wallet_service_server::WalletService {
+        type SubmitStreamStream = Unused<pb::SubmitResult>;
+        type WatchIncomingStream = Unused<pb::IncomingPayment>;
+        async fn get_chain_info(&self, _: tonic::Request<pb::GetChainInfoRequest>) -> Rpc<pb::ChainInfo> {
+            Ok(tonic::Response::new(pb::ChainInfo {
+                chain_id: "slow".into(),
+                height: self.head,
+                max_validity_ms: 600_000,
+                timestamp_ms: now_ms(),
+                central_bank: vec![7; 32],
+                ..Default::default()
+            }))
+        }
+        async fn submit_stream(
+            &self,
+            _: tonic::Request<tonic::Streaming<pb::SubmitRequest>>,
+        ) -> Rpc<Self::SubmitStreamStream> {
+            Err(tonic::Status::unimplemented("submit_stream"))
+        }
+        async fn watch_incoming(&self, _: tonic::Request<pb::WatchIncomingRequest>) -> Rpc<Self::WatchIncomingStream> {
+            Err(tonic::Status::unimplemented("watch_incoming"))
+        }
+    }
+    unimplemented {
+        submit(SubmitRequest) -> SubmitResult;
+        submit_batch(SubmitBatchRequest) -> SubmitBatchResponse;
+        get_receipt(GetReceiptRequest) -> OperationRecord;
+        get_account(GetAccountRequest) -> Account;
+        get_history(GetHistoryRequest) -> HistoryPage;
+    }
+}
+
+slow_node_service! {
+    pb::central_bank_service_server::CentralBankService {
+        type StreamLargePaymentsStream =
+            tokio_stream::wrappers::ReceiverStream<Result<pb::LargePaymentReport, tonic::Status>>;
+        async fn get_supply(&self, _: tonic::Request<pb::GetSupplyRequest>) -> Rpc<pb::SupplyReport> {
+            Ok(tonic::Response::new(pb::SupplyReport {
+                height: self.head,
+                ..Default::default()
+            }))
+        }
+        async fn stream_large_payments(
+            &self,
+            r: tonic::Request<pb::StreamLargePaymentsRequest>,
+        ) -> Rpc<Self::StreamLargePaymentsStream> {
+            let (from, until) = (r.get_ref().from_height, r.get_ref().until_height);
+            self.asked.lock().unwrap().push((from, until));
+            let wanted = move |rec: &pb::OperationRecord| rec.height >= from && (until == 0 || rec.height <= until);
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let me = self.clone();
+            tokio::spawn(async move {
+                for rec in me.first.iter().filter(|x| wanted(x)) {
+                    let _ = tx.send(Ok(pb::LargePaymentReport { record: Some(rec.clone()) })).await;
+                }
+                match me.gap {
+                    Some(g) => tokio::time::sleep(g).await,
+                    None => std::future::pending::<()>().await,
+                }
+                for rec in me.rest.iter().filter(|x| wanted(x)) {
+                    let _ = tx.send(Ok(pb::LargePaymentReport { record: Some(rec.clone()) })).await;
+                }
+                if until == 0 {
+                    // Following: live payments would come; none do.
+                    tx.closed().await;
+                }
+            });
+            Ok(tonic::Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        }
+    }
+    unimplemented {
+        issue(SubmitRequest) -> SubmitResult;
+        redeem(SubmitRequest) -> SubmitResult;
+        admit_bank(SubmitRequest) -> SubmitResult;
+        suspend_bank(SubmitRequest) -> SubmitResult;
+        set_phase(SubmitRequest) -> SubmitResult;
+        set_limits(SubmitRequest) -> SubmitResult;
+        set_reporting_threshold(SubmitRequest) -> SubmitResult;
+        freeze_account(SubmitRequest) -> SubmitResult;
+        unfreeze_account(SubmitRequest) -> SubmitResult;
+        get_any_account(GetClientAccountRequest) -> Account;
+        get_block(GetBlockRequest) -> BlockEvent;
+        list_accounts(ListAccountsRequest) -> AccountPage;
+    }
+}
+
+/// Serves `node` with the dev PKI of `t` (mutual TLS); its endpoint.
+async fn serve_slow_node(t: &TestNode, node: SlowNode) -> String {
+    use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+    let pki = |f: &str| std::fs::read_to_string(t.path().join("pki").join(f)).unwrap();
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(pki("server.pem"), pki("server-key.pem")))
+        .client_ca_root(Certificate::from_pem(pki("ca.pem")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .add_service(pb::wallet_service_server::WalletServiceServer::new(node.clone()))
+        .add_service(pb::central_bank_service_server::CentralBankServiceServer::new(node))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    tokio::spawn(server);
+    format!("https://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_payments_is_complete_through_a_quiet_node_and_fails_on_a_stalled_one() {
+    let t = TestNode::start().await;
+    let d = dev(&t);
+    // Head 3; the stream pauses for 3 s after the first two records (more
+    // than the 2 s of silence once taken for the end of the stored part).
+    let quiet = SlowNode {
+        head: 3,
+        first: vec![large_record(1, 11), large_record(1, 12)],
+        rest: vec![large_record(2, 21), large_record(3, 31), large_record(4, 41)],
+        gap: Some(Duration::from_secs(3)),
+        asked: Default::default(),
+    };
+    let ep = serve_slow_node(&t, quiet.clone()).await;
+    let v = ok(&run_with(
+        "ruble-admin",
+        &["--dev-dir", &d, "--endpoint", &ep, "--json", "large-payments"],
+        &[],
+    )
+    .await);
+    let cursors: Vec<u64> = v["large_payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        cursors,
+        [11, 12, 21, 31],
+        "every payment up to the head, none above: {v}"
+    );
+    assert_eq!((v["to_height"].as_u64(), v["head_height"].as_u64()), (Some(3), Some(3)));
+    // The head is read first and asked for as the stream's end.
+    assert_eq!(quiet.asked.lock().unwrap().as_slice(), [(1, 3)]);
+    // The report's period end likewise.
+    let v = ok(&run_with(
+        "ruble-admin",
+        &[
+            "--dev-dir",
+            &d,
+            "--endpoint",
+            &ep,
+            "--json",
+            "report",
+            "--section",
+            "large-payments",
+            "--since",
+            "1",
+            "--until",
+            "2",
+        ],
+        &[],
+    )
+    .await);
+    assert_eq!(v["large_payments"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(quiet.asked.lock().unwrap().last(), Some(&(1, 2)));
+
+    // A node that stalls for good fails the listing (3), after its retries,
+    // rather than printing what came before the stall.
+    let stalled = SlowNode {
+        gap: None,
+        asked: Default::default(),
+        ..quiet
+    };
+    let ep = serve_slow_node(&t, stalled.clone()).await;
+    let o = run_with(
+        "ruble-admin",
+        &[
+            "--dev-dir",
+            &d,
+            "--endpoint",
+            &ep,
+            "--timeout",
+            "2s",
+            "--json",
+            "large-payments",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!((o.code, o.json()["error"].as_str()), (3, Some("UNREACHABLE")), "{o:?}");
+    assert!(o.json().get("large_payments").is_none(), "{o:?}");
+    // Each retry resumed from the last record received.
+    let asked = stalled.asked.lock().unwrap().clone();
+    assert!(
+        asked.len() > 1 && asked.iter().all(|&(from, until)| from == 1 && until == 3),
+        "{asked:?}"
+    );
 }

@@ -250,12 +250,20 @@ async fn watch_sees_every_incoming_payment_once_across_a_restart() {
 }
 
 fn cli(t: &TestNode, args: &[&str]) -> (i32, serde_json::Value) {
+    cli_env(t, args, &[])
+}
+
+/// `ruble-wallet --dev-dir <t> --json ARGS` with `env` set (and no
+/// terminal); its exit code and last line of JSON.
+fn cli_env(t: &TestNode, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value) {
     let out = std::process::Command::new(bin("ruble-wallet"))
         .arg("--dev-dir")
         .arg(t.path())
         .arg("--json")
         .args(args)
         .env_remove("RUBLE_WALLET_PASSPHRASE")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -272,15 +280,31 @@ async fn cli_main_commands_with_json() {
     let k1 = key1.to_str().unwrap();
     let newkey = t.path().join("new.json");
     let nk = newkey.to_str().unwrap();
-    // keygen (encrypted) and address.
-    let (code, v) =
-        tokio::task::block_in_place(|| cli(&t, &["--passphrase", "s3cret", "keygen", "--out", nk, "--encrypt"]));
+    // keygen (encrypted) and address; passphrases from the variable or a
+    // file, and --passphrase still (visible in `ps`).
+    let secret = [("RUBLE_WALLET_PASSPHRASE", "s3cret")];
+    let (code, v) = tokio::task::block_in_place(|| cli_env(&t, &["keygen", "--out", nk, "--encrypt"], &secret));
     assert_eq!(code, 0, "{v}");
     let addr_new = v["address"].as_str().unwrap().to_string();
+    let pass_file = |name: &str, text: &str| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (right, wrong) = (pass_file("right.pass", "s3cret\n"), pass_file("wrong.pass", "wrong\n"));
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase-file", &right, "address"]));
+    assert_eq!((code, v["address"].as_str().unwrap()), (0, addr_new.as_str()));
     let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "s3cret", "address"]));
     assert_eq!((code, v["address"].as_str().unwrap()), (0, addr_new.as_str()));
-    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "wrong", "address"]));
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase-file", &wrong, "address"]));
     assert_eq!((code, v["error"].as_str().unwrap()), (4, "WRONG_PASSPHRASE"));
+    // No passphrase and no terminal to ask on: a key problem that says how to give one.
+    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "address"]));
+    assert_eq!((code, v["error"].as_str().unwrap()), (4, "KEY_FILE"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("RUBLE_WALLET_PASSPHRASE"),
+        "{v}"
+    );
     // balance, pay, history, receipt, watch.
     let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", k1, "balance"]));
     assert_eq!(code, 0, "{v}");
@@ -339,7 +363,7 @@ async fn cli_main_commands_with_json() {
     let (code, v) =
         tokio::task::block_in_place(|| cli(&t, &["--key", k1, "pay", "--to", &to, "--amount", "99999999999"]));
     assert_eq!((code, v["error"].as_str()), (2, Some("INSUFFICIENT_FUNDS")));
-    let (code, v) = tokio::task::block_in_place(|| cli(&t, &["--key", nk, "--passphrase", "s3cret", "balance"]));
+    let (code, v) = tokio::task::block_in_place(|| cli_env(&t, &["--key", nk, "balance"], &secret));
     assert_eq!((code, v["error"].as_str()), (2, Some("UNKNOWN_ACCOUNT")));
     let (code, v) = tokio::task::block_in_place(|| {
         cli(
@@ -356,6 +380,23 @@ async fn cli_main_commands_with_json() {
         )
     });
     assert_eq!((code, v["error"].as_str()), (3, Some("UNREACHABLE")));
+    // The exit codes are the operator CLIs': a CA file that cannot be read
+    // is a certificate problem (4; it was a usage error, 1) ...
+    let ep = t.endpoint();
+    let (code, v) = tokio::task::block_in_place(|| {
+        cli(
+            &t,
+            &["--endpoint", &ep, "--ca", "/nonexistent/ca.pem", "--key", k1, "balance"],
+        )
+    });
+    assert_eq!((code, v["error"].as_str()), (4, Some("CERTIFICATE")), "{v}");
+    // ... and a command-line mistake is 1 (it was clap's 2, the code of a refusal).
+    let out = std::process::Command::new(bin("ruble-wallet"))
+        .args(["--json", "no-such-command"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
 /// Runs `txgen` against `t` with `args` (output files in `out`); its exit

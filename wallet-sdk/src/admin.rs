@@ -6,20 +6,18 @@
 //! once, the same bytes resent on every retry, so a retry after a lost answer
 //! gets the original receipt (`duplicate`) and never acts twice.
 
-use std::time::Duration;
+use std::sync::Mutex;
 
 use futures::Stream;
 use ruble_ledger::codec::{Op, SignedOp, MAX_NAME_BYTES};
 use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::client::{
-    account_from, block_from, limits_from, record_from, result_from, AccountInfo, Block, Client, ClientBuilder,
-    Payment, Record,
+    account_from, block_from, limits_from, record_from, result_from, submit_request, AccountInfo, Block, Client,
+    ClientBuilder, Payment, Record,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Address, WalletKey};
@@ -106,15 +104,6 @@ pub struct LargePayments {
     pub records: Vec<Record>,
 }
 
-pub(crate) fn submit_request(op: &SignedOp) -> pb::SubmitRequest {
-    pb::SubmitRequest {
-        operation: Some(pb::SignedOperation {
-            body: op.body_bytes.clone(),
-            signature: op.signature.to_vec(),
-        }),
-    }
-}
-
 /// The central bank's client. Cheap to clone; clones share the connection.
 ///
 /// ```no_run
@@ -190,38 +179,27 @@ impl AdminClient {
     /// operation that had committed comes back with its original receipt.
     pub async fn submit(&self, op: &SignedOp) -> Result<Payment> {
         let req = submit_request(op);
-        let which = match &op.body.op {
-            Op::Issue { .. } => 0,
-            Op::Redeem { .. } => 1,
-            Op::AdmitBank { .. } => 2,
-            Op::SuspendBank { .. } => 3,
-            Op::SetPhase { .. } => 4,
-            Op::SetLimits { .. } => 5,
-            Op::SetReportingThreshold { .. } => 6,
-            Op::Freeze { .. } => 7,
-            Op::Unfreeze { .. } => 8,
-            other => {
-                return Err(Error::Config(format!(
-                    "{} is not a central-bank operation",
-                    other.name()
-                )))
-            }
-        };
         self.client
             .with_retries(|| {
                 let mut cb = self.cb.clone();
                 let r = self.client.request(req.clone());
                 async move {
-                    let resp = match which {
-                        0 => cb.issue(r).await,
-                        1 => cb.redeem(r).await,
-                        2 => cb.admit_bank(r).await,
-                        3 => cb.suspend_bank(r).await,
-                        4 => cb.set_phase(r).await,
-                        5 => cb.set_limits(r).await,
-                        6 => cb.set_reporting_threshold(r).await,
-                        7 => cb.freeze_account(r).await,
-                        _ => cb.unfreeze_account(r).await,
+                    let resp = match &op.body.op {
+                        Op::Issue { .. } => cb.issue(r).await,
+                        Op::Redeem { .. } => cb.redeem(r).await,
+                        Op::AdmitBank { .. } => cb.admit_bank(r).await,
+                        Op::SuspendBank { .. } => cb.suspend_bank(r).await,
+                        Op::SetPhase { .. } => cb.set_phase(r).await,
+                        Op::SetLimits { .. } => cb.set_limits(r).await,
+                        Op::SetReportingThreshold { .. } => cb.set_reporting_threshold(r).await,
+                        Op::Freeze { .. } => cb.freeze_account(r).await,
+                        Op::Unfreeze { .. } => cb.unfreeze_account(r).await,
+                        other @ (Op::Transfer { .. } | Op::OpenAccount { .. } | Op::CloseAccount { .. }) => {
+                            return Err(Error::Config(format!(
+                                "{} is not a central-bank operation",
+                                other.name()
+                            )))
+                        }
                     };
                     result_from(resp?.into_inner())
                 }
@@ -417,75 +395,65 @@ impl AdminClient {
     }
 
     /// The large payments committed from `from_height` up to `until_height`
-    /// (inclusive) or the head, whichever is lower, then stops.
+    /// (inclusive) or the head, whichever is lower, oldest first.
     ///
-    /// `StreamLargePayments` sends what is stored, then waits for new blocks;
-    /// it does not say when the stored part ends. So the listing ends at the
-    /// first record past its last height or, when nothing more comes, once
-    /// the stream has been quiet for `idle` (the stored part arrives in one
-    /// burst). A transport failure resumes after the last record received.
-    pub async fn large_payments_until(
-        &self,
-        from_height: u64,
-        until_height: Option<u64>,
-        idle: Duration,
-    ) -> Result<LargePayments> {
+    /// The head is read first and the stream is asked to end there
+    /// (`StreamLargePaymentsRequest.until_height`), so the node ends it once
+    /// every payment up to that height has been sent: the listing is exact,
+    /// and a node that goes quiet fails it ([`Error::Timeout`], after the
+    /// retries) rather than cutting it short. A transport failure resumes
+    /// after the last record received.
+    pub async fn large_payments_until(&self, from_height: u64, until_height: Option<u64>) -> Result<LargePayments> {
         let head = self.client.chain_info().await?.height;
         let last = until_height.map_or(head, |u| u.min(head));
         let from = from_height.max(1);
-        let mut records: Vec<Record> = Vec::new();
-        let mut attempt = 0u32;
+        let got = Mutex::new(Vec::new());
         if from <= last {
-            loop {
-                match self.collect_large(from, last, idle, &mut records).await {
-                    Err(e) if e.is_retryable() && attempt < self.client.cfg_retries() => {
-                        tokio::time::sleep(self.client.cfg_backoff() * 2u32.saturating_pow(attempt)).await;
-                        attempt += 1;
-                    }
-                    Err(e) => return Err(e),
-                    Ok(()) => break,
-                }
-            }
+            self.client.retrying(|| self.collect_large(from, last, &got)).await?;
         }
         Ok(LargePayments {
             head_height: head,
             to_height: last,
-            records,
+            records: got.into_inner().unwrap_or_else(|e| e.into_inner()),
         })
     }
 
-    /// One attempt of [`AdminClient::large_payments_until`], appending to `out`.
-    async fn collect_large(&self, from: u64, last: u64, idle: Duration, out: &mut Vec<Record>) -> Result<()> {
-        let resume = out.last().map_or(from, |r| r.height);
-        let mut after = out.last().map(|r| r.cursor);
+    /// One attempt of [`AdminClient::large_payments_until`], appending to
+    /// `out` and resuming after what it already holds.
+    async fn collect_large(&self, from: u64, last: u64, out: &Mutex<Vec<Record>>) -> Result<()> {
+        let (resume, mut after) = {
+            let out = out.lock().unwrap_or_else(|e| e.into_inner());
+            (out.last().map_or(from, |r| r.height), out.last().map(|r| r.cursor))
+        };
         let mut cb = self.cb.clone();
-        // No deadline on the request: it would cut a long catch-up.
+        // No deadline on the request: it would cut a long catch-up. One per message instead.
+        let t = self.client.timeout();
         let call = cb.stream_large_payments(pb::StreamLargePaymentsRequest {
             from_height: resume,
-            until_height: 0,
+            until_height: last,
         });
-        let mut s = match tokio::time::timeout(self.client.timeout(), call).await {
+        let mut s = match tokio::time::timeout(t, call).await {
             Ok(r) => r?.into_inner(),
             Err(_) => return Err(Error::Timeout),
         };
         loop {
-            let msg = match tokio::time::timeout(idle, s.message()).await {
-                Err(_) => return Ok(()), // quiet: the stored part is over
+            let msg = match tokio::time::timeout(t, s.message()).await {
+                Err(_) => return Err(Error::Timeout),
                 Ok(m) => m?,
             };
-            let Some(m) = msg else {
-                return Err(Error::Transport("the large-payment stream ended".into()));
-            };
+            // The node ends the stream once everything up to `last` is sent.
+            let Some(m) = msg else { return Ok(()) };
             let Some(rec) = m.record else { continue };
             let r = record_from(rec);
             if after.is_some_and(|a| r.cursor <= a) {
                 continue;
             }
             if r.height > last {
+                // Only from a node that does not know `until_height`: past the end.
                 return Ok(());
             }
             after = Some(r.cursor);
-            out.push(r);
+            out.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         }
     }
 
@@ -494,62 +462,29 @@ impl AdminClient {
     /// connection or a restart of the node, resuming after the last record it
     /// delivered: nothing is missed or repeated.
     pub fn large_payments(&self, from_height: u64) -> impl Stream<Item = Result<Record>> + Send + 'static {
-        let (tx, rx) = mpsc::channel(256);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut height = from_height.max(1);
-            let mut after: Option<u64> = None;
-            let mut failures = 0u32;
-            loop {
-                let mut cb = me.cb.clone();
-                let err = match cb
-                    .stream_large_payments(pb::StreamLargePaymentsRequest {
-                        from_height: height,
-                        until_height: 0,
-                    })
-                    .await
-                {
-                    Ok(resp) => {
-                        let mut s = resp.into_inner();
-                        loop {
-                            match s.message().await {
-                                Ok(Some(m)) => {
-                                    failures = 0;
-                                    let Some(rec) = m.record else { continue };
-                                    let r = record_from(rec);
-                                    if after.is_some_and(|a| r.cursor <= a) {
-                                        continue;
-                                    }
-                                    after = Some(r.cursor);
-                                    height = r.height;
-                                    if tx.send(Ok(r)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) => break Error::Transport("stream ended".into()),
-                                Err(st) => break Error::from(st),
-                            }
-                        }
-                    }
-                    Err(st) => Error::from(st),
+        let cb = self.cb.clone();
+        // (the height to ask from, the cursor of the last record delivered)
+        let start: (u64, Option<u64>) = (from_height.max(1), None);
+        self.client.follow(
+            start,
+            256,
+            move |(height, _): &(u64, Option<u64>)| {
+                let mut cb = cb.clone();
+                let req = pb::StreamLargePaymentsRequest {
+                    from_height: *height,
+                    until_height: 0,
                 };
-                if !reconnect_after(&err) {
-                    let _ = tx.send(Err(err)).await;
-                    return;
+                async move { cb.stream_large_payments(req).await }
+            },
+            |(height, after): &mut (u64, Option<u64>), m: pb::LargePaymentReport| {
+                let r = record_from(m.record?);
+                if after.is_some_and(|a| r.cursor <= a) {
+                    return None;
                 }
-                if tx.is_closed() {
-                    return;
-                }
-                failures += 1;
-                let wait = me.client.cfg_backoff() * 2u32.saturating_pow(failures.min(5));
-                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-            }
-        });
-        ReceiverStream::new(rx)
+                *after = Some(r.cursor);
+                *height = r.height;
+                Some(r)
+            },
+        )
     }
-}
-
-/// Whether a long-lived stream should reconnect after `err`.
-pub(crate) fn reconnect_after(err: &Error) -> bool {
-    err.is_retryable() || matches!(err, Error::Refused { code, .. } if code == "TOO_MANY_STREAMS")
 }

@@ -6,21 +6,19 @@
 //! ([`Client::sign`]) and submitted like [`Client::submit`]: signed once, the
 //! same bytes resent on every retry.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use ruble_ledger::codec::{Op, SignedOp};
 use ruble_ledger::types::{AccountId, AccountKind};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::bank_service_client::BankServiceClient;
-use tokio::sync::{mpsc, OnceCell};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
-use crate::admin::{reconnect_after, submit_request};
 use crate::client::{
-    account_from, block_from, record_from, result_from, AccountInfo, Block, Client, ClientBuilder, HistoryPage, Payment,
+    account_from, block_from, record_from, result_from, submit_request, AccountInfo, Block, Client, ClientBuilder,
+    HistoryPage, Payment,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Address, WalletKey};
@@ -116,23 +114,17 @@ impl BankClient {
     /// for its durable receipt; retries resend the same bytes.
     pub async fn submit(&self, op: &SignedOp) -> Result<Payment> {
         let req = submit_request(op);
-        let which = match &op.body.op {
-            Op::OpenAccount { .. } => 0,
-            Op::CloseAccount { .. } => 1,
-            Op::Freeze { .. } => 2,
-            Op::Unfreeze { .. } => 3,
-            other => return Err(Error::Config(format!("{} is not a bank operation", other.name()))),
-        };
         self.client
             .with_retries(|| {
                 let mut b = self.bank.clone();
                 let r = self.client.request(req.clone());
                 async move {
-                    let resp = match which {
-                        0 => b.open_account(r).await,
-                        1 => b.close_account(r).await,
-                        2 => b.freeze_account(r).await,
-                        _ => b.unfreeze_account(r).await,
+                    let resp = match &op.body.op {
+                        Op::OpenAccount { .. } => b.open_account(r).await,
+                        Op::CloseAccount { .. } => b.close_account(r).await,
+                        Op::Freeze { .. } => b.freeze_account(r).await,
+                        Op::Unfreeze { .. } => b.unfreeze_account(r).await,
+                        other => return Err(Error::Config(format!("{} is not a bank operation", other.name()))),
                     };
                     result_from(resp?.into_inner())
                 }
@@ -224,25 +216,26 @@ impl BankClient {
     pub async fn blocks_until(&self, from_height: u64, until_height: Option<u64>) -> Result<Vec<Block>> {
         let head = self.client.chain_info().await?.height;
         let last = until_height.map_or(head, |u| u.min(head));
-        let mut out: Vec<Block> = Vec::new();
-        let mut attempt = 0u32;
-        loop {
-            let next = out.last().map_or(from_height.max(1), |b| b.height + 1);
-            if next > last {
-                return Ok(out);
-            }
-            match self.collect_blocks(next, last, &mut out).await {
-                Err(e) if e.is_retryable() && attempt < self.client.cfg_retries() => {
-                    tokio::time::sleep(self.client.cfg_backoff() * 2u32.saturating_pow(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(out),
-            }
+        let got = Mutex::new(Vec::new());
+        if from_height.max(1) <= last {
+            self.client
+                .retrying(|| self.collect_blocks(from_height.max(1), last, &got))
+                .await?;
         }
+        Ok(got.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
-    async fn collect_blocks(&self, from: u64, last: u64, out: &mut Vec<Block>) -> Result<()> {
+    /// One attempt of [`BankClient::blocks_until`], appending to `out` and
+    /// resuming after what it already holds.
+    async fn collect_blocks(&self, from: u64, last: u64, out: &Mutex<Vec<Block>>) -> Result<()> {
+        let next = |out: &Mutex<Vec<Block>>| {
+            let out = out.lock().unwrap_or_else(|e| e.into_inner());
+            out.last().map_or(from, |b| b.height + 1)
+        };
+        let from = next(out);
+        if from > last {
+            return Ok(());
+        }
         let mut b = self.bank.clone();
         // No deadline on the request (it would cut a long catch-up); one per message instead.
         let call = b.stream_blocks(pb::StreamBlocksRequest { from_height: from });
@@ -260,11 +253,11 @@ impl BankClient {
                 return Err(Error::Transport("the block stream ended".into()));
             };
             let block = block_from(ev);
-            if out.last().is_some_and(|l| block.height <= l.height) {
+            if block.height < next(out) {
                 continue;
             }
             let h = block.height;
-            out.push(block);
+            out.lock().unwrap_or_else(|e| e.into_inner()).push(block);
             if h >= last {
                 return Ok(());
             }
@@ -275,48 +268,23 @@ impl BankClient {
     /// this bank's clients, for as long as the stream is polled. Reconnects
     /// by itself, resuming after the last block it delivered.
     pub fn blocks(&self, from_height: u64) -> impl Stream<Item = Result<Block>> + Send + 'static {
-        let (tx, rx) = mpsc::channel(64);
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut next = from_height.max(1);
-            let mut failures = 0u32;
-            loop {
-                let mut b = me.bank.clone();
-                let err = match b.stream_blocks(pb::StreamBlocksRequest { from_height: next }).await {
-                    Ok(resp) => {
-                        let mut s = resp.into_inner();
-                        loop {
-                            match s.message().await {
-                                Ok(Some(ev)) => {
-                                    failures = 0;
-                                    let block = block_from(ev);
-                                    if block.height < next {
-                                        continue;
-                                    }
-                                    next = block.height + 1;
-                                    if tx.send(Ok(block)).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) => break Error::Transport("stream ended".into()),
-                                Err(st) => break Error::from(st),
-                            }
-                        }
-                    }
-                    Err(st) => Error::from(st),
-                };
-                if !reconnect_after(&err) {
-                    let _ = tx.send(Err(err)).await;
-                    return;
+        let bank = self.bank.clone();
+        self.client.follow(
+            from_height.max(1),
+            64,
+            move |next: &u64| {
+                let mut b = bank.clone();
+                let req = pb::StreamBlocksRequest { from_height: *next };
+                async move { b.stream_blocks(req).await }
+            },
+            |next: &mut u64, ev: pb::BlockEvent| {
+                let block = block_from(ev);
+                if block.height < *next {
+                    return None;
                 }
-                if tx.is_closed() {
-                    return;
-                }
-                failures += 1;
-                let wait = me.client.cfg_backoff() * 2u32.saturating_pow(failures.min(5));
-                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-            }
-        });
-        ReceiverStream::new(rx)
+                *next = block.height + 1;
+                Some(block)
+            },
+        )
     }
 }

@@ -1,14 +1,22 @@
-//! What the operator command lines (`ruble-admin`, `ruble-bank`) share: the
-//! connection flags, exit codes and failures, confirmation prompts, key
-//! loading, tables and CSV, amounts, caps and times. Support for those
-//! binaries rather than a stable API.
+//! What the command lines (`ruble-admin`, `ruble-bank`, `ruble-wallet`)
+//! share: the connection flags, exit codes and failures, confirmation
+//! prompts, passphrases and key loading, tables and CSV, amounts, caps and
+//! times. Support for those binaries rather than a stable API.
 //!
 //! Exit codes: 0 success, 1 usage or local error (a drastic step not
 //! confirmed included), 2 refused by the ledger or the node (the reason, e.g.
 //! `INSUFFICIENT_FUNDS`, is in the output), 3 node unreachable (transport
 //! failure, timeout, `UNAVAILABLE`), 4 key or certificate problem (unreadable
-//! or invalid key file, wrong passphrase, bad PEM, wrong key for the role).
+//! or invalid key file, wrong passphrase, bad PEM, wrong key for the role, a
+//! certificate the node refuses or of the wrong role, a node certificate
+//! our CA does not vouch for).
+//!
+//! Text for people escapes control characters ([`printable`]), and CSV
+//! defuses fields a spreadsheet would run as a formula ([`csv_field`]): a
+//! payment's purpose and a bank's name are chosen by others.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -27,8 +35,8 @@ pub const EXIT_REFUSED: u8 = 2;
 pub const EXIT_UNREACHABLE: u8 = 3;
 pub const EXIT_KEY: u8 = 4;
 
-/// The connection and credential flags of both operator CLIs (each also a
-/// `RUBLE_*` environment variable).
+/// The connection and credential flags of both operator CLIs (each but
+/// `--yes` also a `RUBLE_*` environment variable).
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Connection and output")]
 pub struct Conn {
@@ -53,8 +61,10 @@ pub struct Conn {
     /// Machine-readable JSON output (one object; one per line when following).
     #[arg(long, global = true, env = "RUBLE_JSON")]
     pub json: bool,
-    /// Do not ask for confirmation of drastic steps (needed without a terminal).
-    #[arg(long, global = true, env = "RUBLE_YES")]
+    /// Do not ask for confirmation of drastic steps (needed without a
+    /// terminal). Only on the command line, never from the environment.
+    // No `env`: a stray export would answer every question, at a terminal too.
+    #[arg(long, global = true)]
     pub yes: bool,
     /// Deadline of each call, e.g. 5s.
     #[arg(long, global = true, env = "RUBLE_TIMEOUT", default_value = "10s")]
@@ -70,7 +80,6 @@ impl Conn {
             cert: self.cert.clone(),
             cert_key: self.cert_key.clone(),
             key: self.key.clone(),
-            name: None,
         }
     }
 
@@ -132,6 +141,13 @@ impl From<Error> for Failure {
                 "UNAVAILABLE",
                 format!("the node is unavailable: {message}"),
             ),
+            // The certificate presented is not one for this service: a
+            // certificate problem, not a refusal of what was asked.
+            Error::Refused { code, message } if code == "WRONG_ROLE" || code == "CLIENT_CERTIFICATE_REQUIRED" => fail(
+                EXIT_KEY,
+                &code,
+                format!("the node refused the client certificate for this service: {message}"),
+            ),
             Error::Refused { code, message } => fail(EXIT_REFUSED, &code, format!("refused by the node: {message}")),
             Error::Transport(m) => fail(EXIT_UNREACHABLE, "UNREACHABLE", format!("cannot reach the node: {m}")),
             Error::Timeout => fail(
@@ -169,7 +185,7 @@ pub fn report(f: &Failure, json: bool) -> std::process::ExitCode {
             json!({"ok": false, "error": f.reason, "message": f.message, "exit_code": f.code})
         );
     } else {
-        eprintln!("error: {} ({})", f.message, f.reason);
+        eprintln!("error: {} ({})", printable(&f.message), printable(&f.reason));
     }
     std::process::ExitCode::from(f.code)
 }
@@ -207,29 +223,105 @@ pub fn confirm(yes: bool, question: &str) -> Result<(), Failure> {
     }
 }
 
-/// Loads the signing key at `path`. An encrypted one takes `passphrase`
-/// (the flag or its environment variable `env`), else asks on the terminal.
-pub fn load_key(path: Option<&Path>, passphrase: Option<&str>, env: &str) -> Result<WalletKey, Failure> {
-    let path = path.ok_or_else(|| usage("no signing key: give --key FILE (or --dev-dir / --network-dir)"))?;
-    if !WalletKey::is_encrypted(path)? {
-        return Ok(WalletKey::load(path, None)?);
+/// The passphrase flags, the same in every CLI. Each CLI also reads its own
+/// environment variable (`RUBLE_CB_PASSPHRASE`, `RUBLE_BANK_PASSPHRASE`,
+/// `RUBLE_WALLET_PASSPHRASE`), after these.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PassphraseArgs {
+    /// A file holding the passphrase of an encrypted key file (a final line
+    /// end is not part of it). Without it: the CLI's passphrase variable, else
+    /// asked for on the terminal.
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Connection and output")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase itself. Kept for compatibility: other users see it in
+    /// `ps` and it stays in the shell history, so prefer --passphrase-file or
+    /// the CLI's passphrase variable.
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "passphrase_file",
+        help_heading = "Connection and output"
+    )]
+    pub passphrase: Option<String>,
+}
+
+impl PassphraseArgs {
+    /// These flags, then the environment variable `env`.
+    pub fn with_env(&self, env: &'static str) -> Passphrase {
+        Passphrase {
+            file: self.passphrase_file.clone(),
+            value: self.passphrase.clone(),
+            env,
+        }
     }
-    let pass = match passphrase {
-        Some(p) => p.to_string(),
-        None if interactive() => rpassword::prompt_password(format!("passphrase for {}: ", path.display()))
-            .map_err(|e| fail(EXIT_KEY, "KEY_FILE", format!("reading the passphrase: {e}")))?,
-        None => {
+}
+
+/// Where an encrypted key's passphrase comes from, first found first:
+/// `--passphrase-file`, `--passphrase`, the environment variable `env`, and
+/// else the terminal.
+#[derive(Clone, Debug)]
+pub struct Passphrase {
+    pub file: Option<PathBuf>,
+    pub value: Option<String>,
+    /// The variable's name (also named in messages).
+    pub env: &'static str,
+}
+
+impl Passphrase {
+    /// The passphrase given by file, flag or variable, if any. A passphrase
+    /// file's line end is not part of it.
+    pub fn given(&self) -> Result<Option<String>, Failure> {
+        if let Some(f) = &self.file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| fail(EXIT_KEY, "KEY_FILE", format!("passphrase file {}: {e}", f.display())))?;
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            return Ok(Some(line.to_string()));
+        }
+        if let Some(v) = &self.value {
+            return Ok(Some(v.clone()));
+        }
+        Ok(std::env::var(self.env).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// The passphrase given, else asked for on the terminal (twice, to be
+    /// compared, with `twice`). Without a terminal to ask on it is a key
+    /// problem naming the ways to give it; `what` says what it is for.
+    pub fn get(&self, what: &str, twice: bool) -> Result<String, Failure> {
+        if let Some(p) = self.given()? {
+            return Ok(p);
+        }
+        if !interactive() {
             return Err(fail(
                 EXIT_KEY,
                 "KEY_FILE",
                 format!(
-                    "{} is encrypted: give --passphrase or set {env} (there is no terminal to ask on)",
-                    path.display()
+                    "{what} needs a passphrase: give --passphrase-file FILE or set {} (there is no terminal to ask on)",
+                    self.env
                 ),
-            ))
+            ));
         }
-    };
-    Ok(WalletKey::load(path, Some(&pass))?)
+        let ask = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map_err(|e| fail(EXIT_KEY, "KEY_FILE", format!("reading the passphrase: {e}")))
+        };
+        let p = ask(&format!("passphrase for {what}: "))?;
+        if twice && ask("again: ")? != p {
+            return Err(fail(EXIT_KEY, "KEY_FILE", "the passphrases differ"));
+        }
+        Ok(p)
+    }
+}
+
+/// Loads the signing key at `path` (`missing` says how to name one). An
+/// encrypted one takes its passphrase from `pass`.
+pub fn load_key(path: Option<&Path>, missing: &str, pass: &Passphrase) -> Result<WalletKey, Failure> {
+    let path = path.ok_or_else(|| usage(missing))?;
+    if !WalletKey::is_encrypted(path)? {
+        return Ok(WalletKey::load(path, None)?);
+    }
+    let p = pass.get(&path.display().to_string(), false)?;
+    Ok(WalletKey::load(path, Some(&p))?)
 }
 
 /// An account or bank given as `rub1…` or 64 hex characters.
@@ -407,11 +499,15 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// Aligned columns, two spaces apart, headers first.
+    /// Aligned columns, two spaces apart, headers first; control
+    /// characters escaped ([`printable`]).
     pub fn text(&self) -> String {
         let n = self.headers.len();
-        let mut width: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
+        let shown = |cells: &[String]| -> Vec<String> { cells.iter().map(|c| printable(c).into_owned()).collect() };
+        let headers = shown(&self.headers);
+        let rows: Vec<Vec<String>> = self.rows.iter().map(|r| shown(r)).collect();
+        let mut width: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
             for (i, c) in r.iter().enumerate().take(n) {
                 width[i] = width[i].max(c.chars().count());
             }
@@ -436,9 +532,9 @@ impl Table {
             }
             out.trim_end().to_string()
         };
-        let mut out = line(&self.headers);
+        let mut out = line(&headers);
         out.push('\n');
-        for r in &self.rows {
+        for r in &rows {
             out.push_str(&line(r));
             out.push('\n');
         }
@@ -462,13 +558,64 @@ pub fn csv_row(cells: &[String]) -> String {
     out
 }
 
-/// A CSV field, quoted when it must be.
+/// A CSV field, quoted when it must be. A field that a spreadsheet would
+/// take for a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) gets a leading `'`, unless it is a plain number (`-351.75`).
 pub fn csv_field(s: &str) -> String {
+    let s: Cow<str> = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(s) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    };
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
+}
+
+/// `-123`, `+5`, `1250.50`: digits, maybe a sign and a fraction.
+fn is_plain_number(s: &str) -> bool {
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    match unsigned.split_once('.') {
+        Some((whole, frac)) => digits(whole) && digits(frac),
+        None => digits(unsigned),
+    }
+}
+
+/// Whether `c` must not reach a terminal as it is: control characters (ESC
+/// starts the terminal's escape sequences) and the bidirectional-text
+/// controls that reorder what follows them on the line.
+fn unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` for a terminal: `\n`, `\r`, `\t`, and every other control character
+/// as `\u{1b}`; the rest as it is.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unprintable) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unprintable(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One line of text for people (a followed stream's row): the cells,
+/// [`printable`], two spaces apart.
+pub fn text_row(cells: &[String]) -> String {
+    cells.iter().map(|c| printable(c)).collect::<Vec<_>>().join("  ")
 }
 
 /// `rub1…` of an id, or empty.
@@ -712,5 +859,104 @@ mod tests {
         assert_eq!(Failure::from(Error::WrongPassphrase).code, 4);
         assert_eq!(Failure::from(Error::Certificate("x".into())).code, 4);
         assert_eq!(Failure::from(Error::Config("x".into())).code, 1);
+        // A certificate of the wrong role, or none, is a certificate problem.
+        for code in ["WRONG_ROLE", "CLIENT_CERTIFICATE_REQUIRED"] {
+            let f = Failure::from(Error::Refused {
+                code: code.into(),
+                message: "x".into(),
+            });
+            assert_eq!((f.code, f.reason.as_str()), (4, code));
+        }
+        let f = Failure::from(Error::Refused {
+            code: "UNAVAILABLE".into(),
+            message: "x".into(),
+        });
+        assert_eq!(f.code, 3);
+        let f = Failure::from(Error::Refused {
+            code: "STALE_QUERY".into(),
+            message: "x".into(),
+        });
+        assert_eq!(f.code, 2);
+    }
+
+    #[test]
+    fn csv_defuses_formulas_and_keeps_numbers() {
+        for (field, want) in [
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("+7 495 123", "'+7 495 123"),
+            ("-1+2", "'-1+2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tcmd", "'\tcmd"),
+            ("\rcmd", "\"'\rcmd\""),
+            ("-351.75", "-351.75"),
+            ("-35175", "-35175"),
+            ("+250.75", "+250.75"),
+            ("-", "'-"),
+            ("-1.", "'-1."),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(csv_field(field), want, "{field:?}");
+        }
+    }
+
+    #[test]
+    fn text_escapes_control_characters() {
+        assert!(matches!(printable("Счёт №42, plain"), Cow::Borrowed(_)));
+        assert_eq!(printable("\u{1b}[2Jred\u{7}"), "\\u{1b}[2Jred\\u{7}");
+        assert_eq!(printable("a\nb\tc\rd\u{0}"), "a\\nb\\tc\\rd\\u{0}");
+        assert_eq!(printable("\u{9b}31m \u{7f}"), "\\u{9b}31m \\u{7f}");
+        assert_eq!(printable("pay \u{202e}00.001"), "pay \\u{202e}00.001");
+        let mut t = Table::new(&["PURPOSE", ">AMOUNT"]);
+        t.push(vec!["\u{1b}]0;owned\u{7}".into(), "1.00".into()]);
+        let text = t.text();
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.contains("\\u{1b}]0;owned\\u{7}"), "{text:?}");
+        // The columns align on what is shown.
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].len(), lines[1].len(), "{text}");
+        assert_eq!(text_row(&["x\u{1b}".into(), "y".into()]), "x\\u{1b}  y");
+    }
+
+    #[test]
+    fn passphrases_come_from_the_file_the_flag_or_the_variable() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pass");
+        std::fs::write(&f, "from file\r\n").unwrap();
+        let none = Passphrase {
+            file: None,
+            value: None,
+            env: "RUBLE_TEST_PASSPHRASE_UNSET_VARIABLE",
+        };
+        assert_eq!(none.given().unwrap(), None);
+        let from_file = Passphrase {
+            file: Some(f.clone()),
+            ..none.clone()
+        };
+        assert_eq!(from_file.given().unwrap().as_deref(), Some("from file"));
+        std::fs::write(&f, "two\nlines\n").unwrap();
+        assert_eq!(
+            from_file.given().unwrap().as_deref(),
+            Some("two\nlines"),
+            "only the last line end goes"
+        );
+        let flag = Passphrase {
+            value: Some("flag".into()),
+            ..none.clone()
+        };
+        assert_eq!(flag.given().unwrap().as_deref(), Some("flag"));
+        let missing = Passphrase {
+            file: Some(d.path().join("nope")),
+            ..none.clone()
+        };
+        let e = missing.given().unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (4, "KEY_FILE"));
+        // Without a terminal (the test's stdin is not one under cargo test
+        // in CI; skip the check where it is).
+        if !interactive() {
+            let e = none.get("k.json", false).unwrap_err();
+            assert_eq!(e.code, 4);
+            assert!(e.message.contains("--passphrase-file") && e.message.contains(none.env));
+        }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::error::{Error, Result};
+use crate::error::{tls_certificate_problem, Error, Result};
 use crate::keys::WalletKey;
 
 /// Proof that a payment is durably committed.
@@ -141,6 +141,21 @@ pub fn result_from(r: pb::SubmitResult) -> Result<Payment> {
     }
 }
 
+/// A signed operation as the API carries it: its body bytes, as signed, and the signature.
+pub(crate) fn signed_operation(op: &SignedOp) -> pb::SignedOperation {
+    pb::SignedOperation {
+        body: op.body_bytes.clone(),
+        signature: op.signature.to_vec(),
+    }
+}
+
+/// The request of every single-operation RPC (`Submit`, `Issue`, `OpenAccount`, ...).
+pub(crate) fn submit_request(op: &SignedOp) -> pb::SubmitRequest {
+    pb::SubmitRequest {
+        operation: Some(signed_operation(op)),
+    }
+}
+
 /// Converts an API record.
 pub fn record_from(r: pb::OperationRecord) -> Record {
     Record {
@@ -224,15 +239,9 @@ impl ClientBuilder {
         }
     }
 
-    /// Endpoint and CA of a `ruble-node dev --data-dir DIR` node.
+    /// Endpoint and CA of a `ruble-node dev --data-dir DIR` node (its `dev.json`).
     pub fn from_dev_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        let raw = std::fs::read(dir.join("dev.json"))
-            .map_err(|e| Error::Config(format!("{}/dev.json: {e} (is the dev node set up?)", dir.display())))?;
-        let m: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| Error::Config(e.to_string()))?;
-        let endpoint = m["endpoint"].as_str().unwrap_or("https://127.0.0.1:50051").to_string();
-        let ca = dir.join(m["ca"].as_str().unwrap_or("pki/ca.pem"));
-        ClientBuilder::new(endpoint).ca_file(ca)
+        crate::operator::Credentials::dev_network(dir)?.node_builder()
     }
 
     /// Trust this CA (PEM) for the node's certificate.
@@ -241,9 +250,11 @@ impl ClientBuilder {
         self
     }
 
+    /// Trust the CA certificate in this PEM file for the node's certificate.
+    /// A file that cannot be read or holds no PEM certificate is
+    /// [`Error::Certificate`].
     pub fn ca_file(self, path: impl AsRef<Path>) -> Result<Self> {
-        let p = path.as_ref();
-        let pem = std::fs::read_to_string(p).map_err(|e| Error::Config(format!("CA file {}: {e}", p.display())))?;
+        let pem = crate::pem::read_certificates(path.as_ref(), "CA certificate")?;
         Ok(self.ca_pem(pem))
     }
 
@@ -261,13 +272,6 @@ impl ClientBuilder {
         let cert_pem = crate::pem::read_certificates(cert.as_ref(), "client certificate")?;
         let key_pem = crate::pem::read_private_key(key.as_ref())?;
         Ok(self.identity(cert_pem, key_pem))
-    }
-
-    /// Trust this CA file, checked to hold at least one PEM certificate
-    /// ([`Error::Certificate`] otherwise; [`ClientBuilder::ca_file`] does not check).
-    pub fn ca_file_checked(self, path: impl AsRef<Path>) -> Result<Self> {
-        let pem = crate::pem::read_certificates(path.as_ref(), "CA certificate")?;
-        Ok(self.ca_pem(pem))
     }
 
     /// TLS server name to verify, if not the endpoint's host.
@@ -330,13 +334,11 @@ impl ClientBuilder {
                 .map_err(|e| Error::Certificate(format!("TLS configuration: {}", error_chain(&e))))?;
         }
         let channel = ep.connect().await.map_err(|e| {
-            let text = error_chain(&e);
             // A handshake refused over a certificate (the node's not trusted
             // by our CA, or ours refused by the node) is a certificate problem.
-            if text.to_ascii_lowercase().contains("certificate") {
-                Error::Certificate(format!("TLS handshake with {}: {text}", self.endpoint))
-            } else {
-                Error::Transport(text)
+            match tls_certificate_problem(&e) {
+                Some(problem) => Error::Certificate(format!("TLS handshake with {}: {problem}", self.endpoint)),
+                None => Error::Transport(error_chain(&e)),
             }
         })?;
         let mut client = Client {
@@ -412,14 +414,6 @@ impl Client {
         self.cfg.timeout
     }
 
-    pub(crate) fn cfg_retries(&self) -> u32 {
-        self.cfg.retries
-    }
-
-    pub(crate) fn cfg_backoff(&self) -> Duration {
-        self.cfg.backoff
-    }
-
     /// The node's clock, estimated from the offset measured at connect.
     pub fn node_now_ms(&self) -> u64 {
         (local_ms() as i64 + self.clock_offset_ms).max(0) as u64
@@ -437,13 +431,29 @@ impl Client {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        let limit = self.cfg.timeout + Duration::from_millis(500);
+        self.retrying(|| {
+            let attempt = f();
+            async move {
+                tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or(Err(Error::Timeout))
+            }
+        })
+        .await
+    }
+
+    /// Runs `f` again after a retryable failure, up to the configured number
+    /// of retries with exponential backoff. No deadline on an attempt as a
+    /// whole: `f` sets its own (a catch-up stream, one per message).
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let mut attempt = 0;
         loop {
-            let r = match tokio::time::timeout(self.cfg.timeout + Duration::from_millis(500), f()).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Timeout),
-            };
-            match r {
+            match f().await {
                 Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
                     let wait = self.cfg.backoff * 2u32.saturating_pow(attempt);
                     tracing::debug!(error = %e, attempt, "retrying");
@@ -453,6 +463,67 @@ impl Client {
                 other => return other,
             }
         }
+    }
+
+    /// A server stream followed for as long as the result is polled.
+    /// `open` starts the stream at the position `pos`; `accept` turns each
+    /// message into an item and advances `pos`, or skips it (`None`: one
+    /// already delivered before a reconnect). A dropped connection, a
+    /// restarted node or an ended stream is reopened from `pos`, with
+    /// backoff; a failure that retrying cannot mend ends the result with it.
+    pub(crate) fn follow<P, M, T, O, Fut, A>(
+        &self,
+        mut pos: P,
+        buffer: usize,
+        mut open: O,
+        mut accept: A,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static
+    where
+        P: Send + 'static,
+        M: Send + 'static,
+        T: Send + 'static,
+        O: FnMut(&P) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>> + Send,
+        A: FnMut(&mut P, M) -> Option<T> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(buffer);
+        let backoff = self.cfg.backoff;
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let err = match open(&pos).await {
+                    Ok(resp) => {
+                        let mut s = resp.into_inner();
+                        loop {
+                            match s.message().await {
+                                Ok(Some(m)) => {
+                                    failures = 0;
+                                    if let Some(item) = accept(&mut pos, m) {
+                                        if tx.send(Ok(item)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                                Ok(None) => break Error::Transport("stream ended".into()),
+                                Err(st) => break Error::from(st),
+                            }
+                        }
+                    }
+                    Err(st) => Error::from(st),
+                };
+                if !reconnect_after(&err) {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                failures += 1;
+                let wait = backoff * 2u32.saturating_pow(failures.min(5));
+                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+            }
+        });
+        ReceiverStream::new(rx)
     }
 
     pub async fn chain_info(&self) -> Result<pb::ChainInfo> {
@@ -503,12 +574,7 @@ impl Client {
     /// resend the same bytes, so a retry can never pay twice: if the first
     /// attempt had committed, the original receipt comes back (`duplicate`).
     pub async fn submit(&self, op: &SignedOp) -> Result<Payment> {
-        let req = pb::SubmitRequest {
-            operation: Some(pb::SignedOperation {
-                body: op.body_bytes.clone(),
-                signature: op.signature.to_vec(),
-            }),
-        };
+        let req = submit_request(op);
         self.with_retries(|| {
             let mut w = self.wallet.clone();
             let r = self.request(req.clone());
@@ -530,13 +596,7 @@ impl Client {
         let mut out = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(4096) {
             let req = pb::SubmitBatchRequest {
-                operations: chunk
-                    .iter()
-                    .map(|op| pb::SignedOperation {
-                        body: op.body_bytes.clone(),
-                        signature: op.signature.to_vec(),
-                    })
-                    .collect(),
+                operations: chunk.iter().map(signed_operation).collect(),
                 request_id: 0,
             };
             let r = self
@@ -628,57 +688,32 @@ impl Client {
         key: &WalletKey,
         from_cursor: u64,
     ) -> impl Stream<Item = Result<Record>> + Send + 'static {
-        let (tx, rx) = mpsc::channel(256);
         let client = self.clone();
         let key = key.clone();
-        tokio::spawn(async move {
-            let mut cursor = from_cursor;
-            let mut failures = 0u32;
-            loop {
-                let mut w = WalletServiceClient::new(client.channel.clone());
+        self.follow(
+            from_cursor,
+            256,
+            move |cursor: &u64| {
+                let mut w = client.wallet.clone();
                 let req = pb::WatchIncomingRequest {
-                    query: Some(client.signed_query(&key, method::WATCH_INCOMING, query::watch_params(cursor))),
-                    from_cursor: cursor,
+                    query: Some(client.signed_query(&key, method::WATCH_INCOMING, query::watch_params(*cursor))),
+                    from_cursor: *cursor,
                 };
-                let err = match w.watch_incoming(req).await {
-                    Ok(resp) => {
-                        let mut s = resp.into_inner();
-                        loop {
-                            match s.message().await {
-                                Ok(Some(p)) => {
-                                    failures = 0;
-                                    if let Some(rec) = p.record {
-                                        let rec = record_from(rec);
-                                        if rec.cursor <= cursor {
-                                            continue;
-                                        }
-                                        cursor = rec.cursor;
-                                        if tx.send(Ok(rec)).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                                Ok(None) => break Error::Transport("stream ended".into()),
-                                Err(st) => break Error::from(st),
-                            }
-                        }
-                    }
-                    Err(st) => Error::from(st),
-                };
-                let retry =
-                    err.is_retryable() || matches!(&err, Error::Refused { code, .. } if code == "TOO_MANY_STREAMS");
-                if !retry {
-                    let _ = tx.send(Err(err)).await;
-                    return;
+                async move { w.watch_incoming(req).await }
+            },
+            |cursor: &mut u64, p: pb::IncomingPayment| {
+                let rec = record_from(p.record?);
+                if rec.cursor <= *cursor {
+                    return None;
                 }
-                if tx.is_closed() {
-                    return;
-                }
-                failures += 1;
-                let wait = client.cfg.backoff * 2u32.saturating_pow(failures.min(5));
-                tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-            }
-        });
-        ReceiverStream::new(rx)
+                *cursor = rec.cursor;
+                Some(rec)
+            },
+        )
     }
+}
+
+/// Whether a long-lived stream should reconnect after `err`.
+pub(crate) fn reconnect_after(err: &Error) -> bool {
+    err.is_retryable() || matches!(err, Error::Refused { code, .. } if code == "TOO_MANY_STREAMS")
 }

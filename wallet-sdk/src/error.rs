@@ -74,8 +74,77 @@ pub fn status_reason(st: &tonic::Status) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The alerts by which a TLS peer refuses a certificate. `decrypt_error` is
+/// among them: a signature in the handshake did not verify, which is how a
+/// certificate from another CA with the same name (or a key that does not
+/// match its certificate) is refused.
+const CERTIFICATE_ALERTS: [rustls::AlertDescription; 10] = {
+    use rustls::AlertDescription as A;
+    [
+        A::BadCertificate,
+        A::UnsupportedCertificate,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::CertificateUnknown,
+        A::UnknownCA,
+        A::CertificateRequired,
+        A::NoCertificate,
+        A::DecryptError,
+        A::AccessDenied,
+    ]
+};
+
+/// What a rustls error says about a certificate, if anything.
+fn certificate_problem(tls: &rustls::Error) -> Option<String> {
+    match tls {
+        rustls::Error::InvalidCertificate(c) => Some(format!("the node's certificate is not accepted ({c:?})")),
+        rustls::Error::NoCertificatesPresented => Some("the node presented no certificate".into()),
+        rustls::Error::AlertReceived(a) if CERTIFICATE_ALERTS.contains(a) => Some(format!(
+            "the node refused our client certificate (TLS alert {a:?}): is it issued by the network's CA, and does its key match it?"
+        )),
+        _ => None,
+    }
+}
+
+/// The TLS certificate problem somewhere in `e`'s source chain, if any: a
+/// certificate rustls refused here (the node's, not from the trusted CA), or
+/// an alert by which the node refused ours (`bad_certificate`,
+/// `unknown_ca`, `certificate_required`, ...). In TLS 1.3 the node's refusal
+/// of a client certificate arrives after the client's side of the handshake
+/// is done, so it surfaces on the first call rather than at connect.
+pub(crate) fn tls_certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return certificate_problem(tls);
+        }
+        // rustls' errors reach us inside an `io::Error`, whose `source()`
+        // skips the error it holds: look inside.
+        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return certificate_problem(tls);
+            }
+            // On an HTTP/2 connection the IO error has been through h2,
+            // which keeps only its kind and text: an alert is recognised by
+            // rustls' own wording of it.
+            let text = inner.to_string();
+            if let Some(a) = CERTIFICATE_ALERTS
+                .iter()
+                .find(|a| rustls::Error::AlertReceived(**a).to_string() == text)
+            {
+                return certificate_problem(&rustls::Error::AlertReceived(*a));
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
 impl From<tonic::Status> for Error {
     fn from(st: tonic::Status) -> Self {
+        if let Some(problem) = tls_certificate_problem(&st) {
+            return Error::Certificate(format!("TLS: {problem}"));
+        }
         if let Some(code) = status_reason(&st) {
             return match Reason::from_code(&code) {
                 Some(reason) => Error::Rejected {
@@ -103,6 +172,9 @@ impl From<tonic::Status> for Error {
 
 impl From<tonic::transport::Error> for Error {
     fn from(e: tonic::transport::Error) -> Self {
+        if let Some(problem) = tls_certificate_problem(&e) {
+            return Error::Certificate(format!("TLS: {problem}"));
+        }
         Error::Transport(format!(
             "{e}: {}",
             std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
@@ -111,3 +183,42 @@ impl From<tonic::transport::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_refusals_are_found_in_the_error_chain() {
+        use rustls::AlertDescription as A;
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        // As tokio-rustls hands it over, and as it comes out of h2 (text only).
+        let direct = io(rustls::Error::AlertReceived(A::UnknownCA));
+        assert!(tls_certificate_problem(&direct).is_some_and(|p| p.contains("refused our client certificate")));
+        let through_h2 = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateRequired",
+        );
+        assert!(tls_certificate_problem(&through_h2).is_some());
+        let st = tonic::Status::from_error(Box::new(through_h2));
+        assert!(matches!(Error::from(st), Error::Certificate(_)));
+        let bad = io(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert!(tls_certificate_problem(&bad).is_some_and(|p| p.contains("node's certificate")));
+        // Other TLS and IO failures are not certificate problems.
+        for other in [
+            io(rustls::Error::AlertReceived(A::HandshakeFailure)),
+            io(rustls::Error::DecryptError),
+            io(rustls::Error::AlertReceived(A::ProtocolVersion)),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "certificate of deposit"),
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"),
+        ] {
+            assert_eq!(tls_certificate_problem(&other), None, "{other:?}");
+        }
+        assert!(matches!(
+            Error::from(tonic::Status::unavailable("node down")),
+            Error::Transport(_)
+        ));
+    }
+}

@@ -22,8 +22,6 @@ pub struct Credentials {
     pub cert_key: Option<PathBuf>,
     /// The participant's signing key file (`ruble-wallet-key/v1`, maybe encrypted).
     pub key: Option<PathBuf>,
-    /// The participant's name, where the directory names it (a dev bank).
-    pub name: Option<String>,
 }
 
 fn read_manifest(dir: &Path) -> Result<serde_json::Value> {
@@ -32,15 +30,15 @@ fn read_manifest(dir: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&raw).map_err(|e| Error::Config(format!("{}/dev.json: {e}", dir.display())))
 }
 
-fn participant(dir: &Path, m: &serde_json::Value, p: &serde_json::Value) -> Credentials {
-    let path = |field: &str| p[field].as_str().map(|rel| dir.join(rel));
+/// The endpoint and CA of a dev network, with `p`'s files (if any).
+fn participant(dir: &Path, m: &serde_json::Value, p: Option<&serde_json::Value>) -> Credentials {
+    let path = |field: &str| p.and_then(|p| p[field].as_str()).map(|rel| dir.join(rel));
     Credentials {
         endpoint: m["endpoint"].as_str().map(str::to_string),
         ca: Some(dir.join(m["ca"].as_str().unwrap_or("pki/ca.pem"))),
         cert: path("cert"),
         cert_key: path("cert_key"),
         key: path("key"),
-        name: p["name"].as_str().map(str::to_string),
     }
 }
 
@@ -49,7 +47,14 @@ impl Credentials {
     pub fn dev_central_bank(dir: impl AsRef<Path>) -> Result<Credentials> {
         let dir = dir.as_ref();
         let m = read_manifest(dir)?;
-        Ok(participant(dir, &m, &m["central_bank"]))
+        Ok(participant(dir, &m, Some(&m["central_bank"])))
+    }
+
+    /// The endpoint and CA of a `ruble-node dev --data-dir DIR` network
+    /// (its `dev.json`), without a participant's files: a wallet's view.
+    pub fn dev_network(dir: impl AsRef<Path>) -> Result<Credentials> {
+        let dir = dir.as_ref();
+        Ok(participant(dir, &read_manifest(dir)?, None))
     }
 
     /// A bank of a dev network: `which` is its name or its index in
@@ -74,7 +79,7 @@ impl Credentials {
                 names.join(", ")
             ))
         })?;
-        Ok(participant(dir, &m, b))
+        Ok(participant(dir, &m, Some(b)))
     }
 
     /// The central bank of a network set up by `ruble-node init --dir DIR`:
@@ -98,7 +103,6 @@ impl Credentials {
             cert: Some(dir.join("pki/central-bank.pem")),
             cert_key: Some(dir.join("pki/central-bank-key.pem")),
             key: Some(dir.join("central-bank-key.json")),
-            name: Some("central-bank".into()),
         })
     }
 
@@ -110,26 +114,33 @@ impl Credentials {
             cert: self.cert.or(fallback.cert),
             cert_key: self.cert_key.or(fallback.cert_key),
             key: self.key.or(fallback.key),
-            name: self.name.or(fallback.name),
         }
     }
 
-    /// A [`ClientBuilder`] for the endpoint, trusting the CA and presenting
-    /// the client certificate. The PEM files are read and checked now
-    /// ([`Error::Certificate`]); a missing setting is [`Error::Config`].
-    pub fn client_builder(&self) -> Result<ClientBuilder> {
+    /// A [`ClientBuilder`] for the endpoint, trusting the CA (for an
+    /// `https://` endpoint), presenting no client certificate: a wallet's
+    /// connection. The CA file is read and checked now ([`Error::Certificate`]);
+    /// a missing setting is [`Error::Config`].
+    pub fn node_builder(&self) -> Result<ClientBuilder> {
         let endpoint = self
             .endpoint
             .clone()
-            .ok_or_else(|| Error::Config("no endpoint: give --endpoint, --dev-dir or --network-dir".into()))?;
-        let mut b = ClientBuilder::new(endpoint.clone());
-        if endpoint.starts_with("https://") {
-            let ca = self
-                .ca
-                .as_ref()
-                .ok_or_else(|| Error::Config("no CA certificate: give --ca".into()))?;
-            b = b.ca_file_checked(ca)?;
+            .ok_or_else(|| Error::Config("no endpoint: give --endpoint or --dev-dir (or --network-dir)".into()))?;
+        let b = ClientBuilder::new(endpoint.clone());
+        if !endpoint.starts_with("https://") {
+            return Ok(b);
         }
+        let ca = self
+            .ca
+            .as_ref()
+            .ok_or_else(|| Error::Config("no CA certificate: give --ca".into()))?;
+        b.ca_file(ca)
+    }
+
+    /// [`Credentials::node_builder`], presenting the client certificate too
+    /// (also read and checked now).
+    pub fn client_builder(&self) -> Result<ClientBuilder> {
+        let b = self.node_builder()?;
         match (&self.cert, &self.cert_key) {
             (Some(c), Some(k)) => b.identity_files(c, k),
             _ => Err(Error::Config(

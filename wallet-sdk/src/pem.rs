@@ -1,47 +1,28 @@
 //! A light check of PEM files before they reach TLS, so that a wrong or
 //! damaged file is reported as a certificate problem naming the file, not as
-//! a failed connection.
+//! a failed connection. The PEM parsing is rustls' own (`rustls-pki-types`).
 
 use std::path::Path;
 
-use base64::Engine;
+use rustls::pki_types::pem::{self, PemObject, SectionKind};
 
 use crate::error::{Error, Result};
 
-/// The `(label, DER)` blocks of a PEM text. A block that does not end or
-/// whose body is not base64 is an error.
-fn blocks(text: &str) -> std::result::Result<Vec<(String, Vec<u8>)>, String> {
+/// The recognised sections of a PEM text. A section that does not end or
+/// whose body is not base64 is an error; one whose body is not DER too.
+fn sections(text: &str) -> std::result::Result<Vec<SectionKind>, String> {
     let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .trim()
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let end = format!("-----END {label}-----");
-        let mut body = String::new();
-        let mut ended = false;
-        for l in lines.by_ref() {
-            if l.trim() == end {
-                ended = true;
-                break;
-            }
-            body.extend(l.chars().filter(|c| !c.is_whitespace()));
-        }
-        if !ended {
-            return Err(format!("the {label} block does not end"));
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| format!("the {label} block is not base64: {e}"))?;
-        // Every DER structure here is an ASN.1 SEQUENCE.
+    for item in <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes()) {
+        let (kind, der) = item.map_err(|e| match e {
+            pem::Error::MissingSectionEnd { .. } => "a PEM block does not end".to_string(),
+            pem::Error::Base64Decode(e) => format!("a PEM block is not base64: {e}"),
+            other => format!("not PEM: {other}"),
+        })?;
+        // Every DER structure here (certificate, key) is an ASN.1 SEQUENCE.
         if der.first() != Some(&0x30) {
-            return Err(format!("the {label} block is not DER"));
+            return Err(format!("the {kind:?} block is not DER"));
         }
-        out.push((label.to_string(), der));
+        out.push(kind);
     }
     Ok(out)
 }
@@ -66,16 +47,19 @@ pub(crate) fn read_private_key(path: &Path) -> Result<String> {
 }
 
 fn check_certificates(text: &str) -> std::result::Result<(), String> {
-    let b = blocks(text)?;
-    if !b.iter().any(|(l, _)| l == "CERTIFICATE") {
+    if !sections(text)?.contains(&SectionKind::Certificate) {
         return Err("no PEM certificate in it".into());
     }
     Ok(())
 }
 
 fn check_private_key(text: &str) -> std::result::Result<(), String> {
-    let b = blocks(text)?;
-    if !b.iter().any(|(l, _)| l.ends_with("PRIVATE KEY")) {
+    let keys = [
+        SectionKind::PrivateKey,
+        SectionKind::RsaPrivateKey,
+        SectionKind::EcPrivateKey,
+    ];
+    if !sections(text)?.iter().any(|k| keys.contains(k)) {
         return Err("no PEM private key in it".into());
     }
     Ok(())
@@ -87,14 +71,22 @@ mod tests {
 
     #[test]
     fn accepts_pem_and_refuses_garbage() {
-        let der = base64::engine::general_purpose::STANDARD.encode([0x30, 0x03, 0x02, 0x01, 0x01]);
+        // base64 of the DER SEQUENCE 30 03 02 01 01.
+        let der = "MAMCAQE=";
         let cert = format!("-----BEGIN CERTIFICATE-----\n{der}\n-----END CERTIFICATE-----\n");
         let key = format!("-----BEGIN PRIVATE KEY-----\n{der}\n-----END PRIVATE KEY-----\n");
+        let ec = format!("-----BEGIN EC PRIVATE KEY-----\n{der}\n-----END EC PRIVATE KEY-----\n");
         assert!(check_certificates(&cert).is_ok());
         assert!(check_private_key(&key).is_ok());
+        assert!(check_private_key(&ec).is_ok());
+        assert!(
+            check_certificates(&format!("{key}{cert}")).is_ok(),
+            "a bundle with a certificate"
+        );
         assert!(check_certificates(&key).is_err(), "a key is not a certificate");
         assert!(check_private_key(&cert).is_err(), "a certificate is not a key");
         assert!(check_certificates("garbage").is_err());
+        assert!(check_certificates("").is_err());
         assert!(check_certificates("-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").is_err());
         assert!(check_certificates("-----BEGIN CERTIFICATE-----\nMAMCAQE=\n").is_err());
         assert!(check_certificates("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());

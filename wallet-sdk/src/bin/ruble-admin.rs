@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
@@ -29,6 +28,8 @@ Examples:
 
 Connection: --dev-dir DIR (a `ruble-node dev` directory), --network-dir DIR (a
 `ruble-node init` directory), or --endpoint, --ca, --cert, --cert-key and --key.
+An encrypted key's passphrase: --passphrase-file FILE, else RUBLE_CB_PASSPHRASE,
+else asked for on the terminal.
 Exit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,
 4 key or certificate problem.";
 
@@ -50,15 +51,8 @@ struct Cli {
         help_heading = "Connection and output"
     )]
     network_dir: Option<PathBuf>,
-    /// Passphrase of an encrypted key file (otherwise asked for on the terminal).
-    #[arg(
-        long,
-        global = true,
-        env = "RUBLE_CB_PASSPHRASE",
-        hide_env_values = true,
-        help_heading = "Connection and output"
-    )]
-    passphrase: Option<String>,
+    #[command(flatten)]
+    pass: cli::PassphraseArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -176,7 +170,7 @@ enum Cmd {
     },
     /// Payments at or above the reporting threshold, oldest first; --follow for live ones.
     #[command(
-        after_help = "Examples:\n  ruble-admin --dev-dir dev-data large-payments --from-height 100 --csv\n  ruble-admin --dev-dir dev-data large-payments --follow --json\n\nWithout --follow it lists what is committed up to the current head and exits."
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data large-payments --from-height 100 --csv\n  ruble-admin --dev-dir dev-data large-payments --follow --json\n\nWithout --follow it lists what is committed up to the current head (read first)\nand exits when the node has sent all of it."
     )]
     LargePayments {
         /// Start at this block height.
@@ -188,9 +182,6 @@ enum Cmd {
         /// Print CSV.
         #[arg(long, conflicts_with = "json")]
         csv: bool,
-        /// Without --follow: the listing ends when the node has sent nothing for this long.
-        #[arg(long, default_value = "2s")]
-        catch_up_idle: humantime::Duration,
     },
     /// A report for a period: supply per bank, large payments, frozen accounts.
     #[command(
@@ -209,9 +200,6 @@ enum Cmd {
         /// Print CSV: each section as its own CSV after a `# section` line.
         #[arg(long, conflicts_with = "json")]
         csv: bool,
-        /// The large-payment listing ends when the node has sent nothing for this long.
-        #[arg(long, default_value = "2s")]
-        catch_up_idle: humantime::Duration,
     },
 }
 
@@ -299,7 +287,7 @@ fn credentials(cli: &Cli) -> Result<Credentials, Failure> {
 struct Ctx {
     admin: AdminClient,
     creds: Credentials,
-    passphrase: Option<String>,
+    pass: cli::Passphrase,
     json: bool,
     yes: bool,
 }
@@ -309,8 +297,8 @@ impl Ctx {
     fn key(&self) -> Result<WalletKey, Failure> {
         let key = cli::load_key(
             self.creds.key.as_deref(),
-            self.passphrase.as_deref(),
-            "RUBLE_CB_PASSPHRASE",
+            "no signing key: give --key FILE (or --dev-dir / --network-dir)",
+            &self.pass,
         )?;
         self.admin.check_key(&key)?;
         Ok(key)
@@ -320,7 +308,8 @@ impl Ctx {
         cli::confirm(self.yes, question)
     }
 
-    /// A bank by address or by name.
+    /// A bank by address or by name. Names are not unique in the ledger: a
+    /// name that more than one bank has is refused, listing their addresses.
     async fn bank(&self, s: &str) -> Result<(AccountId, String), Failure> {
         let supply = self.admin.supply().await?;
         if let Ok(a) = s.parse::<Address>() {
@@ -332,22 +321,31 @@ impl Ctx {
                 .unwrap_or_default();
             return Ok((a.0, name));
         }
-        supply
-            .banks
-            .iter()
-            .find(|b| b.name == s)
-            .map(|b| (b.bank, b.name.clone()))
-            .ok_or_else(|| {
-                cli::usage(format!(
-                    "--bank {s:?}: not an address (rub1… or 64 hex characters) nor a bank's name ({})",
-                    supply
-                        .banks
-                        .iter()
-                        .map(|b| b.name.as_str())
+        let named: Vec<_> = supply.banks.iter().filter(|b| b.name == s).collect();
+        match named.as_slice() {
+            [b] => Ok((b.bank, b.name.clone())),
+            [] => Err(cli::usage(format!(
+                "--bank {s:?}: not an address (rub1… or 64 hex characters) nor a bank's name ({})",
+                supply
+                    .banks
+                    .iter()
+                    .map(|b| format!("{:?}", b.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            many => Err(cli::fail(
+                cli::EXIT_USAGE,
+                "AMBIGUOUS_BANK",
+                format!(
+                    "--bank {s:?}: {} banks have that name ({}); give the bank's address instead; nothing was done",
+                    many.len(),
+                    many.iter()
+                        .map(|b| Address(b.bank).to_string())
                         .collect::<Vec<_>>()
                         .join(", ")
-                ))
-            })
+                ),
+            )),
+        }
     }
 
     /// Prints the outcome of an operation.
@@ -370,7 +368,7 @@ fn bank_label(id: AccountId, name: &str) -> String {
     if name.is_empty() {
         Address(id).to_string()
     } else {
-        format!("{name} ({})", Address(id))
+        format!("{} ({})", cli::printable(name), Address(id))
     }
 }
 
@@ -381,7 +379,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = Ctx {
         admin,
         creds,
-        passphrase: cli.passphrase.clone(),
+        pass: cli.pass.with_env("RUBLE_CB_PASSPHRASE"),
         json: cli.conn.json,
         yes: cli.conn.yes,
     };
@@ -442,10 +440,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
         }
         Cmd::Phase { phase: None } => {
-            let s = ctx.admin.supply().await?;
-            let phase = s.phase.map_or("unknown", |p| p.as_str());
+            let info = ctx.admin.client().chain_info().await?;
+            let phase = u8::try_from(info.phase)
+                .ok()
+                .and_then(Phase::from_u8)
+                .map_or("unknown", |p| p.as_str());
             if ctx.json {
-                println!("{}", json!({"ok": true, "phase": phase, "height": s.height}));
+                println!("{}", json!({"ok": true, "phase": phase, "height": info.height}));
             } else {
                 println!("phase: {phase}");
             }
@@ -456,8 +457,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 PhaseArg::Retail => Phase::Retail,
             };
             let key = ctx.key()?;
+            let effect = match phase {
+                Phase::Business => "Banks may open business wallets only, no retail ones",
+                Phase::Retail => "Banks may then open retail wallets for the public",
+            };
             ctx.confirm(&format!(
-                "Move the rollout phase to {}? Banks may then open retail wallets for the public; the phase never goes back.",
+                "Move the rollout phase to {}? {effect}; the phase never goes back.",
                 phase.as_str()
             ))?;
             let p = ctx.admin.set_phase(&key, phase).await?;
@@ -677,12 +682,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             from_height,
             follow: false,
             csv,
-            catch_up_idle,
         } => {
-            let l = ctx
-                .admin
-                .large_payments_until(*from_height, None, *catch_up_idle.as_ref())
-                .await?;
+            let l = ctx.admin.large_payments_until(*from_height, None).await?;
             if ctx.json {
                 let list: Vec<Value> = l.records.iter().map(cli::record_json).collect();
                 println!(
@@ -698,7 +699,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             from_height,
             follow: true,
             csv,
-            ..
         } => {
             let mut s = Box::pin(ctx.admin.large_payments(*from_height));
             let header = cli::records_table(&[]);
@@ -714,7 +714,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 } else if *csv {
                     print!("{}", cli::csv_row(&cli::record_row(&r)));
                 } else {
-                    println!("{}", cli::record_row(&r).join("  "));
+                    println!("{}", cli::text_row(&cli::record_row(&r)));
                 }
             }
         }
@@ -723,8 +723,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             until,
             section,
             csv,
-            catch_up_idle,
-        } => report(&ctx, since, until, section, *csv, *catch_up_idle.as_ref()).await?,
+        } => report(&ctx, since, until, section, *csv).await?,
     }
     Ok(())
 }
@@ -807,7 +806,6 @@ async fn report(
     until: &Option<String>,
     sections: &[Section],
     csv: bool,
-    idle: Duration,
 ) -> Result<(), Failure> {
     let want = |s: Section| sections.is_empty() || sections.contains(&s);
     let since_b = since.as_deref().map(|s| cli::parse_bound(s, "--since")).transpose()?;
@@ -822,7 +820,7 @@ async fn report(
         None => None,
     };
     let large = if want(Section::LargePayments) && to.is_none_or(|t| t >= from) {
-        let l = ctx.admin.large_payments_until(from, to, idle).await?;
+        let l = ctx.admin.large_payments_until(from, to).await?;
         Some((l.to_height, l.records))
     } else {
         None

@@ -27,6 +27,8 @@ Examples:
 
 Connection: --dev-dir DIR (a `ruble-node dev` directory; --bank-name picks the
 bank), or --endpoint, --ca, --cert, --cert-key and --key.
+An encrypted key's passphrase: --passphrase-file FILE, else RUBLE_BANK_PASSPHRASE,
+else asked for on the terminal.
 Exit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,
 4 key or certificate problem.";
 
@@ -43,15 +45,8 @@ struct Cli {
     /// With --dev-dir: which dev bank, by name or index (default: the first).
     #[arg(long, global = true, env = "RUBLE_BANK_NAME", help_heading = "Connection and output")]
     bank_name: Option<String>,
-    /// Passphrase of an encrypted key file (otherwise asked for on the terminal).
-    #[arg(
-        long,
-        global = true,
-        env = "RUBLE_BANK_PASSPHRASE",
-        hide_env_values = true,
-        help_heading = "Connection and output"
-    )]
-    passphrase: Option<String>,
+    #[command(flatten)]
+    pass: cli::PassphraseArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -159,7 +154,7 @@ fn credentials(cli: &Cli) -> Result<Credentials, Failure> {
 struct Ctx {
     bank: BankClient,
     creds: Credentials,
-    passphrase: Option<String>,
+    pass: cli::Passphrase,
     json: bool,
     yes: bool,
 }
@@ -169,8 +164,8 @@ impl Ctx {
     async fn key(&self) -> Result<WalletKey, Failure> {
         let key = cli::load_key(
             self.creds.key.as_deref(),
-            self.passphrase.as_deref(),
-            "RUBLE_BANK_PASSPHRASE",
+            "no signing key: give --key FILE (or --dev-dir)",
+            &self.pass,
         )?;
         self.bank.check_key(&key).await?;
         Ok(key)
@@ -203,6 +198,9 @@ fn direction(r: &Record, account: AccountId) -> (&'static str, Option<AccountId>
     }
 }
 
+/// A statement: AMOUNT_RUB and AMOUNT_KOPECKS both signed from `account`'s
+/// side (`+250.75` and `25075` in, `-351.75` and `-35175` out), beside the
+/// DIRECTION column.
 fn statement_table(entries: &[Record], account: AccountId) -> Table {
     let mut t = Table::new(&[
         ">CURSOR",
@@ -218,10 +216,10 @@ fn statement_table(entries: &[Record], account: AccountId) -> Table {
     ]);
     for r in entries {
         let (dir, other) = direction(r, account);
-        let sign = match dir {
-            "in" => "+",
-            "out" => "-",
-            _ => "",
+        let (sign, kopecks_sign) = match dir {
+            "in" => ("+", ""),
+            "out" => ("-", "-"),
+            _ => ("", ""),
         };
         t.push(vec![
             r.cursor.to_string(),
@@ -230,7 +228,7 @@ fn statement_table(entries: &[Record], account: AccountId) -> Table {
             r.kind.clone(),
             dir.into(),
             format!("{sign}{}", format_rubles(r.amount)),
-            r.amount.to_string(),
+            format!("{kopecks_sign}{}", r.amount),
             cli::addr(other),
             r.purpose.clone(),
             r.tx_id.to_hex(),
@@ -254,7 +252,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = Ctx {
         bank,
         creds,
-        passphrase: cli.passphrase.clone(),
+        pass: cli.pass.with_env("RUBLE_BANK_PASSPHRASE"),
         json: cli.conn.json,
         yes: cli.conn.yes,
     };
@@ -423,7 +421,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     if *csv {
                         print!("{}", cli::csv_row(&cli::record_row(r)));
                     } else {
-                        println!("{}", cli::record_row(r).join("  "));
+                        println!("{}", cli::text_row(&cli::record_row(r)));
                     }
                 }
             }

@@ -1,8 +1,10 @@
 //! `ruble-wallet`: a digital-ruble wallet from the shell.
 //!
-//! Human output by default, `--json` for scripts. Exit codes: 0 success,
-//! 1 usage or local error, 2 rejected by the ledger, 3 node unreachable or
-//! transport failure, 4 key file problem (wrong passphrase included).
+//! Human output by default, `--json` for scripts. Exit codes, failures and
+//! passphrases as the operator CLIs' ([`ruble_wallet::cli`]): 0 success,
+//! 1 usage or local error, 2 refused by the ledger or the node, 3 node
+//! unreachable (transport failure, timeout, `UNAVAILABLE`), 4 key file or
+//! certificate problem (wrong passphrase included).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,14 +12,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use ruble_ledger::types::TxId;
-use ruble_wallet::{format_rubles, parse_rubles, Address, Client, ClientBuilder, Error, WalletKey};
+use ruble_wallet::cli::{self, Failure};
+use ruble_wallet::{format_rubles, parse_rubles, Address, Client, Credentials, WalletKey};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "ruble-wallet",
     version,
-    about = "Digital ruble wallet: keys, balance, payments, history"
+    about = "Digital ruble wallet: keys, balance, payments, history",
+    after_help = "An encrypted key's passphrase: --passphrase-file FILE, else RUBLE_WALLET_PASSPHRASE,\nelse asked for on the terminal.\nExit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,\n4 key or certificate problem."
 )]
 struct Cli {
     /// Node endpoint, e.g. https://127.0.0.1:50051.
@@ -32,9 +36,8 @@ struct Cli {
     /// Wallet key file.
     #[arg(long, global = true, env = "RUBLE_WALLET_KEY")]
     key: Option<PathBuf>,
-    /// Passphrase of an encrypted key file (otherwise asked for on the terminal).
-    #[arg(long, global = true, env = "RUBLE_WALLET_PASSPHRASE", hide_env_values = true)]
-    passphrase: Option<String>,
+    #[command(flatten)]
+    pass: cli::PassphraseArgs,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -101,119 +104,57 @@ enum Cmd {
     },
 }
 
-struct Failure {
-    code: u8,
-    reason: String,
-    message: String,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let (code, reason) = match &e {
-            Error::Rejected { reason, .. } => (2, reason.code().to_string()),
-            Error::Refused { code, .. } => (2, code.clone()),
-            Error::Transport(_) | Error::Timeout => (3, "UNREACHABLE".to_string()),
-            Error::WrongPassphrase => (4, "WRONG_PASSPHRASE".to_string()),
-            Error::Key(_) => (4, "KEY_FILE".to_string()),
-            Error::Certificate(_) => (4, "CERTIFICATE".to_string()),
-            Error::Config(_) => (1, "USAGE".to_string()),
-        };
-        let message = match &e {
-            Error::Rejected { reason, .. } => reason.describe().to_string(),
-            Error::Transport(m) => format!("cannot reach the node: {m}"),
-            other => other.to_string(),
-        };
-        Failure { code, reason, message }
-    }
-}
-
-fn fail(code: u8, reason: &str, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        reason: reason.into(),
-        message: message.into(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse_args();
     let json = cli.json;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => {
-            if json {
-                println!("{}", json!({"ok": false, "error": f.reason, "message": f.message}));
-            } else {
-                eprintln!("error: {} ({})", f.message, f.reason);
-            }
-            ExitCode::from(f.code)
-        }
+        Err(f) => cli::report(&f, json),
     }
 }
 
-fn passphrase(cli: &Cli, confirm: bool) -> Result<String, Failure> {
-    if let Some(p) = &cli.passphrase {
-        return Ok(p.clone());
-    }
-    let p = rpassword::prompt_password("passphrase: ")
-        .map_err(|e| fail(4, "KEY_FILE", format!("reading passphrase: {e}")))?;
-    if confirm {
-        let again = rpassword::prompt_password("again: ").map_err(|e| fail(4, "KEY_FILE", e.to_string()))?;
-        if again != p {
-            return Err(fail(4, "KEY_FILE", "the passphrases differ"));
-        }
-    }
-    Ok(p)
+fn passphrase(cli: &Cli) -> cli::Passphrase {
+    cli.pass.with_env("RUBLE_WALLET_PASSPHRASE")
 }
 
 fn load_key(cli: &Cli) -> Result<WalletKey, Failure> {
-    let path = cli
-        .key
-        .as_ref()
-        .ok_or_else(|| fail(1, "USAGE", "--key FILE is required (or RUBLE_WALLET_KEY)"))?;
-    let pass = if WalletKey::is_encrypted(path)? {
-        Some(passphrase(cli, false)?)
-    } else {
-        None
-    };
-    Ok(WalletKey::load(path, pass.as_deref())?)
+    cli::load_key(
+        cli.key.as_deref(),
+        "--key FILE is required (or RUBLE_WALLET_KEY)",
+        &passphrase(cli),
+    )
 }
 
 async fn connect(cli: &Cli) -> Result<Client, Failure> {
-    let mut b = match (&cli.dev_dir, &cli.endpoint) {
-        (_, Some(ep)) => {
-            let b = ClientBuilder::new(ep.clone());
-            match (&cli.ca, &cli.dev_dir) {
-                (Some(ca), _) => b.ca_file(ca)?,
-                (None, Some(d)) => b.ca_file(d.join("pki/ca.pem"))?,
-                (None, None) => b,
-            }
-        }
-        (Some(d), None) => ClientBuilder::from_dev_dir(d)?,
-        (None, None) => return Err(fail(1, "USAGE", "give --endpoint (and --ca) or --dev-dir")),
+    let explicit = Credentials {
+        endpoint: cli.endpoint.clone(),
+        ca: cli.ca.clone(),
+        ..Credentials::default()
     };
-    b = b.timeout(*cli.timeout).retries(2);
-    Ok(b.connect().await?)
+    let creds = match &cli.dev_dir {
+        Some(d) => explicit.or(Credentials::dev_network(d)?),
+        None => explicit,
+    };
+    if creds.endpoint.is_none() {
+        return Err(cli::usage("give --endpoint (and --ca) or --dev-dir"));
+    }
+    Ok(creds.node_builder()?.timeout(*cli.timeout).retries(2).connect().await?)
 }
 
 fn kind_name(k: Option<ruble_ledger::AccountKind>) -> &'static str {
     k.map_or("unknown", |k| k.as_str())
 }
 
-fn cap(v: u64) -> String {
-    if v == u64::MAX {
-        "unlimited".into()
-    } else {
-        format_rubles(v)
-    }
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.cmd {
         Cmd::Keygen { out, encrypt } => {
             let key = WalletKey::generate();
-            let pass = if *encrypt { Some(passphrase(&cli, true)?) } else { None };
+            let pass = if *encrypt {
+                Some(passphrase(&cli).get("the new key", true)?)
+            } else {
+                None
+            };
             key.save(out, pass.as_deref())?;
             if cli.json {
                 println!(
@@ -266,9 +207,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 println!("spent today: {} ₽", format_rubles(a.outflow_today));
                 println!(
                     "limits: payment {} / daily {} / balance {}",
-                    cap(a.limits.payment_cap),
-                    cap(a.limits.daily_outflow_cap),
-                    cap(a.limits.balance_cap)
+                    cli::cap_text(a.limits.payment_cap),
+                    cli::cap_text(a.limits.daily_outflow_cap),
+                    cli::cap_text(a.limits.balance_cap)
                 );
             }
         }
@@ -318,9 +259,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         r.cursor,
                         sign,
                         format_rubles(r.amount),
-                        r.kind,
+                        cli::printable(&r.kind),
                         other.map(|a| Address(a).to_string()).unwrap_or_default(),
-                        r.purpose
+                        cli::printable(&r.purpose)
                     );
                 }
                 if page.more {
@@ -329,7 +270,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Cmd::Receipt { tx_id } => {
-            let tx = TxId::from_hex(tx_id).map_err(|_| fail(1, "USAGE", "tx id must be 64 hex characters"))?;
+            let tx = TxId::from_hex(tx_id).map_err(|_| cli::usage("tx id must be 64 hex characters"))?;
             let c = connect(&cli).await?;
             let r = c.receipt(tx).await?;
             if cli.json {
@@ -342,7 +283,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 println!(
                     "{} {} ₽ in block {} (cursor {})",
-                    r.kind,
+                    cli::printable(&r.kind),
                     format_rubles(r.amount),
                     r.height,
                     r.cursor
@@ -351,7 +292,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     println!("from {}\nto   {}", Address(f), Address(t));
                 }
                 if !r.purpose.is_empty() {
-                    println!("purpose: {}", r.purpose);
+                    println!("purpose: {}", cli::printable(&r.purpose));
                 }
             }
         }
@@ -373,7 +314,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         "+{} ₽ from {}  {}  (cursor {})",
                         format_rubles(r.amount),
                         r.from.map(|a| Address(a).to_string()).unwrap_or_default(),
-                        r.purpose,
+                        cli::printable(&r.purpose),
                         r.cursor
                     );
                 }
