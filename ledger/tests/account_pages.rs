@@ -7,31 +7,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::checkpointing::open;
 use common::*;
 use ruble_ledger::codec::{Op, SignedOp};
 use ruble_ledger::engine::Ledger;
 use ruble_ledger::state::Account;
-use ruble_ledger::store::{Store, StoreOptions};
+use ruble_ledger::store::Store;
 use ruble_ledger::types::{AccountId, AccountKind, AccountStatus};
-
-/// A checkpoint every 40 operations, so that a few blocks cross several and
-/// leave some pending.
-fn options() -> StoreOptions {
-    StoreOptions {
-        checkpoint_ops: 40,
-        txs_handover_ops: 12,
-        checkpoint_txs_per_write: 8,
-        ..StoreOptions::default()
-    }
-}
-
-fn open(dir: &Path, w: &World) -> Ledger {
-    Ledger::open_with(dir, Some(&w.genesis()), &options()).unwrap()
-}
 
 fn execute(ledger: &mut Ledger, t: u64, ops: Vec<SignedOp>) {
     let out = ledger.execute(t, ops).unwrap();

@@ -8,9 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
+use common::checkpointing::{open, options};
 use common::*;
 use ruble_ledger::codec::Op;
 use ruble_ledger::engine::{Ledger, Outcome};
@@ -18,23 +18,6 @@ use ruble_ledger::store::{touched_by, Store, StoreError, StoreOptions};
 use ruble_ledger::types::{AccountId, Hash32};
 
 const PAYERS: u64 = 12;
-
-/// A store that checkpoints every 40 operations (so a few blocks of the
-/// test cross several checkpoints and leave some blocks pending), and hands
-/// the tx index entries over on their own in between, every 12.
-fn options() -> StoreOptions {
-    StoreOptions {
-        checkpoint_ops: 40,
-        txs_handover_ops: 12,
-        // Several `txs` slices per checkpoint written behind.
-        checkpoint_txs_per_write: 8,
-        ..StoreOptions::default()
-    }
-}
-
-fn open(dir: &Path, w: &World) -> Ledger {
-    Ledger::open_with(dir, Some(&w.genesis()), &options()).unwrap()
-}
 
 fn payers() -> Vec<ed25519_dalek::SigningKey> {
     (0..PAYERS).map(|i| key(100 + i)).collect()

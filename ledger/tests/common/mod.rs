@@ -8,6 +8,9 @@ use ruble_ledger::crypto::{verify_op, KeyCache, Verified};
 use ruble_ledger::state::{Genesis, GenesisBank};
 use ruble_ledger::types::{AccountId, AccountKind, Limits, Phase};
 
+#[cfg(feature = "store")]
+pub mod checkpointing;
+
 pub const CHAIN: &str = "ruble-test";
 pub const T0: u64 = 1_800_000_000_000;
 
