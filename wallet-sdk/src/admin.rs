@@ -9,8 +9,8 @@
 use std::sync::Mutex;
 
 use futures::Stream;
-use ruble_ledger::codec::{Op, SignedOp, MAX_NAME_BYTES};
-use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase};
+use ruble_domain::codec::{Op, SignedOp, MAX_NAME_BYTES};
+use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
 use tonic::transport::Channel;

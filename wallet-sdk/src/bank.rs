@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
-use ruble_ledger::codec::{Op, SignedOp};
-use ruble_ledger::types::{AccountId, AccountKind};
+use ruble_domain::codec::{Op, SignedOp};
+use ruble_domain::types::{AccountId, AccountKind};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::bank_service_client::BankServiceClient;
 use tokio::sync::OnceCell;

@@ -21,7 +21,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use ruble_ledger::types::AccountId;
+use ruble_domain::types::AccountId;
 use serde_json::{json, Value};
 
 use crate::amount::{format_rubles, parse_rubles};
@@ -121,7 +121,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
             Error::Rejected {
-                reason: ruble_ledger::Reason::Unavailable,
+                reason: ruble_domain::Reason::Unavailable,
                 message,
             } => fail(
                 EXIT_UNREACHABLE,
@@ -677,7 +677,7 @@ pub fn account_json(a: &AccountInfo) -> Value {
 }
 
 /// JSON of limits: rubles (or "unlimited") and kopecks.
-pub fn limits_json(l: &ruble_ledger::types::Limits) -> Value {
+pub fn limits_json(l: &ruble_domain::types::Limits) -> Value {
     json!({
         "balance_cap": cap_text(l.balance_cap),
         "balance_cap_kopecks": l.balance_cap,
@@ -846,12 +846,12 @@ mod tests {
         assert!(parse_cap("-1", "--x").is_err());
         assert_eq!(cap_text(u64::MAX), "unlimited");
         let f = Failure::from(Error::Rejected {
-            reason: ruble_ledger::Reason::InsufficientFunds,
+            reason: ruble_domain::Reason::InsufficientFunds,
             message: String::new(),
         });
         assert_eq!((f.code, f.reason.as_str()), (2, "INSUFFICIENT_FUNDS"));
         let f = Failure::from(Error::Rejected {
-            reason: ruble_ledger::Reason::Unavailable,
+            reason: ruble_domain::Reason::Unavailable,
             message: "disk full".into(),
         });
         assert_eq!(f.code, 3);

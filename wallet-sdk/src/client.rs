@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use rand::Rng;
-use ruble_ledger::codec::{Op, OpBody, SignedOp};
-use ruble_ledger::query::{self, method, Query};
-use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, TxId};
+use ruble_domain::codec::{Op, OpBody, SignedOp};
+use ruble_domain::query::{self, method, Query};
+use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::wallet_service_client::WalletServiceClient;
 use tokio::sync::mpsc;
@@ -127,7 +127,7 @@ pub fn result_from(r: pb::SubmitResult) -> Result<Payment> {
             receipt: receipt_from(rc)?,
             duplicate: r.duplicate,
         }),
-        Some(pb::submit_result::Outcome::Rejected(rj)) => Err(match ruble_ledger::Reason::from_code(&rj.reason) {
+        Some(pb::submit_result::Outcome::Rejected(rj)) => Err(match ruble_domain::Reason::from_code(&rj.reason) {
             Some(reason) => Error::Rejected {
                 reason,
                 message: rj.message,
@@ -553,11 +553,11 @@ impl Client {
 
     /// Builds and signs a transfer. Keep the result to retry it safely.
     pub fn transfer(&self, key: &WalletKey, payee: AccountId, amount: Kopecks, purpose: &str) -> Result<SignedOp> {
-        if purpose.len() > ruble_ledger::codec::MAX_PURPOSE_BYTES {
+        if purpose.len() > ruble_domain::codec::MAX_PURPOSE_BYTES {
             return Err(Error::Config(format!(
                 "purpose is {} bytes; at most {}",
                 purpose.len(),
-                ruble_ledger::codec::MAX_PURPOSE_BYTES
+                ruble_domain::codec::MAX_PURPOSE_BYTES
             )));
         }
         Ok(self.sign(

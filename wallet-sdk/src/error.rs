@@ -1,7 +1,7 @@
 //! Errors a caller can match on: a ledger rejection (with its [`Reason`]) is
 //! kept apart from transport trouble and from local problems.
 
-use ruble_ledger::Reason;
+use ruble_domain::Reason;
 use tonic::Code;
 use tonic_types::StatusExt;
 

@@ -17,7 +17,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
-use ruble_ledger::types::AccountId;
+use ruble_domain::types::AccountId;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 

@@ -32,7 +32,7 @@
 //!   ([`Credentials::dev_central_bank`], [`Credentials::dev_bank`]) or a
 //!   `ruble-node init` directory ([`Credentials::network_central_bank`]).
 //! - [`Error`]: ledger rejections ([`Error::Rejected`] with a
-//!   [`ruble_ledger::Reason`]) apart from transport failures and from local
+//!   [`ruble_domain::Reason`]) apart from transport failures and from local
 //!   key ([`Error::Key`], [`Error::WrongPassphrase`]) and certificate
 //!   ([`Error::Certificate`]) problems.
 //!
@@ -83,5 +83,5 @@ pub use client::{AccountInfo, Block, Client, ClientBuilder, HistoryPage, Payment
 pub use error::{Error, Result};
 pub use keys::{Address, WalletKey};
 pub use operator::Credentials;
-pub use ruble_ledger::types::{AccountId, AccountKind, AccountStatus, Limits, Phase};
-pub use ruble_ledger::Reason;
+pub use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Limits, Phase};
+pub use ruble_domain::Reason;

@@ -25,15 +25,15 @@ use std::sync::OnceLock;
 
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::SigningKey;
-use ruble_ledger::block::BlockHeader;
-use ruble_ledger::codec::{
+use ruble_domain::block::BlockHeader;
+use ruble_domain::codec::{
     signing_message, tx_id, Op, OpBody, SignedOp, MAX_BODY_BYTES, MAX_NAME_BYTES, MAX_PURPOSE_BYTES, SIGNATURE_BYTES,
 };
-use ruble_ledger::crypto::{verify_op, verify_ops, verify_single, KeyCache, Verified};
-use ruble_ledger::query::{history_params, method, Query, QueryGuard};
-use ruble_ledger::reason::Reason;
-use ruble_ledger::state::{Account, Bank, Genesis, GenesisBank, State};
-use ruble_ledger::types::{AccountId, AccountKind, Kopecks, Limits, Phase, TxId, MS_PER_DAY};
+use ruble_domain::crypto::{verify_op, verify_ops, verify_single, KeyCache, Verified};
+use ruble_domain::query::{history_params, method, Query, QueryGuard};
+use ruble_domain::reason::Reason;
+use ruble_domain::state::{Account, Bank, Genesis, GenesisBank, State};
+use ruble_domain::types::{AccountId, AccountKind, Kopecks, Limits, Phase, TxId, MS_PER_DAY};
 use sha2::{Digest, Sha256};
 
 /// Chain id of the fuzz world.

@@ -8,7 +8,6 @@ use ruble_ledger::crypto::{verify_op, KeyCache, Verified};
 use ruble_ledger::state::{Genesis, GenesisBank};
 use ruble_ledger::types::{AccountId, AccountKind, Limits, Phase};
 
-#[cfg(feature = "store")]
 pub mod checkpointing;
 
 pub const CHAIN: &str = "ruble-test";

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use ruble_ledger::types::TxId;
+use ruble_domain::types::TxId;
 use ruble_wallet::cli::{self, Failure};
 use ruble_wallet::{format_rubles, parse_rubles, Address, Client, Credentials, WalletKey};
 use serde_json::json;
@@ -142,7 +142,7 @@ async fn connect(cli: &Cli) -> Result<Client, Failure> {
     Ok(creds.node_builder()?.timeout(*cli.timeout).retries(2).connect().await?)
 }
 
-fn kind_name(k: Option<ruble_ledger::AccountKind>) -> &'static str {
+fn kind_name(k: Option<ruble_domain::AccountKind>) -> &'static str {
     k.map_or("unknown", |k| k.as_str())
 }
 

@@ -36,9 +36,9 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_distr::Distribution;
 use rayon::prelude::*;
-use ruble_ledger::codec::{Op, OpBody, SignedOp};
-use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
-use ruble_ledger::types::{AccountId, AccountKind, TxId};
+use ruble_domain::codec::{Op, OpBody, SignedOp};
+use ruble_domain::crypto::{verify_ops_parallel, KeyCache};
+use ruble_domain::types::{AccountId, AccountKind, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::bank_service_client::BankServiceClient;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
@@ -197,9 +197,9 @@ fn calibrate(sample: Vec<SignedOp>) -> Calibration {
     let m = n.min(20_000);
     let t = Instant::now();
     for op in &sample[..m] {
-        let ok = ruble_ledger::crypto::verify_single(
+        let ok = ruble_domain::crypto::verify_single(
             &op.body.signer.0,
-            &ruble_ledger::codec::signing_message(&op.body_bytes),
+            &ruble_domain::codec::signing_message(&op.body_bytes),
             &op.signature,
         );
         assert!(ok);
@@ -368,7 +368,7 @@ impl PresignedRun {
         let body = self.body(world, i);
         let body_bytes = body.encode();
         SignedOp {
-            tx_id: ruble_ledger::codec::tx_id(&body_bytes),
+            tx_id: ruble_domain::codec::tx_id(&body_bytes),
             body,
             body_bytes,
             signature: self.signatures[i],
