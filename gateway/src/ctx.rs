@@ -1,4 +1,4 @@
-//! What every service shares: the pipeline, the store, the commit feed,
+//! What every service shares: the ledger backend, the store, the commit feed,
 //! metrics and the limits on what clients may ask for.
 
 use std::collections::HashMap;
@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruble_ledger::codec::SignedOp;
-use ruble_ledger::pipeline::Pipeline;
 use ruble_ledger::query::QueryGuard;
 use ruble_ledger::state::SealedBlock;
 use ruble_ledger::store::{Store, StoreError};
@@ -15,8 +14,9 @@ use ruble_ledger::{Outcome, Reason};
 use tokio::sync::broadcast;
 use tonic::Status;
 
+use crate::backend::{LedgerBackend, Refusal};
 use crate::budget::{Caller, StreamBudget, StreamPermit};
-use crate::convert::reason_status;
+use crate::convert::{coded_status_with, reason_status};
 use crate::metrics::Metrics;
 
 /// Limits on what a client controls.
@@ -83,9 +83,32 @@ impl ClientLimits {
     }
 }
 
+/// The reason of a write sent to a replica that does not lead.
+pub const NOT_LEADER: &str = "NOT_LEADER";
+
+/// `UNAVAILABLE`/`NOT_LEADER`, with the leader's client endpoint in the
+/// ErrorInfo metadata (`leader`) when known.
+pub fn not_leader_status(leader: Option<&str>) -> Status {
+    match leader {
+        Some(l) => coded_status_with(
+            tonic::Code::Unavailable,
+            NOT_LEADER,
+            format!("this replica does not lead; send writes to {l}"),
+            &[("leader", l)],
+        ),
+        None => coded_status_with(
+            tonic::Code::Unavailable,
+            NOT_LEADER,
+            "this replica does not lead and knows no leader yet (an election is under way); retry shortly",
+            &[],
+        ),
+    }
+}
+
 /// Shared state of the gRPC services.
 pub struct Ctx {
-    pub pipeline: Arc<Pipeline>,
+    /// The ledger: submissions and the committed head.
+    pub ledger: Arc<dyn LedgerBackend>,
     pub store: Arc<Store>,
     pub commits: broadcast::Sender<Arc<SealedBlock>>,
     pub metrics: Metrics,
@@ -159,7 +182,7 @@ impl Ctx {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let n = ops.len();
         let (admitted, metrics) = (std::time::Instant::now(), self.metrics.clone());
-        self.pipeline
+        self.ledger
             .submit(
                 ops,
                 Box::new(move |outs| {
@@ -167,14 +190,20 @@ impl Ctx {
                     let _ = tx.send(outs);
                 }),
             )
-            .map_err(|r| {
-                for _ in 0..n {
-                    self.metrics.inc_rejected(r.code());
+            .map_err(|refusal| match refusal {
+                Refusal::Ledger(r) => {
+                    for _ in 0..n {
+                        self.metrics.inc_rejected(r.code());
+                    }
+                    // Say why the node cannot commit (e.g. the disk is full).
+                    match (r, self.ledger.storage_error()) {
+                        (Reason::Unavailable, Some(e)) => reason_status(r, format!("{}: {e}", r.describe())),
+                        _ => reason_status(r, r.describe()),
+                    }
                 }
-                // Say why the node cannot commit (e.g. the disk is full).
-                match (r, self.pipeline.storage_error()) {
-                    (Reason::Unavailable, Some(e)) => reason_status(r, format!("{}: {e}", r.describe())),
-                    _ => reason_status(r, r.describe()),
+                Refusal::NotLeader { leader } => {
+                    self.metrics.inc_refused(NOT_LEADER);
+                    not_leader_status(leader.as_deref())
                 }
             })?;
         let outs = rx
@@ -247,5 +276,130 @@ impl Ctx {
             }
         }
         Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Refusal;
+    use crate::budget::StreamCaps;
+    use ruble_ledger::pipeline::{CommittedView, PipelineStats, Reply};
+
+    /// A replica that does not lead, knowing (or not) who does.
+    struct Follower {
+        leader: Option<String>,
+        view: CommittedView,
+        stats: PipelineStats,
+    }
+
+    impl LedgerBackend for Follower {
+        fn submit(&self, _: Vec<SignedOp>, _: Reply) -> Result<(), Refusal> {
+            Err(Refusal::NotLeader {
+                leader: self.leader.clone(),
+            })
+        }
+        fn view(&self) -> CommittedView {
+            self.view.clone()
+        }
+        fn storage_error(&self) -> Option<String> {
+            None
+        }
+        fn stats(&self) -> &PipelineStats {
+            &self.stats
+        }
+    }
+
+    fn ctx(dir: &std::path::Path, leader: Option<&str>) -> Ctx {
+        let ledger = ruble_ledger::Ledger::open(dir, Some(&genesis())).unwrap();
+        let view = CommittedView {
+            height: 0,
+            head_hash: ledger.state().head_hash(),
+            state_hash: ledger.state().state_hash(),
+            timestamp_ms: ledger.state().timestamp_ms(),
+            params: ledger.state().params().clone(),
+            totals: ledger.state().totals(),
+        };
+        Ctx {
+            ledger: Arc::new(Follower {
+                leader: leader.map(str::to_string),
+                view,
+                stats: PipelineStats::default(),
+            }),
+            store: ledger.store().clone(),
+            commits: broadcast::channel(4).0,
+            metrics: Metrics::new(),
+            limits: ClientLimits::default(),
+            streams: StreamBudget::new(StreamCaps {
+                anonymous: 1,
+                per_ip: 1,
+                per_participant: 1,
+            }),
+            queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 16)),
+            servicing: ServicingCache::new(16),
+            shutdown: tokio::sync::watch::channel(false).1,
+        }
+    }
+
+    fn genesis() -> ruble_ledger::Genesis {
+        use ed25519_dalek::SigningKey;
+        let cb = SigningKey::from_bytes(&[7; 32]);
+        ruble_ledger::Genesis {
+            chain_id: "ruble-test".into(),
+            central_bank: AccountId(cb.verifying_key().to_bytes()),
+            timestamp_ms: 1_800_000_000_000,
+            max_validity_ms: 60_000,
+            phase: ruble_ledger::Phase::Business,
+            reporting_threshold: 0,
+            settlement_limits: Default::default(),
+            business_limits: Default::default(),
+            retail_limits: Default::default(),
+            banks: Vec::new(),
+        }
+    }
+
+    fn op() -> SignedOp {
+        use ed25519_dalek::SigningKey;
+        let k = SigningKey::from_bytes(&[9; 32]);
+        let body = ruble_ledger::OpBody {
+            chain_id: "ruble-test".into(),
+            signer: AccountId(k.verifying_key().to_bytes()),
+            nonce: 1,
+            valid_until_ms: 1_800_000_030_000,
+            op: ruble_ledger::Op::Transfer {
+                payee: AccountId([3; 32]),
+                amount: 1,
+                purpose: String::new(),
+            },
+        };
+        SignedOp::sign(body, &k)
+    }
+
+    /// A write to a replica that does not lead is UNAVAILABLE/NOT_LEADER with
+    /// the leader's client endpoint in the ErrorInfo metadata, so a client can
+    /// go there; without a known leader the metadata is absent.
+    #[tokio::test]
+    async fn a_follower_answers_writes_with_the_leaders_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = ctx(dir.path(), Some("https://127.0.0.1:50472"))
+            .submit(vec![op()])
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), tonic::Code::Unavailable);
+        let info = tonic_types::StatusExt::get_details_error_info(&st).expect("ErrorInfo");
+        assert_eq!(info.reason, NOT_LEADER);
+        assert_eq!(
+            info.metadata.get("leader").map(String::as_str),
+            Some("https://127.0.0.1:50472")
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let st = ctx(dir.path(), None).submit(vec![op()]).await.unwrap_err();
+        let info = tonic_types::StatusExt::get_details_error_info(&st).expect("ErrorInfo");
+        assert_eq!(
+            (st.code(), info.reason.as_str()),
+            (tonic::Code::Unavailable, NOT_LEADER)
+        );
+        assert!(info.metadata.is_empty());
     }
 }

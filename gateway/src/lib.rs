@@ -6,6 +6,8 @@
 //!   [`services::wallet`], [`services::bank`], [`services::central_bank`],
 //!   health and reflection over TLS; [`node::RunningNode::shutdown`] finishes
 //!   the block in flight.
+//! - [`backend`]: [`backend::LedgerBackend`], the submit/read interface the
+//!   services use (a single node's pipeline, or a replica that may not lead).
 //! - [`auth`]: mutual-TLS identities and role checks; [`pki`]: the CA and the certificates it issues.
 //! - [`budget`]: stream and connection budgets (per participant, per peer,
 //!   node-wide); [`wire`]: precise answers to request bytes tonic refuses.
@@ -14,6 +16,7 @@
 //! - [`config`]: `ruble-node run` configuration; [`metrics`]: Prometheus.
 
 pub mod auth;
+pub mod backend;
 pub mod budget;
 pub mod config;
 pub mod convert;

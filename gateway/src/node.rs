@@ -116,7 +116,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     let pipeline = Arc::new(Pipeline::start(ledger, opts.pipeline.clone(), hook));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
-        pipeline: pipeline.clone(),
+        ledger: pipeline.clone(),
         store: store.clone(),
         commits,
         metrics: metrics.clone(),

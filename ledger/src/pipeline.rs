@@ -26,6 +26,15 @@
 //!   reopens the store every [`STORAGE_RETRY`] (RocksDB refuses writes after
 //!   a failed one until reopened), reloads its state from it (the truth) and
 //!   carries on, so the node serves again once writes succeed.
+//!
+//! Two seams make the pipeline independent of where blocks end up and of the
+//! wall clock:
+//! - a [`BlockSink`] makes each sealed block durable. [`LocalSink`] is one
+//!   synced RocksDB commit; a replicated node's sink proposes the block to
+//!   its Raft group and returns once a quorum holds it. The committer answers
+//!   a block's submissions only after the sink returned `Ok`, whatever the sink.
+//! - a [`Clock`] gives the block timestamps (`max(clock, previous)`, so they
+//!   never go backwards even when the clock does); tests pass their own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -52,6 +61,51 @@ const SLOW_STAGE: Duration = Duration::from_millis(100);
 
 /// How long an idle sequencer sleeps before looking at the store's health.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
+
+/// Where sealed blocks become durable. Called on the committer thread, one
+/// block at a time, in height order.
+pub trait BlockSink: Send + Sync + 'static {
+    /// Makes `block` durable. Returns `Ok` only once it is: the block's
+    /// submissions are answered right after. An error means the block may or
+    /// may not become durable later (its submissions are answered
+    /// `Unavailable`, and a retry gets the original receipt if it did).
+    fn commit(&self, block: &SealedBlock) -> Result<(), String>;
+
+    /// After a failed commit: the durable truth to go on from, or an error
+    /// (the sequencer tries again after [`STORAGE_RETRY`]). Meanwhile every
+    /// submission is answered `Unavailable`.
+    fn recover(&self) -> Result<State, String>;
+}
+
+/// The single node's sink: one synced `WriteBatch` per block; recovery
+/// reopens the store (RocksDB refuses writes after a failed one) and reloads.
+pub struct LocalSink(pub Arc<Store>);
+
+impl BlockSink for LocalSink {
+    fn commit(&self, block: &SealedBlock) -> Result<(), String> {
+        self.0.commit(block).map_err(|e| e.to_string())
+    }
+
+    fn recover(&self) -> Result<State, String> {
+        self.0.reopen().and_then(|()| self.0.load()).map_err(|e| e.to_string())
+    }
+}
+
+/// Milliseconds since the Unix epoch, for block timestamps.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
 
 /// Tuning and limits of the pipeline.
 #[derive(Clone, Debug)]
@@ -195,6 +249,8 @@ enum ToCommitter {
 
 struct Shared {
     store: Arc<Store>,
+    sink: Arc<dyn BlockSink>,
+    clock: Arc<dyn Clock>,
     cache: Arc<KeyCache>,
     cfg: PipelineConfig,
     stats: PipelineStats,
@@ -217,12 +273,6 @@ pub struct Pipeline {
     threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn view_of(state: &State) -> CommittedView {
     CommittedView {
         height: state.height(),
@@ -235,13 +285,28 @@ fn view_of(state: &State) -> CommittedView {
 }
 
 impl Pipeline {
-    /// Starts the threads. `on_commit` runs on the committer thread after each
-    /// durable commit; keep it cheap (send to a channel).
+    /// Starts the threads, committing locally ([`LocalSink`]) with block
+    /// times from the system clock. `on_commit` runs on the committer thread
+    /// after each durable commit; keep it cheap (send to a channel).
     pub fn start(ledger: Ledger, cfg: PipelineConfig, on_commit: CommitHook) -> Pipeline {
+        let sink = Arc::new(LocalSink(ledger.store().clone()));
+        Pipeline::start_with(ledger, cfg, on_commit, sink, Arc::new(SystemClock))
+    }
+
+    /// [`Pipeline::start`] with another sink and clock.
+    pub fn start_with(
+        ledger: Ledger,
+        cfg: PipelineConfig,
+        on_commit: CommitHook,
+        sink: Arc<dyn BlockSink>,
+        clock: Arc<dyn Clock>,
+    ) -> Pipeline {
         let (state, store, cache) = ledger.into_parts();
         let shared = Arc::new(Shared {
             view: RwLock::new(view_of(&state)),
             store,
+            sink,
+            clock,
             cache,
             stats: PipelineStats::default(),
             committer_busy: AtomicBool::new(false),
@@ -545,7 +610,7 @@ fn sequencer(
         if let Ok(sub) = msg {
             sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
             if open.is_none() {
-                state.begin_block(now_ms().max(state.timestamp_ms()));
+                state.begin_block(sh.clock.now_ms().max(state.timestamp_ms()));
                 open = Some(OpenBlockReplies {
                     replies: Vec::new(),
                     started: Instant::now(),
@@ -627,8 +692,9 @@ fn gap_left(last_seal: Instant, min_gap: Duration) -> Option<Duration> {
     (!left.is_zero()).then_some(left)
 }
 
-/// After a failed commit: every `STORAGE_RETRY`, reopen the store and reload
-/// the state from it, answering whatever arrives meanwhile `Unavailable`.
+/// After a failed commit: every `STORAGE_RETRY`, ask the sink for the durable
+/// state (the local sink reopens the store and reloads it), answering whatever
+/// arrives meanwhile `Unavailable`.
 /// Returns the reloaded state, or `None` if the pipeline shut down first.
 fn recover_storage(rx: &Receiver<VerifiedSubmission>, sh: &Shared) -> Option<State> {
     let mut attempts = 0u64;
@@ -645,7 +711,7 @@ fn recover_storage(rx: &Receiver<VerifiedSubmission>, sh: &Shared) -> Option<Sta
             }
         }
         attempts += 1;
-        match sh.store.reopen().and_then(|()| sh.store.load()) {
+        match sh.sink.recover() {
             Ok(state) => {
                 tracing::warn!(
                     attempts,
@@ -762,12 +828,12 @@ fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_co
                         resolve(&sh, p, &receipts);
                     }
                     std::thread::sleep(Duration::from_millis(20));
-                    let _ = sh.store.commit(&block);
+                    let _ = sh.sink.commit(&block);
                     set_idle();
                     continue;
                 }
                 let t0 = Instant::now();
-                match sh.store.commit(&block) {
+                match sh.sink.commit(&block) {
                     Ok(()) => {
                         let durable = Instant::now();
                         let times = CommitTimes {

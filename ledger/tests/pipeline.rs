@@ -287,3 +287,162 @@ fn a_submission_held_behind_a_busy_committer_is_timed_in_the_commit_stage() {
         "the stages are parts of the wait ({waited:?}): {s:?}"
     );
 }
+
+/// A sink that holds each block until the test releases it, then commits it
+/// locally; it can also be told to fail the next commit.
+struct GatedSink {
+    local: ruble_ledger::pipeline::LocalSink,
+    release: parking_lot::Mutex<std::sync::mpsc::Receiver<()>>,
+    fail_next: std::sync::atomic::AtomicBool,
+    seen: parking_lot::Mutex<Vec<u64>>,
+    recovered: std::sync::atomic::AtomicUsize,
+}
+
+impl ruble_ledger::pipeline::BlockSink for GatedSink {
+    fn commit(&self, block: &ruble_ledger::state::SealedBlock) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        self.seen.lock().push(block.header.height);
+        self.release
+            .lock()
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "not released".to_string())?;
+        if self.fail_next.swap(false, Ordering::AcqRel) {
+            return Err("quorum lost".into());
+        }
+        self.local.commit(block)
+    }
+
+    fn recover(&self) -> Result<ruble_ledger::state::State, String> {
+        self.recovered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.local.recover()
+    }
+}
+
+/// The committer answers a block's submissions only once the sink says the
+/// block is durable, whatever the sink (a replicated node's sink returns
+/// when a quorum holds the block); a sink that fails answers `Unavailable`,
+/// and the pipeline goes on from the state the sink recovers.
+#[test]
+fn submissions_are_answered_only_after_the_sink_made_their_block_durable() {
+    use ruble_ledger::pipeline::{LocalSink, SystemClock};
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let ledger = Ledger::open(dir.path(), Some(&genesis_now(&w))).unwrap();
+    let store = ledger.store().clone();
+    let (release, gate) = std::sync::mpsc::channel();
+    let sink = Arc::new(GatedSink {
+        local: LocalSink(store.clone()),
+        release: parking_lot::Mutex::new(gate),
+        fail_next: Default::default(),
+        seen: Default::default(),
+        recovered: Default::default(),
+    });
+    let p = Pipeline::start_with(
+        ledger,
+        PipelineConfig::default(),
+        Box::new(|_, _| {}),
+        sink.clone(),
+        Arc::new(SystemClock),
+    );
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let funding: Vec<SignedOp> = w
+        .fund_payers(&[a.clone(), b.clone()])
+        .into_iter()
+        .map(|op| w.sign_until(&signer_of(&w, &op), op.body.op.clone(), until))
+        .collect();
+    submit_to(&p, funding, &tx);
+    // Sealed and handed to the sink, but not answered while the sink holds it.
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "answered before durable"
+    );
+    assert_eq!(store.head_height().unwrap(), 0);
+    release.send(()).unwrap();
+    let funded = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(funded.iter().all(|o| matches!(o, Outcome::Committed(_))), "{funded:?}");
+    let head = store.head_height().unwrap();
+    assert_eq!(head, *sink.seen.lock().last().unwrap());
+
+    // A failed commit: Unavailable, nothing written, and the pipeline goes on
+    // from the recovered state.
+    sink.fail_next.store(true, Ordering::Release);
+    let lost = transfer(&mut w, &a, &b, 1_00, "lost quorum", until);
+    submit_to(&p, vec![lost.clone()], &tx);
+    release.send(()).unwrap();
+    let answer = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(answer, vec![Outcome::Rejected(Reason::Unavailable)]);
+    assert_eq!(store.head_height().unwrap(), head);
+    // The recovery happens on the next retry tick; then the retry commits.
+    let mut retried = None;
+    for _ in 0..50 {
+        if let Ok(()) = p.submit(
+            vec![lost.clone()],
+            Box::new({
+                let tx = tx.clone();
+                move |o| {
+                    let _ = tx.send(o);
+                }
+            }),
+        ) {
+            release.send(()).unwrap();
+            retried = Some(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let retried = retried.expect("the pipeline accepts again after recovery");
+    assert!(matches!(retried[0], Outcome::Committed(_)), "{retried:?}");
+    assert!(sink.recovered.load(Ordering::Acquire) >= 1);
+    assert_eq!(store.head_height().unwrap(), head + 1);
+    // Unblock the shutdown's last commit, if any.
+    let _ = release.send(());
+    drop(p);
+}
+
+/// Block timestamps come from the pipeline's clock, and never go backwards
+/// even when the clock does (a leader change to a node whose clock is behind
+/// must not make the chain's time run back).
+#[test]
+fn block_timestamps_follow_the_clock_and_never_go_backwards() {
+    use ruble_ledger::pipeline::{Clock, LocalSink};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Manual(AtomicU64);
+    impl Clock for Manual {
+        fn now_ms(&self) -> u64 {
+            self.0.load(Ordering::Acquire)
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = World::new();
+    let genesis = genesis_now(&w);
+    let ledger = Ledger::open(dir.path(), Some(&genesis)).unwrap();
+    let store = ledger.store().clone();
+    let t1 = genesis.timestamp_ms + 5_000;
+    let clock = Arc::new(Manual(AtomicU64::new(t1)));
+    let p = Pipeline::start_with(
+        ledger,
+        PipelineConfig::default(),
+        Box::new(|_, _| {}),
+        Arc::new(LocalSink(store.clone())),
+        clock.clone(),
+    );
+    let (a, b) = (key(500), key(501));
+    let until = now_ms() + 60_000;
+    let r1 = fund(&mut w, &p, &[a.clone(), b.clone()], until);
+    let ts = |h: u64| store.header(h).unwrap().unwrap().0.timestamp_ms;
+    assert_eq!(ts(r1.height), t1, "the block's time is the clock's");
+    // The clock jumps back a minute: the next block keeps the previous time.
+    clock.0.store(t1 - 60_000, Ordering::Release);
+    let r2 = committed(&submit(&p, vec![transfer(&mut w, &a, &b, 1, "clock behind", until)])[0]);
+    assert!(r2.height > r1.height);
+    assert_eq!(ts(r2.height), t1);
+    clock.0.store(t1 + 1_000, Ordering::Release);
+    let r3 = committed(&submit(&p, vec![transfer(&mut w, &a, &b, 1, "clock ahead", until)])[0]);
+    assert_eq!(ts(r3.height), t1 + 1_000);
+}

@@ -150,6 +150,11 @@ impl From<Error> for Failure {
             ),
             Error::Refused { code, message } => fail(EXIT_REFUSED, &code, format!("refused by the node: {message}")),
             Error::Transport(m) => fail(EXIT_UNREACHABLE, "UNREACHABLE", format!("cannot reach the node: {m}")),
+            e @ Error::NotLeader { .. } => fail(
+                EXIT_UNREACHABLE,
+                "NOT_LEADER",
+                format!("{e}: send it there (--endpoint)"),
+            ),
             Error::Timeout => fail(
                 EXIT_UNREACHABLE,
                 "UNREACHABLE",

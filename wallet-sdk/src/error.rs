@@ -19,6 +19,11 @@ pub enum Error {
     /// retry a payment: resubmission returns the original receipt.
     #[error("transport: {0}")]
     Transport(String),
+    /// The node is a replica that does not lead; `leader` is the leader's
+    /// client endpoint (`https://host:port`), absent during an election.
+    /// Safe to retry there: resubmission returns the original receipt.
+    #[error("not the leader{}", leader.as_deref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader { leader: Option<String> },
     /// The call did not complete within the configured timeout.
     #[error("timed out")]
     Timeout,
@@ -53,6 +58,7 @@ impl Error {
         matches!(
             self,
             Error::Transport(_)
+                | Error::NotLeader { .. }
                 | Error::Timeout
                 | Error::Rejected {
                     reason: Reason::Overloaded | Reason::Unavailable,
@@ -146,6 +152,12 @@ impl From<tonic::Status> for Error {
             return Error::Certificate(format!("TLS: {problem}"));
         }
         if let Some(code) = status_reason(&st) {
+            if code == "NOT_LEADER" {
+                let leader = st
+                    .get_details_error_info()
+                    .and_then(|i| i.metadata.get("leader").cloned());
+                return Error::NotLeader { leader };
+            }
             return match Reason::from_code(&code) {
                 Some(reason) => Error::Rejected {
                     reason,
@@ -220,5 +232,28 @@ mod tests {
             Error::from(tonic::Status::unavailable("node down")),
             Error::Transport(_)
         ));
+    }
+
+    /// A follower's NOT_LEADER (as `ruble-node`'s gateway sends it) becomes
+    /// `NotLeader` with the leader's endpoint, and is retryable.
+    #[test]
+    fn not_leader_carries_the_leaders_endpoint() {
+        use std::collections::HashMap;
+        use tonic_types::ErrorDetails;
+        let st = |meta: &[(&str, &str)]| {
+            let md: HashMap<String, String> = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            tonic::Status::with_error_details(
+                Code::Unavailable,
+                "not the leader",
+                ErrorDetails::with_error_info("NOT_LEADER", "ruble.v1", md),
+            )
+        };
+        let e = Error::from(st(&[("leader", "https://127.0.0.1:50472")]));
+        assert!(
+            matches!(&e, Error::NotLeader { leader: Some(l) } if l == "https://127.0.0.1:50472"),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+        assert!(matches!(Error::from(st(&[])), Error::NotLeader { leader: None }));
     }
 }

@@ -201,11 +201,7 @@ impl BankService for BankSvc {
         let bank = self.bank(&req)?;
         let account = account_id(&req.get_ref().account, "account")?;
         let a = self.own_account(&bank, &account)?;
-        Ok(Response::new(account_pb(
-            &a,
-            &self.ctx.pipeline.view().params,
-            now_ms(),
-        )))
+        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
     }
 
     async fn get_statement(&self, req: Request<pb::GetStatementRequest>) -> Result<Response<pb::HistoryPage>, Status> {
@@ -244,11 +240,7 @@ impl BankService for BankSvc {
             .account(&bank)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownBank, "this bank has no settlement account"))?;
-        Ok(Response::new(account_pb(
-            &a,
-            &self.ctx.pipeline.view().params,
-            now_ms(),
-        )))
+        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
     }
 }
 
@@ -292,7 +284,7 @@ async fn stream_blocks_loop(
     loop {
         let mut live = ctx.commits.subscribe();
         // Catch up from the store up to the committed head.
-        let head = ctx.pipeline.view().height;
+        let head = ctx.ledger.view().height;
         while next <= head {
             let ev = (|| -> Result<pb::BlockEvent, Status> {
                 let (header, hash) = ctx
@@ -301,7 +293,7 @@ async fn stream_blocks_loop(
                     .map_err(internal)?
                     .ok_or_else(|| internal(format!("block {next} at or below the head is missing")))?;
                 let ops = ctx.store.block_ops(next).map_err(internal)?;
-                let cb = ctx.pipeline.view().params.central_bank;
+                let cb = ctx.ledger.view().params.central_bank;
                 filtered_event(
                     &ctx,
                     &bank,

@@ -46,7 +46,7 @@ impl CentralBankSvc {
                 format!("this RPC takes a {name} operation"),
             ));
         }
-        if op.body.signer != self.ctx.pipeline.view().params.central_bank {
+        if op.body.signer != self.ctx.ledger.view().params.central_bank {
             return Err(reason_status(
                 Reason::NotAuthorised,
                 "the operation must be signed by the central bank key",
@@ -119,11 +119,7 @@ impl CentralBankService for CentralBankSvc {
             .account(&account)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
-        Ok(Response::new(account_pb(
-            &a,
-            &self.ctx.pipeline.view().params,
-            now_ms(),
-        )))
+        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
     }
 
     type StreamLargePaymentsStream = LargeStream;
@@ -165,7 +161,7 @@ impl CentralBankService for CentralBankSvc {
             .header(h)
             .map_err(internal)?
             .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_BLOCK", format!("no block {h}")))?;
-        let cb = self.ctx.pipeline.view().params.central_bank;
+        let cb = self.ctx.ledger.view().params.central_bank;
         let operations = self
             .ctx
             .store
@@ -220,7 +216,7 @@ fn account_page(
     after: Option<AccountId>,
     limit: usize,
 ) -> Result<pb::AccountPage, Status> {
-    let params = ctx.pipeline.view().params.clone();
+    let params = ctx.ledger.view().params.clone();
     let (accounts, more) = ctx
         .store
         .accounts_after(after.as_ref(), limit, |a| {
@@ -238,7 +234,7 @@ fn account_page(
 
 /// Issued, redeemed, circulation, Σ balances and a per-bank breakdown.
 pub fn supply_report(ctx: &Ctx) -> Result<pb::SupplyReport, Status> {
-    let view = ctx.pipeline.view();
+    let view = ctx.ledger.view();
     let accounts = ctx.store.all_accounts().map_err(internal)?;
     let mut per_bank: BTreeMap<AccountId, pb::BankSupply> = BTreeMap::new();
     let mut sum: u128 = 0;
@@ -322,7 +318,7 @@ async fn large_loop(
             if cursors.is_empty() {
                 break;
             }
-            let cb = ctx.pipeline.view().params.central_bank;
+            let cb = ctx.ledger.view().params.central_bank;
             let recs = match records_at(&ctx.store, &cursors, &cb) {
                 Ok(r) => r,
                 Err(e) => {

@@ -39,7 +39,7 @@ impl Wallet {
         let q = q.ok_or_else(|| coded_status(Code::Unauthenticated, "MISSING_QUERY", "a signed query is required"))?;
         let account = account_id(&q.account, "query.account")?;
         let query = Query {
-            chain_id: self.ctx.pipeline.view().params.chain_id,
+            chain_id: self.ctx.ledger.view().params.chain_id,
             method: method.to_string(),
             account,
             issued_at_ms: q.issued_at_ms,
@@ -66,7 +66,7 @@ type IncomingStream = Pin<Box<dyn Stream<Item = Result<pb::IncomingPayment, Stat
 #[tonic::async_trait]
 impl WalletService for Wallet {
     async fn get_chain_info(&self, _: Request<pb::GetChainInfoRequest>) -> Result<Response<pb::ChainInfo>, Status> {
-        let v = self.ctx.pipeline.view();
+        let v = self.ctx.ledger.view();
         Ok(Response::new(pb::ChainInfo {
             chain_id: v.params.chain_id.clone(),
             height: v.height,
@@ -121,7 +121,7 @@ impl WalletService for Wallet {
             .tx_cursor(&tx)
             .map_err(internal)?
             .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_TX", "no committed operation with this id"))?;
-        let cb = self.ctx.pipeline.view().params.central_bank;
+        let cb = self.ctx.ledger.view().params.central_bank;
         let mut recs = records_at(store, &[cursor], &cb)?;
         Ok(Response::new(recs.remove(0)))
     }
@@ -134,11 +134,7 @@ impl WalletService for Wallet {
             .account(&account)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
-        Ok(Response::new(account_pb(
-            &a,
-            &self.ctx.pipeline.view().params,
-            now_ms(),
-        )))
+        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
     }
 
     async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<pb::HistoryPage>, Status> {
@@ -194,7 +190,7 @@ pub fn history_page(
     let mut cursors = ctx.store.history(account, cursor, limit + 1).map_err(internal)?;
     let more = cursors.len() > limit;
     cursors.truncate(limit);
-    let cb = ctx.pipeline.view().params.central_bank;
+    let cb = ctx.ledger.view().params.central_bank;
     let entries = records_at(&ctx.store, &cursors, &cb)?;
     Ok(Response::new(pb::HistoryPage {
         next_cursor: cursors.last().copied().unwrap_or(cursor),
@@ -233,7 +229,7 @@ async fn watch_loop(
             if cursors.is_empty() {
                 break;
             }
-            let cb = ctx.pipeline.view().params.central_bank;
+            let cb = ctx.ledger.view().params.central_bank;
             let recs = match records_at(&ctx.store, &cursors, &cb) {
                 Ok(r) => r,
                 Err(e) => {
