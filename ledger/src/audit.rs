@@ -12,8 +12,8 @@
 use serde::Serialize;
 
 use crate::block::BlockHeader;
-use crate::codec::SignedOp;
-use crate::crypto::{verify_ops_parallel, KeyCache, Verified};
+use crate::crypto::{verify_ops_parallel, KeyCache};
+use crate::exec::{replay_block, ReplayError, VerifiedOp};
 use crate::reason::Reason;
 use crate::state::State;
 use crate::store::{Store, StoreError};
@@ -62,7 +62,7 @@ struct ReadBlock {
     hash: Hash32,
     /// Each operation's verdict, stored cursor and large-payment flag, and
     /// where the transaction index says it sits.
-    verdicts: Vec<Result<Verified<SignedOp>, (SignedOp, Reason)>>,
+    verdicts: Vec<VerifiedOp>,
     flags: Vec<(u64, bool)>,
     indexed: Vec<Option<u64>>,
 }
@@ -156,10 +156,6 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
                         height - 1
                     ));
                 }
-                if header.timestamp_ms < state.timestamp_ms() {
-                    errors.push(format!("block {height}: timestamp goes backwards"));
-                    break 'replay;
-                }
                 if b.verdicts.len() != header.op_count as usize {
                     errors.push(format!(
                         "block {height}: header says {} operations, store holds {}",
@@ -167,49 +163,60 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
                         b.verdicts.len()
                     ));
                 }
-                state.begin_block(header.timestamp_ms);
-                let each = b.verdicts.into_iter().zip(b.flags).zip(b.indexed);
-                for (i, ((v, (cursor, large)), indexed)) in each.enumerate() {
+                // Where each operation sits, and where the index says it does.
+                for (i, ((v, &(cursor, _)), indexed)) in b.verdicts.iter().zip(&b.flags).zip(&b.indexed).enumerate() {
                     if cursor != cursor_of(height, i as u32) {
                         errors.push(format!("block {height}: operation {i} stored out of place"));
                     }
-                    let op = match v {
-                        Ok(op) => op,
-                        Err((op, _)) => {
-                            errors.push(format!("block {height} op {i} ({}): bad signature", op.tx_id));
-                            break 'replay;
-                        }
-                    };
+                    // A forged operation (bad signature) is reported by the replay.
+                    let Ok(op) = v else { continue };
                     let tx = op.tx_id;
-                    match indexed {
+                    match *indexed {
                         // Not loaded: only the written index can be checked.
                         _ if !loaded && height > checkpoint => {}
                         Some(c) if c == cursor => {}
                         Some(c) => errors.push(format!("tx {tx}: index points at {c:#x}, op sits at {cursor:#x}")),
                         None => errors.push(format!("tx {tx}: missing from the transaction index")),
                     }
-                    match state.apply(op) {
-                        Ok(applied) if applied.large == large => {}
-                        Ok(_) => errors.push(format!("block {height} op {i}: large-payment flag differs")),
-                        Err(reason) => {
-                            errors.push(format!(
-                                "block {height} op {i} ({tx}): does not re-apply: {}",
-                                reason.code()
-                            ));
-                            break 'replay;
-                        }
+                }
+                // The rule for a stored block, as at start-up: `exec::replay_block`.
+                let sealed = match replay_block(&mut state, &header, &hash, b.verdicts) {
+                    Ok(sealed) => sealed,
+                    Err(ReplayError::TimestampBackwards { .. }) => {
+                        errors.push(format!("block {height}: timestamp goes backwards"));
+                        break 'replay;
                     }
-                    operations += 1;
-                }
-                let sealed = state.seal_block();
-                if sealed.header.ops_root != header.ops_root {
-                    errors.push(format!("block {height}: operations root differs"));
-                }
-                if sealed.header.state_hash != header.state_hash {
-                    errors.push(format!("block {height}: state hash differs from the replayed state"));
-                }
-                if sealed.hash != hash {
-                    errors.push(format!("block {height}: block hash differs from the replayed block"));
+                    Err(ReplayError::Refused { index, refusal }) => {
+                        operations += u64::from(index);
+                        let tx = refusal.tx_id;
+                        errors.push(match refusal.reason {
+                            Reason::BadSignature => format!("block {height} op {index} ({tx}): bad signature"),
+                            r => format!("block {height} op {index} ({tx}): does not re-apply: {}", r.code()),
+                        });
+                        break 'replay;
+                    }
+                    Err(ReplayError::Differs { sealed, .. }) => {
+                        let s = &sealed.header;
+                        if s.height != header.height {
+                            errors.push(format!("block {height}: header says height {}", header.height));
+                        }
+                        if s.ops_root != header.ops_root {
+                            errors.push(format!("block {height}: operations root differs"));
+                        }
+                        if s.state_hash != header.state_hash {
+                            errors.push(format!("block {height}: state hash differs from the replayed state"));
+                        }
+                        if sealed.hash != hash {
+                            errors.push(format!("block {height}: block hash differs from the replayed block"));
+                        }
+                        *sealed
+                    }
+                };
+                operations += sealed.ops.len() as u64;
+                for (i, (a, &(_, large))) in sealed.ops.iter().zip(&b.flags).enumerate() {
+                    if a.large != large {
+                        errors.push(format!("block {height} op {i}: large-payment flag differs"));
+                    }
                 }
                 blocks += 1;
                 if errors.len() >= MAX_REPORTED_ERRORS {

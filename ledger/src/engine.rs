@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::codec::SignedOp;
-use crate::crypto::{verify_ops_parallel, KeyCache, Verified};
+use crate::crypto::{verify_ops_parallel, KeyCache};
+use crate::exec::{execute_block, Executed, Refusal, VerifiedOp};
 use crate::reason::Reason;
 use crate::state::{Genesis, SealedBlock, State};
 use crate::store::{Receipt, Store, StoreError, StoreOptions};
@@ -119,39 +120,30 @@ impl Ledger {
     }
 
     /// As [`Ledger::execute`] for operations whose signatures were already checked.
-    pub fn execute_verified(
-        &mut self,
-        timestamp_ms: u64,
-        ops: Vec<Result<Verified<SignedOp>, (SignedOp, Reason)>>,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    pub fn execute_verified(&mut self, timestamp_ms: u64, ops: Vec<VerifiedOp>) -> Result<Vec<Outcome>, StoreError> {
         let ts = timestamp_ms.max(self.state.timestamp_ms());
-        self.state.begin_block(ts);
-        let mut pending: Vec<Result<u32, (Reason, crate::types::TxId)>> = Vec::with_capacity(ops.len());
-        for v in ops {
-            match v {
-                Ok(op) => {
-                    let tx = op.tx_id;
-                    pending.push(self.state.apply(op).map(|a| a.index).map_err(|r| (r, tx)));
-                }
-                Err((op, reason)) => pending.push(Err((reason, op.tx_id))),
-            }
-        }
-        let block = self.state.seal_block();
+        let Executed { block, outcomes } = execute_block(&mut self.state, ts, ops);
         if let Err(e) = self.store.commit(&block) {
             // The in-memory state ran ahead of the disk: go back to the truth.
             self.state = self.store.load()?;
             return Err(e);
         }
         let receipts = receipts_of(&block);
-        pending
+        outcomes
             .into_iter()
-            .map(|p| match p {
-                Ok(i) => Ok(Outcome::Committed(receipts[i as usize].clone())),
-                Err((Reason::Duplicate, tx)) => match self.store.receipt(&tx)? {
-                    Some(r) => Ok(Outcome::Duplicate(r)),
-                    None => Ok(Outcome::Rejected(Reason::Duplicate)),
-                },
-                Err((reason, _)) => Ok(Outcome::Rejected(reason)),
+            .map(|o| match o {
+                Ok(a) => Ok(Outcome::Committed(receipts[a.index as usize].clone())),
+                // A retry gets its original receipt, as from the pipeline: one
+                // the replay set refused (DUPLICATE), or one past its validity
+                // that may have been committed long ago (EXPIRED).
+                Err(Refusal {
+                    reason: reason @ (Reason::Duplicate | Reason::Expired),
+                    tx_id,
+                }) => Ok(match self.store.receipt(&tx_id)? {
+                    Some(r) => Outcome::Duplicate(r),
+                    None => Outcome::Rejected(reason),
+                }),
+                Err(r) => Ok(Outcome::Rejected(r.reason)),
             })
             .collect()
     }

@@ -16,8 +16,8 @@
 //! - [`audit::audit`]: replay from genesis and compare with the store.
 //! - [`query`]: signed, fresh read requests (wallets reading their own account).
 //!
-//! The domain (`block`, `codec`, `crypto`, `query`, `reason`, `state`,
-//! `types`) is the crate `ruble-domain` (`ledger/domain`), which has no
+//! The domain (`block`, `codec`, `crypto`, `exec`, `query`, `reason`,
+//! `state`, `types`) is the crate `ruble-domain` (`ledger/domain`), which has no
 //! RocksDB: the wallet SDK and the fuzz targets depend on it alone. This
 //! crate re-exports its modules under the same names, so `ruble_ledger::codec`
 //! and `ruble_domain::codec` are one module.
@@ -26,7 +26,7 @@
 // side), so callers can report its id without cloning it.
 #![allow(clippy::result_large_err)]
 
-pub use ruble_domain::{block, codec, crypto, query, reason, state, types};
+pub use ruble_domain::{block, codec, crypto, exec, query, reason, state, types};
 
 pub mod audit;
 pub mod engine;

@@ -1265,25 +1265,28 @@ impl Store {
                 .header(height)?
                 .ok_or_else(|| StoreError::Corrupt(format!("block {height} missing")))?;
             let stored = self.block_ops(height)?;
-            let bad = |what: &str| StoreError::Corrupt(format!("block {height} does not replay: {what}"));
-            if stored.len() != header.op_count as usize || header.timestamp_ms < state.timestamp_ms() {
-                return Err(bad("operation count or timestamp"));
+            let bad =
+                |what: &dyn std::fmt::Display| StoreError::Corrupt(format!("block {height} does not replay: {what}"));
+            // Each operation at its own position: receipts and history point there.
+            let misplaced = stored
+                .iter()
+                .enumerate()
+                .find(|(i, s)| s.cursor != cursor_of(height, *i as u32));
+            if let Some((i, s)) = misplaced {
+                return Err(bad(&format_args!("operation {i} stored at {:#x}", s.cursor)));
             }
             let flags: Vec<bool> = stored.iter().map(|s| s.large).collect();
             let verified = verify_ops_parallel(stored.into_iter().map(|s| s.op).collect(), &cache, 256);
-            state.begin_block(header.timestamp_ms);
-            for (v, large) in verified.into_iter().zip(flags) {
-                let op = v.map_err(|(op, _)| bad(&format!("bad signature on {}", op.tx_id)))?;
-                let tx = op.tx_id;
-                match state.apply(op) {
-                    Ok(a) if a.large == large => {}
-                    Ok(_) => return Err(bad(&format!("large-payment flag of {tx}"))),
-                    Err(r) => return Err(bad(&format!("{tx} refused: {}", r.code()))),
-                }
-            }
-            let sealed = state.seal_block();
-            if sealed.hash != hash {
-                return Err(bad("its hash differs from the stored one"));
+            // The rule for a stored block (every operation applies again, same
+            // header and hash, or the start is refused): `exec::replay_block`.
+            let sealed = crate::exec::replay_block(&mut state, &header, &hash, verified).map_err(|e| bad(&e))?;
+            if let Some(a) = sealed
+                .ops
+                .iter()
+                .zip(&flags)
+                .find_map(|(a, &f)| (a.large != f).then_some(a))
+            {
+                return Err(bad(&format_args!("large-payment flag of {}", a.op.tx_id)));
             }
             pending.add_block(&sealed, block_history(&sealed));
         }

@@ -10,6 +10,8 @@
 //!   way to hand an operation to the state machine.
 //! - [`state::State`]: the pure state machine (`begin_block`, `apply`,
 //!   `seal_block`); no IO, no clock, no randomness.
+//! - [`exec`]: one block executed on a state, new ([`exec::execute_block`])
+//!   or replayed from storage ([`exec::replay_block`]).
 //! - [`query`]: signed, fresh read requests (wallets reading their own account).
 //!
 //! The storage, the hot path and the auditor are in `ruble-ledger`, which
@@ -22,6 +24,7 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod exec;
 pub mod query;
 pub mod reason;
 pub mod state;
