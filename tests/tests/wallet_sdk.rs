@@ -539,3 +539,108 @@ async fn txgen_refuses_to_pre_sign_more_than_memory_holds() {
     assert_eq!(report, serde_json::Value::Null, "no report for a refused run");
     assert_eq!(t.supply().await, before, "nothing issued, nothing opened");
 }
+
+/// A stand-in for a replica that does not lead: every call is answered
+/// `UNAVAILABLE`/`NOT_LEADER` naming `leader`, exactly as the gateway's
+/// `LedgerBackend` refusal is sent.
+#[derive(Clone)]
+struct NotLeaderReplica {
+    leader: Option<String>,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tonic::server::NamedService for NotLeaderReplica {
+    const NAME: &'static str = "ruble.v1.WalletService";
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for NotLeaderReplica {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let st = ruble_gateway::ctx::not_leader_status(self.leader.as_deref());
+        std::future::ready(Ok(st.into_http()))
+    }
+}
+
+/// Serves a [`NotLeaderReplica`] (plaintext, loopback); returns its endpoint.
+async fn not_leader_replica(leader: Option<String>, calls: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routes = tonic::service::Routes::new(NotLeaderReplica { leader, calls });
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    format!("http://{addr}")
+}
+
+/// The SDK follows the leader by itself: connected to a replica that does
+/// not lead, it goes where the NOT_LEADER answer points and pays there, once;
+/// told no leader, it tries the next replica it was given; a dead replica
+/// first in the list is skipped at connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_follows_the_leader_named_by_a_replica() {
+    let t = TestNode::start().await;
+    let (a, b) = (wallet_key(&t, 0), wallet_key(&t, 1));
+
+    // Told where the leader is.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let follower = not_leader_replica(Some(t.endpoint()), calls.clone()).await;
+    let c = ClientBuilder::new(follower.clone())
+        .ca_pem(t.ca_pem())
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(c.endpoint(), t.endpoint(), "followed at connect");
+    let b0 = c.account(&b).await.unwrap().balance;
+    let p = c.pay(&a, b.account_id(), 1_00, "to the leader").await.unwrap();
+    assert!(!p.duplicate);
+    assert_eq!(c.account(&b).await.unwrap().balance, b0 + 1_00, "paid once");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the follower was asked once");
+
+    // No leader known (an election): the next replica.
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let electing = not_leader_replica(None, calls.clone()).await;
+    let c = ClientBuilder::new(electing)
+        .replicas([t.endpoint()])
+        .ca_pem(t.ca_pem())
+        .backoff(Duration::from_millis(10))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(c.endpoint(), t.endpoint());
+    c.pay(&a, b.account_id(), 1_00, "after the election").await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Without other replicas, a NOT_LEADER with no leader is an error to the caller.
+    let lone = not_leader_replica(None, Arc::default()).await;
+    let e = ClientBuilder::new(lone)
+        .retries(1)
+        .backoff(Duration::from_millis(10))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotLeader { leader: None }), "{e:?}");
+
+    // A dead replica first: skipped.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let c = ClientBuilder::new(dead)
+        .replicas([t.endpoint()])
+        .ca_pem(t.ca_pem())
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(c.endpoint(), t.endpoint());
+}

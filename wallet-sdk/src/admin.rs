@@ -119,15 +119,19 @@ pub struct LargePayments {
 #[derive(Clone, Debug)]
 pub struct AdminClient {
     client: Client,
-    cb: CentralBankServiceClient<Channel>,
 }
 
 impl AdminClient {
     /// Over a connection made with the central-bank certificate
     /// ([`ClientBuilder::identity_files`]).
     pub fn new(client: Client) -> AdminClient {
-        let cb = CentralBankServiceClient::new(client.channel()).max_decoding_message_size(64 << 20);
-        AdminClient { client, cb }
+        AdminClient { client }
+    }
+
+    /// The central-bank service on the node the client talks to now (taken
+    /// per call: the client may have followed the leader elsewhere).
+    fn cb(&self) -> CentralBankServiceClient<Channel> {
+        CentralBankServiceClient::new(self.client.channel()).max_decoding_message_size(64 << 20)
     }
 
     /// Connects `builder` (which must present the central-bank certificate).
@@ -181,7 +185,7 @@ impl AdminClient {
         let req = submit_request(op);
         self.client
             .with_retries(|| {
-                let mut cb = self.cb.clone();
+                let mut cb = self.cb();
                 let r = self.client.request(req.clone());
                 async move {
                     let resp = match &op.body.op {
@@ -267,7 +271,7 @@ impl AdminClient {
         let s = self
             .client
             .with_retries(|| {
-                let mut cb = self.cb.clone();
+                let mut cb = self.cb();
                 let r = self.client.request(pb::GetSupplyRequest {});
                 async move { Ok(cb.get_supply(r).await?.into_inner()) }
             })
@@ -300,7 +304,7 @@ impl AdminClient {
     pub async fn account(&self, id: AccountId) -> Result<AccountInfo> {
         self.client
             .with_retries(|| {
-                let mut cb = self.cb.clone();
+                let mut cb = self.cb();
                 let r = self
                     .client
                     .request(pb::GetClientAccountRequest { account: id.0.to_vec() });
@@ -326,7 +330,7 @@ impl AdminClient {
         let page = self
             .client
             .with_retries(|| {
-                let mut cb = self.cb.clone();
+                let mut cb = self.cb();
                 let r = self.client.request(req.clone());
                 async move { Ok(cb.list_accounts(r).await?.into_inner()) }
             })
@@ -356,7 +360,7 @@ impl AdminClient {
     pub async fn block(&self, height: u64) -> Result<Block> {
         self.client
             .with_retries(|| {
-                let mut cb = self.cb.clone();
+                let mut cb = self.cb();
                 let r = self.client.request(pb::GetBlockRequest { height });
                 async move { Ok(block_from(cb.get_block(r).await?.into_inner())) }
             })
@@ -425,7 +429,7 @@ impl AdminClient {
             let out = out.lock().unwrap_or_else(|e| e.into_inner());
             (out.last().map_or(from, |r| r.height), out.last().map(|r| r.cursor))
         };
-        let mut cb = self.cb.clone();
+        let mut cb = self.cb();
         // No deadline on the request: it would cut a long catch-up. One per message instead.
         let t = self.client.timeout();
         let call = cb.stream_large_payments(pb::StreamLargePaymentsRequest {
@@ -462,7 +466,7 @@ impl AdminClient {
     /// connection or a restart of the node, resuming after the last record it
     /// delivered: nothing is missed or repeated.
     pub fn large_payments(&self, from_height: u64) -> impl Stream<Item = Result<Record>> + Send + 'static {
-        let cb = self.cb.clone();
+        let cb = self.cb();
         // (the height to ask from, the cursor of the last record delivered)
         let start: (u64, Option<u64>) = (from_height.max(1), None);
         self.client.follow(

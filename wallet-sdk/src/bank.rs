@@ -38,7 +38,6 @@ use crate::keys::{Address, WalletKey};
 #[derive(Clone, Debug)]
 pub struct BankClient {
     client: Client,
-    bank: BankServiceClient<Channel>,
     /// The bank the certificate names (its settlement account), once asked.
     id: Arc<OnceCell<AccountId>>,
 }
@@ -47,12 +46,16 @@ impl BankClient {
     /// Over a connection made with the bank's certificate
     /// ([`ClientBuilder::identity_files`]).
     pub fn new(client: Client) -> BankClient {
-        let bank = BankServiceClient::new(client.channel()).max_decoding_message_size(64 << 20);
         BankClient {
             client,
-            bank,
             id: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// The bank service on the node the client talks to now (taken per call:
+    /// the client may have followed the leader elsewhere).
+    fn bank(&self) -> BankServiceClient<Channel> {
+        BankServiceClient::new(self.client.channel()).max_decoding_message_size(64 << 20)
     }
 
     /// Connects `builder` (which must present a bank certificate).
@@ -69,7 +72,7 @@ impl BankClient {
     pub async fn settlement(&self) -> Result<AccountInfo> {
         self.client
             .with_retries(|| {
-                let mut b = self.bank.clone();
+                let mut b = self.bank();
                 let r = self.client.request(pb::GetSelfRequest {});
                 async move { Ok(account_from(b.get_self(r).await?.into_inner())) }
             })
@@ -116,7 +119,7 @@ impl BankClient {
         let req = submit_request(op);
         self.client
             .with_retries(|| {
-                let mut b = self.bank.clone();
+                let mut b = self.bank();
                 let r = self.client.request(req.clone());
                 async move {
                     let resp = match &op.body.op {
@@ -162,7 +165,7 @@ impl BankClient {
     pub async fn account(&self, account: AccountId) -> Result<AccountInfo> {
         self.client
             .with_retries(|| {
-                let mut b = self.bank.clone();
+                let mut b = self.bank();
                 let r = self.client.request(pb::GetClientAccountRequest {
                     account: account.0.to_vec(),
                 });
@@ -175,7 +178,7 @@ impl BankClient {
     pub async fn statement(&self, account: AccountId, cursor: u64, limit: u32) -> Result<HistoryPage> {
         self.client
             .with_retries(|| {
-                let mut b = self.bank.clone();
+                let mut b = self.bank();
                 let r = self.client.request(pb::GetStatementRequest {
                     account: account.0.to_vec(),
                     cursor,
@@ -236,7 +239,7 @@ impl BankClient {
         if from > last {
             return Ok(());
         }
-        let mut b = self.bank.clone();
+        let mut b = self.bank();
         // No deadline on the request (it would cut a long catch-up); one per message instead.
         let call = b.stream_blocks(pb::StreamBlocksRequest { from_height: from });
         let t = self.client.timeout();
@@ -268,7 +271,7 @@ impl BankClient {
     /// this bank's clients, for as long as the stream is polled. Reconnects
     /// by itself, resuming after the last block it delivered.
     pub fn blocks(&self, from_height: u64) -> impl Stream<Item = Result<Block>> + Send + 'static {
-        let bank = self.bank.clone();
+        let bank = self.bank();
         self.client.follow(
             from_height.max(1),
             64,

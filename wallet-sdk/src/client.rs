@@ -1,6 +1,7 @@
 //! [`Client`] and its [`ClientBuilder`].
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
@@ -213,6 +214,9 @@ pub fn limits_from(l: Option<pb::Limits>) -> Limits {
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     endpoint: String,
+    /// The other replicas of a cluster, tried when `endpoint` is down or
+    /// does not know the leader.
+    others: Vec<String>,
     ca_pem: Option<String>,
     identity: Option<(String, String)>,
     domain: Option<String>,
@@ -228,6 +232,7 @@ impl ClientBuilder {
     pub fn new(endpoint: impl Into<String>) -> Self {
         ClientBuilder {
             endpoint: endpoint.into(),
+            others: Vec::new(),
             ca_pem: None,
             identity: None,
             domain: None,
@@ -242,6 +247,20 @@ impl ClientBuilder {
     /// Endpoint and CA of a `ruble-node dev --data-dir DIR` node (its `dev.json`).
     pub fn from_dev_dir(dir: impl AsRef<Path>) -> Result<Self> {
         crate::operator::Credentials::dev_network(dir)?.node_builder()
+    }
+
+    /// The other replicas of a cluster (`https://host:port` each). The client
+    /// follows the leader by itself: a replica that does not lead answers a
+    /// write `NOT_LEADER` with the leader's endpoint, and the client goes
+    /// there and sends the same signed bytes again (idempotent); a replica
+    /// that cannot be reached, or knows no leader, sends it to the next one.
+    pub fn replicas<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.others = endpoints.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Trust this CA (PEM) for the node's certificate.
@@ -311,13 +330,38 @@ impl ClientBuilder {
 
     /// Connects (failing fast if the node is unreachable) and reads the chain parameters.
     pub async fn connect(self) -> Result<Client> {
-        let mut ep = Endpoint::from_shared(self.endpoint.clone())
-            .map_err(|e| Error::Config(format!("endpoint {:?}: {e}", self.endpoint)))?
+        let mut last = None;
+        for endpoint in self.all_endpoints() {
+            match self.try_connect(&endpoint).await {
+                Ok(c) => return Ok(c),
+                // A certificate or configuration problem is the same everywhere.
+                Err(e @ (Error::Certificate(_) | Error::Config(_))) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one endpoint"))
+    }
+
+    /// `endpoint` first, then the other replicas, each once.
+    fn all_endpoints(&self) -> Vec<String> {
+        let mut all = vec![self.endpoint.clone()];
+        for e in &self.others {
+            if !all.contains(e) {
+                all.push(e.clone());
+            }
+        }
+        all
+    }
+
+    /// A channel to `endpoint` with this builder's TLS and timeouts.
+    async fn channel_to(&self, endpoint: &str) -> Result<Channel> {
+        let mut ep = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| Error::Config(format!("endpoint {endpoint:?}: {e}")))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_while_idle(true);
-        if self.endpoint.starts_with("https://") {
+        if endpoint.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &self.ca_pem {
                 tls = tls.ca_certificate(Certificate::from_pem(ca));
@@ -333,22 +377,25 @@ impl ClientBuilder {
                 .tls_config(tls)
                 .map_err(|e| Error::Certificate(format!("TLS configuration: {}", error_chain(&e))))?;
         }
-        let channel = ep.connect().await.map_err(|e| {
+        ep.connect().await.map_err(|e| {
             // A handshake refused over a certificate (the node's not trusted
             // by our CA, or ours refused by the node) is a certificate problem.
             match tls_certificate_problem(&e) {
-                Some(problem) => Error::Certificate(format!("TLS handshake with {}: {problem}", self.endpoint)),
+                Some(problem) => Error::Certificate(format!("TLS handshake with {endpoint}: {problem}")),
                 None => Error::Transport(error_chain(&e)),
             }
-        })?;
+        })
+    }
+
+    async fn try_connect(&self, endpoint: &str) -> Result<Client> {
+        let channel = self.channel_to(endpoint).await?;
         let mut client = Client {
-            wallet: WalletServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
-            channel,
+            conn: Arc::new(RwLock::new(Conn::new(endpoint.to_string(), channel))),
             chain_id: String::new(),
             max_validity_ms: 0,
             clock_offset_ms: 0,
             central_bank: AccountId::default(),
-            cfg: self,
+            cfg: self.clone(),
         };
         let info = client.chain_info().await?;
         let local = local_ms() as i64;
@@ -385,8 +432,8 @@ fn local_ms() -> u64 {
 /// may be used from many tasks at once (many payments in flight).
 #[derive(Clone, Debug)]
 pub struct Client {
-    channel: Channel,
-    wallet: WalletServiceClient<Channel>,
+    /// The node this client talks to now; replaced when it follows the leader.
+    conn: Arc<RwLock<Conn>>,
     chain_id: String,
     max_validity_ms: u64,
     clock_offset_ms: i64,
@@ -394,10 +441,72 @@ pub struct Client {
     cfg: ClientBuilder,
 }
 
+/// One node's connection.
+#[derive(Debug)]
+struct Conn {
+    endpoint: String,
+    channel: Channel,
+    wallet: WalletServiceClient<Channel>,
+}
+
+impl Conn {
+    fn new(endpoint: String, channel: Channel) -> Conn {
+        Conn {
+            endpoint,
+            wallet: WalletServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+            channel,
+        }
+    }
+}
+
 impl Client {
-    /// The underlying channel (for the bank and central-bank clients).
+    /// The underlying channel, to the node the client talks to now (the bank
+    /// and central-bank clients take it for every call, so they follow the
+    /// leader too).
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        self.conn.read().expect("conn lock").channel.clone()
+    }
+
+    /// The endpoint the client talks to now (the leader, once followed).
+    pub fn endpoint(&self) -> String {
+        self.conn.read().expect("conn lock").endpoint.clone()
+    }
+
+    fn wallet(&self) -> WalletServiceClient<Channel> {
+        self.conn.read().expect("conn lock").wallet.clone()
+    }
+
+    /// After a failure that another replica may not have: go to the leader
+    /// the node named, or else (unreachable, or no leader known) to the next
+    /// replica. Returns whether the client moved.
+    async fn follow_leader(&self, e: &Error) -> bool {
+        if self.cfg.others.is_empty() && !matches!(e, Error::NotLeader { leader: Some(_) }) {
+            return false;
+        }
+        let now = self.endpoint();
+        let target = match e {
+            Error::NotLeader { leader: Some(l) } if *l != now => l.clone(),
+            Error::NotLeader { .. } | Error::Transport(_) | Error::Timeout => {
+                let all = self.cfg.all_endpoints();
+                let at = all.iter().position(|x| *x == now).unwrap_or(0);
+                match all.get((at + 1) % all.len()) {
+                    Some(next) if *next != now => next.clone(),
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
+        match self.cfg.channel_to(&target).await {
+            Ok(channel) => {
+                tracing::info!(from = %now, to = %target, "following the leader");
+                *self.conn.write().expect("conn lock") = Conn::new(target, channel);
+                true
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, %target, "replica unreachable");
+                false
+            }
+        }
     }
 
     pub fn chain_id(&self) -> &str {
@@ -455,6 +564,11 @@ impl Client {
         loop {
             match f().await {
                 Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
+                    // Told where the leader is: go there at once.
+                    if self.follow_leader(&e).await && matches!(e, Error::NotLeader { leader: Some(_) }) {
+                        attempt += 1;
+                        continue;
+                    }
                     let wait = self.cfg.backoff * 2u32.saturating_pow(attempt);
                     tracing::debug!(error = %e, attempt, "retrying");
                     tokio::time::sleep(wait).await;
@@ -528,7 +642,7 @@ impl Client {
 
     pub async fn chain_info(&self) -> Result<pb::ChainInfo> {
         self.with_retries(|| {
-            let mut w = self.wallet.clone();
+            let mut w = self.wallet();
             let req = self.request(pb::GetChainInfoRequest {});
             async move { Ok(w.get_chain_info(req).await?.into_inner()) }
         })
@@ -576,7 +690,7 @@ impl Client {
     pub async fn submit(&self, op: &SignedOp) -> Result<Payment> {
         let req = submit_request(op);
         self.with_retries(|| {
-            let mut w = self.wallet.clone();
+            let mut w = self.wallet();
             let r = self.request(req.clone());
             async move { result_from(w.submit(r).await?.into_inner()) }
         })
@@ -601,7 +715,7 @@ impl Client {
             };
             let r = self
                 .with_retries(|| {
-                    let mut w = self.wallet.clone();
+                    let mut w = self.wallet();
                     let r = self.request(req.clone());
                     async move { Ok(w.submit_batch(r).await?.into_inner()) }
                 })
@@ -637,7 +751,7 @@ impl Client {
     /// The key's own account: balance, status, today's outflow, limits.
     pub async fn account(&self, key: &WalletKey) -> Result<AccountInfo> {
         self.with_retries(|| {
-            let mut w = self.wallet.clone();
+            let mut w = self.wallet();
             // A fresh signed query per attempt (each nonce is single-use).
             let r = self.request(pb::GetAccountRequest {
                 query: Some(self.signed_query(key, method::GET_ACCOUNT, Vec::new())),
@@ -650,7 +764,7 @@ impl Client {
     /// One page of the key's history (entries after `cursor`, oldest first).
     pub async fn history(&self, key: &WalletKey, cursor: u64, limit: u32) -> Result<HistoryPage> {
         self.with_retries(|| {
-            let mut w = self.wallet.clone();
+            let mut w = self.wallet();
             let r = self.request(pb::GetHistoryRequest {
                 query: Some(self.signed_query(key, method::GET_HISTORY, query::history_params(cursor, limit))),
                 cursor,
@@ -671,7 +785,7 @@ impl Client {
     /// A committed operation by id.
     pub async fn receipt(&self, tx: TxId) -> Result<Record> {
         self.with_retries(|| {
-            let mut w = self.wallet.clone();
+            let mut w = self.wallet();
             let r = self.request(pb::GetReceiptRequest { tx_id: tx.0.to_vec() });
             async move { Ok(record_from(w.get_receipt(r).await?.into_inner())) }
         })
@@ -694,7 +808,7 @@ impl Client {
             from_cursor,
             256,
             move |cursor: &u64| {
-                let mut w = client.wallet.clone();
+                let mut w = client.wallet();
                 let req = pb::WatchIncomingRequest {
                     query: Some(client.signed_query(&key, method::WATCH_INCOMING, query::watch_params(*cursor))),
                     from_cursor: *cursor,
