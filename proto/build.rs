@@ -23,7 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .file_descriptor_set_path(out_dir.join("ruble_v1_descriptor.bin"))
         .compile_protos(&files, &[".", include])?;
-    for f in files {
+    // Replication between nodes: its own package, kept out of the client
+    // API's descriptor set (reflection lists client services only).
+    let raft = ["ruble/raft/v1/raft.proto"];
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&raft, &[".", include])?;
+    for f in files.iter().chain(&raft) {
         println!("cargo:rerun-if-changed={f}");
     }
     Ok(())

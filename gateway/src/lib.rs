@@ -26,6 +26,7 @@ pub mod init;
 pub mod metrics;
 pub mod node;
 pub mod pki;
+pub mod raft_net;
 pub mod services;
 pub mod telemetry;
 pub mod wire;

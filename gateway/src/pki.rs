@@ -173,6 +173,20 @@ impl CaBundle {
         self.sign(p)
     }
 
+    /// A replica's certificate for replication: CN `ruble-node`, valid for
+    /// both ends of a node-to-node connection (server and client), so the
+    /// replication service can tell a node from a bank or the central bank.
+    pub fn issue_peer(&self, sans: &[&str]) -> Result<CertPair> {
+        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, crate::raft_net::NODE_CN);
+        dn.push(DnType::OrganizationName, self.org.as_str());
+        p.distinguished_name = dn;
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        self.sign(p)
+    }
+
     /// A client certificate naming `who`.
     pub fn issue_client(&self, who: &Participant) -> Result<CertPair> {
         let mut p = CertificateParams::new(Vec::<String>::new())?;

@@ -31,6 +31,7 @@ pub use ruble_domain::{block, codec, crypto, exec, query, reason, state, types};
 pub mod audit;
 pub mod engine;
 pub mod pipeline;
+pub mod raft;
 pub mod store;
 
 pub use codec::{Op, OpBody, SignedOp};

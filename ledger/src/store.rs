@@ -64,6 +64,9 @@ const RECENT_PRUNE_EVERY: u64 = 64;
 /// 4: the state accumulator's lanes are two SHA-256 digests, not SHA-512
 ///    (every block's state hash differs from version 3's).
 pub const FORMAT_VERSION: u32 = 4;
+/// Prefix of the `meta` records written by the replicated state machine
+/// ([`Store::commit_with_meta`], [`Store::put_meta`]).
+pub const RAFT_META_PREFIX: &[u8] = b"raft/";
 
 /// Column families whose keys arrive in random order (tx ids, account ids).
 /// An account and the cursors of its operations (oldest first).
@@ -762,6 +765,16 @@ impl Store {
     /// skiplist then reuses its insertion point from one key to the next
     /// instead of searching from the top.
     pub fn commit(&self, block: &SealedBlock) -> Result<()> {
+        self.commit_with_meta(block, &[])
+    }
+
+    /// [`Store::commit`], with extra `meta` records (key, value) written in
+    /// the same synced batch: the replicated state machine keeps its last
+    /// applied log id and membership there, durable atomically with the
+    /// block (`raft::state_machine`). Keys must not collide with the store's
+    /// own (`genesis`, `format`, `state`, `checkpoint`): use a prefix such
+    /// as [`RAFT_META_PREFIX`].
+    pub fn commit_with_meta(&self, block: &SealedBlock, meta: &[(&[u8], &[u8])]) -> Result<()> {
         let t_start = Instant::now();
         // (Includes waiting for this lock: `prepare_ms` below.)
         let _w = self.write_lock.lock();
@@ -824,6 +837,13 @@ impl Store {
                 self.recent_pruned.store(block.prune_below, Ordering::Relaxed);
             }
         };
+        for (k, v) in meta {
+            debug_assert!(
+                k.starts_with(RAFT_META_PREFIX),
+                "extra meta keys are the state machine's"
+            );
+            wb.put_cf(cf(&db, CF_META), k, v);
+        }
         let meta = Self::put_head(&db, &mut wb, &block.header, &block.hash, &block.params, block.totals);
 
         if !block.banks.is_empty() {
@@ -1299,6 +1319,99 @@ impl Store {
         Ok(state)
     }
 
+    /// A `meta` record written by [`Store::commit_with_meta`] or
+    /// [`Store::put_meta`] (`None` if absent).
+    pub fn meta_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let db = self.db()?;
+        Ok(db.get_cf(cf(&db, CF_META), key)?)
+    }
+
+    /// Writes `meta` records (keys under [`RAFT_META_PREFIX`]) in one synced
+    /// batch, without a block: a replicated entry that carries none (blank,
+    /// membership, a skipped block) still moves the last applied log id.
+    pub fn put_meta(&self, meta: &[(&[u8], &[u8])]) -> Result<()> {
+        let _w = self.write_lock.lock();
+        let db = self.db()?;
+        let mut wb = WriteBatch::default();
+        for (k, v) in meta {
+            debug_assert!(
+                k.starts_with(RAFT_META_PREFIX),
+                "extra meta keys are the state machine's"
+            );
+            wb.put_cf(cf(&db, CF_META), k, v);
+        }
+        Self::write_synced(&db, wb)
+    }
+
+    /// Writes a RocksDB checkpoint of the store into `dir` (which must not
+    /// exist): hard links to the table files plus a consistent copy of the
+    /// rest, a store directory of its own that `load` rebuilds the same
+    /// state from (the blocks after the last written checkpoint replay).
+    /// Taken under the write lock, so it holds whole blocks with their
+    /// `meta` records. The replicated state machine's snapshots.
+    pub fn checkpoint_into(&self, dir: &Path) -> Result<()> {
+        let _w = self.write_lock.lock();
+        let db = self.db()?;
+        let cp = rocksdb::checkpoint::Checkpoint::new(&db)?;
+        cp.create_checkpoint(dir)?;
+        Ok(())
+    }
+
+    /// Replaces the whole store with the store directory `dir` (a
+    /// checkpoint received from another replica; on the same file system as
+    /// the store), then the caller runs [`Store::load`]. Closes the
+    /// database, exchanges the two directories in one atomic rename (Linux
+    /// `renameat2(RENAME_EXCHANGE)`; a crash leaves one whole store in
+    /// place) and opens the new one; the old one, now at `dir`, is deleted.
+    /// If the new one does not open, the old one is put back.
+    pub fn replace_with(&self, dir: &Path) -> Result<()> {
+        let _w = self.write_lock.lock();
+        if let Some(e) = self.writer.wait_idle() {
+            tracing::warn!(error = %e, "replacing a store whose last checkpoint write failed");
+        }
+        let mut slot = self.db.write();
+        if let Some(old) = slot.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+        }
+        let io = |e: std::io::Error| StoreError::Corrupt(format!("replacing the store: {e}"));
+        // One atomic exchange of the two directories (`renameat2`): a crash
+        // at any point leaves either the old store or the new one in place,
+        // never none. The old one is then in `dir`, deleted after.
+        let swapped = exchange_dirs(dir, &self.path);
+        let reopen_old = |slot: &mut Option<Arc<DB>>| {
+            *slot = Self::open_db(&self.path, &self.opts).ok().map(Arc::new);
+        };
+        if let Err(e) = swapped {
+            reopen_old(&mut slot);
+            return Err(io(e));
+        }
+        match Self::open_db(&self.path, &self.opts) {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                self.recent_pruned.store(0, Ordering::Relaxed);
+                let mut p = self.pending.write();
+                *p = Pendings {
+                    handovers: p.handovers + 1,
+                    ..Pendings::default()
+                };
+                drop(p);
+                let _ = std::fs::remove_dir_all(dir);
+                Ok(())
+            }
+            Err(e) => {
+                // Put the old store back.
+                if exchange_dirs(dir, &self.path).is_ok() {
+                    reopen_old(&mut slot);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Header and hash of block `height`.
     pub fn header(&self, height: u64) -> Result<Option<(BlockHeader, Hash32)>> {
         let db = self.db()?;
@@ -1748,6 +1861,35 @@ fn block_history(block: &SealedBlock) -> Vec<AccountCursors> {
         }
     }
     group_history(block.header.height, touches)
+}
+
+/// Atomically exchanges two directories (Linux `renameat2(RENAME_EXCHANGE)`),
+/// then syncs their parent.
+fn exchange_dirs(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two valid NUL-terminated paths; no memory is handed over.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let parent = b
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Whether files in `dir` (created if missing) can be written with

@@ -11,6 +11,9 @@
 //! - `CentralBankService` ([`v1::central_bank_service_server`],
 //!   [`v1::central_bank_service_client`]): the issuer, over mutual TLS.
 //!
+//! - `ruble.raft.v1.RaftService` ([`raft`]): replication between the
+//!   replicas of one ledger, on the nodes' replication port only.
+//!
 //! The bytes inside `SignedOperation.body` are specified in `docs/signing.md`.
 
 pub use prost;
@@ -20,6 +23,12 @@ pub use tonic;
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("ruble.v1");
+}
+
+/// Node-to-node replication (`ruble.raft.v1.RaftService`): not a client API.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod raft {
+    tonic::include_proto!("ruble.raft.v1");
 }
 
 /// Encoded `FileDescriptorSet` of `ruble.v1`, for gRPC server reflection.

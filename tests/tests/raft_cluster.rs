@@ -1,0 +1,304 @@
+//! Three replicas of the ledger on openraft, in one process, each with its
+//! own RocksDB log and ledger store, talking over real gRPC sockets on
+//! 127.0.0.1 (`ruble_gateway::raft_net`): blocks proposed on the leader are
+//! applied by every replica to the same state; when the leader is stopped,
+//! the other two elect a new one, keep every committed block, and commit new
+//! ones; a replica that was down catches up from the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use openraft::{BasicNode, Config, Raft};
+use ruble_e2e::ruble_ledger;
+use ruble_e2e::ruble_proto::raft::raft_service_server::RaftServiceServer;
+use ruble_gateway::raft_net::{RaftNet, RaftRpc};
+use ruble_ledger::codec::{Op, OpBody, SignedOp};
+use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
+use ruble_ledger::exec::execute_block;
+use ruble_ledger::raft::{BlockEntry, LedgerStateMachine, LogStore, TypeConfig};
+use ruble_ledger::state::{Genesis, GenesisBank, State};
+use ruble_ledger::store::{Store, StoreOptions};
+use ruble_ledger::types::{AccountId, Phase};
+use tokio::net::TcpListener;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+/// The cluster's PKI: a CA and one node certificate per replica (CN
+/// `ruble-node`, server and client), as `ruble-node` issues them.
+struct Pki {
+    ca: ruble_gateway::pki::CaBundle,
+}
+
+impl Pki {
+    fn client(&self, who: &ruble_gateway::pki::CertPair) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ca.cert_pem()))
+            .identity(Identity::from_pem(&who.cert_pem, &who.key_pem))
+            .domain_name("127.0.0.1")
+    }
+    fn server(&self, who: &ruble_gateway::pki::CertPair) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&who.cert_pem, &who.key_pem))
+            .client_ca_root(Certificate::from_pem(self.ca.cert_pem()))
+    }
+}
+
+const CHAIN: &str = "ruble-raft";
+const T0: u64 = 1_800_000_000_000;
+
+fn key(seed: u8) -> SigningKey {
+    let mut b = [seed; 32];
+    b[31] = 0x42;
+    SigningKey::from_bytes(&b)
+}
+
+fn id(k: &SigningKey) -> AccountId {
+    AccountId(k.verifying_key().to_bytes())
+}
+
+fn genesis() -> Genesis {
+    Genesis {
+        chain_id: CHAIN.into(),
+        central_bank: id(&key(1)),
+        timestamp_ms: T0,
+        max_validity_ms: 600_000,
+        phase: Phase::Business,
+        reporting_threshold: 0,
+        settlement_limits: Default::default(),
+        business_limits: Default::default(),
+        retail_limits: Default::default(),
+        banks: vec![GenesisBank {
+            id: id(&key(2)),
+            name: "bank".into(),
+        }],
+    }
+}
+
+/// One replica: its Raft, the state machine (shared with the Raft, for
+/// looking at the applied head) and its replication server.
+struct Replica {
+    raft: Raft<TypeConfig>,
+    sm: LedgerStateMachine,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(
+        Config {
+            cluster_name: CHAIN.into(),
+            heartbeat_interval: 50,
+            election_timeout_min: 300,
+            election_timeout_max: 600,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap(),
+    )
+}
+
+async fn start(node: u64, dir: &std::path::Path, listener: TcpListener, pki: &Pki) -> Replica {
+    let cert = pki.ca.issue_peer(&["127.0.0.1"]).unwrap();
+    let opts = StoreOptions {
+        direct_io: false,
+        block_cache_bytes: 8 << 20,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(Store::open_with(&dir.join("ledger"), &opts).unwrap());
+    if !store.is_initialised().unwrap() {
+        store.init(&genesis()).unwrap();
+    }
+    let sm = LedgerStateMachine::open(store, &dir.join("snapshots")).unwrap();
+    let log = LogStore::open(&dir.join("raft")).unwrap();
+    let raft = Raft::new(
+        node,
+        config(),
+        RaftNet::<TypeConfig>::new(Some(pki.client(&cert))),
+        log,
+        sm.clone(),
+    )
+    .await
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let svc = RaftServiceServer::new(RaftRpc::new(raft.clone(), true)).max_decoding_message_size(64 << 20);
+    let tls = pki.server(&cert);
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Replica {
+        raft,
+        sm,
+        stop: Some(stop),
+        server,
+    }
+}
+
+impl Replica {
+    async fn kill(mut self) {
+        let _ = self.raft.shutdown().await;
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = self.server.await;
+    }
+}
+
+/// The leader's side of the test: the chain as the leader executes it.
+struct Proposer {
+    state: State,
+    cache: KeyCache,
+    nonce: u64,
+}
+
+impl Proposer {
+    /// The next block: one issuance of `amount`, executed on the chain so far.
+    fn next(&mut self, amount: u64) -> BlockEntry {
+        self.nonce += 1;
+        let body = OpBody {
+            chain_id: CHAIN.into(),
+            signer: id(&key(1)),
+            nonce: self.nonce,
+            valid_until_ms: T0 + 500_000,
+            op: Op::Issue {
+                bank: id(&key(2)),
+                amount,
+            },
+        };
+        let op = SignedOp::sign(body, &key(1));
+        let ts = T0 + self.nonce * 1_000;
+        let verified = verify_ops_parallel(vec![op], &self.cache, 1);
+        let executed = execute_block(&mut self.state, ts, verified);
+        assert!(executed.outcomes.iter().all(Result::is_ok), "{:?}", executed.outcomes);
+        BlockEntry::from_sealed(&executed.block)
+    }
+}
+
+async fn leader_of(rafts: &[&Raft<TypeConfig>], not: Option<u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for r in rafts {
+            let m = r.metrics().borrow().clone();
+            if let Some(l) = m.current_leader {
+                if Some(l) != not && m.id == l && m.state.is_leader() {
+                    return l;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_height(sm: &LedgerStateMachine, height: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sm.head().0 < height {
+        assert!(
+            Instant::now() < deadline,
+            "replica stuck at {} (want {height})",
+            sm.head().0
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_agree_and_survive_the_leaders_loss() {
+    let pki = Pki {
+        ca: ruble_gateway::pki::generate_ca().unwrap(),
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for n in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
+        listeners.push(l);
+    }
+    let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
+    for (n, l) in (1..=3u64).zip(listeners) {
+        replicas.insert(n, start(n, dirs[n as usize - 1].path(), l, &pki).await);
+    }
+    replicas[&1].raft.initialize(members.clone()).await.unwrap();
+    let rafts: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
+    let leader = leader_of(&rafts, None).await;
+
+    // Replication admits node certificates only: a bank's certificate from
+    // the same CA is refused before its message is read.
+    {
+        use ruble_e2e::ruble_proto::raft::raft_service_client::RaftServiceClient;
+        use ruble_e2e::ruble_proto::raft::RaftRequest;
+        let bank = pki
+            .ca
+            .issue_client(&ruble_gateway::auth::Participant::Bank(id(&key(2)).0))
+            .unwrap();
+        let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", members[&leader].addr))
+            .unwrap()
+            .tls_config(pki.client(&bank))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let st = RaftServiceClient::new(ch)
+            .vote(RaftRequest { body: vec![0; 8] })
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), tonic::Code::PermissionDenied, "{st:?}");
+    }
+
+    let mut p = Proposer {
+        state: State::genesis(&genesis()).unwrap().0,
+        cache: KeyCache::default(),
+        nonce: 0,
+    };
+    for _ in 0..5 {
+        let e = p.next(1_000_00);
+        replicas[&leader].raft.client_write(e).await.unwrap();
+    }
+    for r in replicas.values() {
+        wait_height(&r.sm, 5).await;
+        assert_eq!(
+            r.sm.head(),
+            (p.state.height(), p.state.head_hash()),
+            "same chain on every replica"
+        );
+    }
+
+    // The leader goes away; the two others elect one and go on.
+    let killed_at = Instant::now();
+    replicas.remove(&leader).unwrap().kill().await;
+    let rest: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
+    let new_leader = leader_of(&rest, Some(leader)).await;
+    let e = p.next(2_000_00);
+    replicas[&new_leader].raft.client_write(e).await.unwrap();
+    let failover = killed_at.elapsed();
+    println!("failover: leader stopped to the first block committed on the new leader: {failover:?}");
+    for r in replicas.values() {
+        wait_height(&r.sm, 6).await;
+        assert_eq!(r.sm.head(), (p.state.height(), p.state.head_hash()));
+        let totals = r.sm.with_state_ref(|s| s.totals());
+        assert_eq!(
+            totals.issued,
+            5 * 1_000_00 + 2_000_00,
+            "no block lost, none applied twice"
+        );
+        r.sm.with_state_ref(|s| s.check_invariants()).unwrap();
+    }
+
+    // The old leader comes back (same data) and catches up from the log.
+    let l = TcpListener::bind(members[&leader].addr.as_str()).await.unwrap();
+    let back = start(leader, dirs[leader as usize - 1].path(), l, &pki).await;
+    wait_height(&back.sm, 6).await;
+    assert_eq!(back.sm.head(), (p.state.height(), p.state.head_hash()));
+    back.kill().await;
+    for (_, r) in std::mem::take(&mut replicas) {
+        r.kill().await;
+    }
+}
