@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod node;
 pub mod pki;
 pub mod raft_net;
+pub mod replica;
 pub mod services;
 pub mod telemetry;
 pub mod wire;

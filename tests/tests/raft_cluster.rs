@@ -302,3 +302,133 @@ async fn three_replicas_agree_and_survive_the_leaders_loss() {
         r.kill().await;
     }
 }
+
+/// Signs an issuance (the central bank's), not executed anywhere yet.
+fn issuance(nonce: u64, amount: u64) -> SignedOp {
+    let body = OpBody {
+        chain_id: CHAIN.into(),
+        signer: id(&key(1)),
+        nonce,
+        valid_until_ms: T0 + 500_000,
+        op: Op::Issue {
+            bank: id(&key(2)),
+            amount,
+        },
+    };
+    SignedOp::sign(body, &key(1))
+}
+
+/// A pipeline that commits through the replicas (`RaftSink`).
+fn replicated_pipeline(r: &Replica) -> Arc<ruble_ledger::pipeline::Pipeline> {
+    use ruble_gateway::replica::RaftSink;
+    use ruble_ledger::pipeline::{Pipeline, PipelineConfig, SystemClock};
+    let store = r.sm.store().clone();
+    let ledger = ruble_ledger::Ledger::from_store(store.clone(), None).unwrap();
+    let sink = RaftSink::new(r.raft.clone(), store, tokio::runtime::Handle::current());
+    Arc::new(Pipeline::start_with(
+        ledger,
+        PipelineConfig::default(),
+        Box::new(|_, _| {}),
+        Arc::new(sink),
+        Arc::new(SystemClock),
+    ))
+}
+
+async fn submit(p: &ruble_ledger::pipeline::Pipeline, ops: Vec<SignedOp>) -> Vec<ruble_ledger::Outcome> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    p.submit(
+        ops,
+        Box::new(move |o| {
+            let _ = tx.send(o);
+        }),
+    )
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// The node's pipeline on the leader, committing through Raft: a receipt
+/// comes back once the block is applied by the replicas, and every replica
+/// then holds it; a replica that does not lead refuses writes with the
+/// leader's endpoint; after the leader is lost, the new leader's pipeline
+/// goes on from the committed head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_pipeline_commits_through_the_replicas() {
+    use ruble_gateway::backend::{LedgerBackend, Refusal};
+    use ruble_gateway::replica::ReplicaBackend;
+    use ruble_ledger::Outcome;
+
+    let pki = Pki {
+        ca: ruble_gateway::pki::generate_ca().unwrap(),
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for n in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
+        listeners.push(l);
+    }
+    let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
+    for (n, l) in (1..=3u64).zip(listeners) {
+        replicas.insert(n, start(n, dirs[n as usize - 1].path(), l, &pki).await);
+    }
+    replicas[&1].raft.initialize(members.clone()).await.unwrap();
+    let rafts: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
+    let leader = leader_of(&rafts, None).await;
+    let endpoints: BTreeMap<u64, String> = (1..=3).map(|n| (n, format!("https://node{n}.test:443"))).collect();
+
+    let p = replicated_pipeline(&replicas[&leader]);
+    let outs = submit(&p, (1..=3).map(|n| issuance(n, 1_000_00)).collect()).await;
+    let height = match &outs[2] {
+        Outcome::Committed(r) => r.height,
+        other => panic!("{other:?}"),
+    };
+    assert!(outs.iter().all(|o| matches!(o, Outcome::Committed(_))), "{outs:?}");
+    let head = replicas[&leader].sm.head();
+    for r in replicas.values() {
+        wait_height(&r.sm, height).await;
+        assert_eq!(r.sm.head(), head, "every replica holds the acknowledged block");
+        assert_eq!(r.sm.with_state_ref(|s| s.totals().issued), 3 * 1_000_00);
+    }
+
+    // A follower's backend refuses writes and names the leader.
+    let follower = *replicas.keys().find(|&&n| n != leader).unwrap();
+    let fp = replicated_pipeline(&replicas[&follower]);
+    let backend = ReplicaBackend::new(
+        fp.clone(),
+        replicas[&follower].raft.clone(),
+        replicas[&follower].sm.clone(),
+        endpoints.clone(),
+    );
+    let refused = backend.submit(vec![issuance(99, 1)], Box::new(|_| {})).unwrap_err();
+    assert_eq!(
+        refused,
+        Refusal::NotLeader {
+            leader: Some(endpoints[&leader].clone())
+        }
+    );
+    assert_eq!(backend.view().height, replicas[&follower].sm.head().0);
+    fp.shutdown();
+
+    // The leader goes; the new leader's pipeline starts from the committed head.
+    p.shutdown();
+    replicas.remove(&leader).unwrap().kill().await;
+    let rest: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
+    let new_leader = leader_of(&rest, Some(leader)).await;
+    let p2 = replicated_pipeline(&replicas[&new_leader]);
+    // A retry of an acknowledged issuance gets its original receipt, not a second issuance.
+    let outs = submit(&p2, vec![issuance(3, 1_000_00), issuance(4, 2_000_00)]).await;
+    assert!(matches!(outs[0], Outcome::Duplicate(_)), "{outs:?}");
+    assert!(matches!(outs[1], Outcome::Committed(_)), "{outs:?}");
+    for r in replicas.values() {
+        wait_height(&r.sm, height + 1).await;
+        assert_eq!(r.sm.with_state_ref(|s| s.totals().issued), 3 * 1_000_00 + 2_000_00);
+    }
+    p2.shutdown();
+    for (_, r) in std::mem::take(&mut replicas) {
+        r.kill().await;
+    }
+}
