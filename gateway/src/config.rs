@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::ctx::ClientLimits;
-use crate::node::{NodeOptions, TlsFiles};
+use crate::node::{ClusterOptions, Member, NodeOptions, TlsFiles};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsConfig {
@@ -101,6 +101,43 @@ impl Default for BlockConfig {
     }
 }
 
+/// `[cluster]`: this node is one replica of a Raft group.
+///
+/// ```toml
+/// [cluster]
+/// node_id = 1
+/// raft_listen = "10.0.0.1:50061"
+/// bootstrap = true          # one replica of a new cluster
+/// tls = { ca = "pki/ca.pem", cert = "pki/peer.pem", key = "pki/peer-key.pem" }
+/// [[cluster.members]]
+/// id = 1
+/// raft = "10.0.0.1:50061"
+/// client = "https://10.0.0.1:50051"
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub raft_listen: SocketAddr,
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// The CA and this replica's node certificate (`ruble-node pki`'s
+    /// peer certificate); without it, replication is plaintext, loopback only.
+    pub tls: Option<TlsConfig>,
+    pub members: Vec<MemberConfig>,
+}
+
+/// One replica, as `[[cluster.members]]` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    /// Its replication address, `host:port`.
+    pub raft: String,
+    /// Its client endpoint, `https://host:port`.
+    pub client: String,
+}
+
 /// The whole node configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -114,6 +151,7 @@ pub struct NodeConfig {
     pub tls: Option<TlsConfig>,
     pub limits: LimitsConfig,
     pub block: BlockConfig,
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for NodeConfig {
@@ -127,6 +165,7 @@ impl Default for NodeConfig {
             tls: None,
             limits: LimitsConfig::default(),
             block: BlockConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -163,6 +202,18 @@ impl NodeConfig {
             || l.participant_stream_idle_ms == 0
         {
             bail!("limits must be positive");
+        }
+        if let Some(c) = &self.cluster {
+            let ids: std::collections::BTreeSet<u64> = c.members.iter().map(|m| m.id).collect();
+            if ids.len() != c.members.len() {
+                bail!("cluster.members: a node id appears twice");
+            }
+            if !ids.contains(&c.node_id) {
+                bail!("cluster.node_id {} is not among cluster.members", c.node_id);
+            }
+            if c.tls.is_none() && !c.raft_listen.ip().is_loopback() {
+                bail!("cluster.tls is required off loopback (replication carries every operation)");
+            }
         }
         if self.block.min_interval_ms > self.block.max_wait_ms {
             bail!(
@@ -371,6 +422,29 @@ pub fn node_options(c: &NodeConfig) -> Result<NodeOptions> {
             ..Default::default()
         },
         shutdown_grace: Duration::from_secs(10),
+        cluster: c.cluster.as_ref().map(|k| ClusterOptions {
+            node_id: k.node_id,
+            raft_listen: k.raft_listen,
+            members: k
+                .members
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        Member {
+                            raft_addr: m.raft.clone(),
+                            client_endpoint: m.client.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            tls: k.tls.as_ref().map(|t| TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            }),
+            bootstrap: k.bootstrap,
+        }),
     })
 }
 
@@ -463,5 +537,38 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("loopback"));
         c.plaintext = false;
         assert!(c.validate().unwrap_err().to_string().contains("no TLS"));
+    }
+
+    /// `[cluster]` becomes the node's cluster options; a node id missing
+    /// from the members, a repeated id, and plaintext replication off
+    /// loopback are refused.
+    #[test]
+    fn a_cluster_section_names_this_replica_and_its_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        let text = |node_id: u64, raft_listen: &str, second_id: u64| {
+            format!(
+                "plaintext = true\n[cluster]\nnode_id = {node_id}\nraft_listen = \"{raft_listen}\"\nbootstrap = true\n\
+                 [[cluster.members]]\nid = 1\nraft = \"127.0.0.1:50061\"\nclient = \"https://127.0.0.1:50051\"\n\
+                 [[cluster.members]]\nid = {second_id}\nraft = \"127.0.0.1:50062\"\nclient = \"https://127.0.0.1:50052\"\n"
+            )
+        };
+        std::fs::write(&p, text(2, "127.0.0.1:50062", 2)).unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        c.validate().unwrap();
+        let o = node_options(&c).unwrap().cluster.expect("cluster options");
+        assert_eq!((o.node_id, o.bootstrap, o.members.len()), (2, true, 2));
+        assert_eq!(o.members[&1].client_endpoint, "https://127.0.0.1:50051");
+        assert_eq!(o.members[&2].raft_addr, "127.0.0.1:50062");
+
+        for (bad, why) in [
+            (text(3, "127.0.0.1:50062", 2), "not among"),
+            (text(1, "127.0.0.1:50062", 1), "twice"),
+            (text(2, "0.0.0.0:50062", 2), "cluster.tls"),
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            let e = NodeConfig::load(&p).unwrap().validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 }

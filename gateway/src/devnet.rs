@@ -55,6 +55,10 @@ pub struct DevManifest {
     pub chain_id: String,
     /// `https://HOST:PORT`, rewritten at every start with the bound address.
     pub endpoint: String,
+    /// With `--replicas N`: every replica's client endpoint (the SDK follows
+    /// the leader among them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
     pub ca: String,
     pub central_bank: DevParticipant,
     pub banks: Vec<DevParticipant>,
@@ -245,6 +249,7 @@ pub fn ensure(dir: &Path) -> Result<(Genesis, DevTls)> {
     let manifest = DevManifest {
         chain_id: DEV_CHAIN_ID.into(),
         endpoint: "https://127.0.0.1:50051".into(),
+        replicas: Vec::new(),
         ca: "pki/ca.pem".into(),
         central_bank: part("central-bank", &cb, true, None),
         banks: banks.iter().map(|(n, k)| part(n, k, true, None)).collect(),
@@ -276,4 +281,46 @@ pub fn usage(dir: &Path, endpoint: &str, metrics: Option<std::net::SocketAddr>) 
          \x20   txgen --dev-dir {d} --duration 10s\n\
          \x20   ruble-node audit --data-dir {d}\n"
     )
+}
+
+/// The replicas of `ruble-node dev --replicas N`: `DIR/node<i>/db`, a copy
+/// of the dev chain made once (every replica starts from the same state,
+/// and replication carries every block after it), and a node certificate
+/// per replica from a replication CA of its own (`DIR/pki/peer-ca.pem`).
+pub fn ensure_replicas(dir: &Path, n: u64, host: &str) -> Result<()> {
+    let ca_dir = dir.join("pki/peer-ca");
+    let ca = if ca_dir.join("ca.pem").exists() {
+        pki::CaBundle::load(&ca_dir)?
+    } else {
+        let ca = pki::generate_ca()?;
+        ca.save(&ca_dir)?;
+        ca
+    };
+    std::fs::write(dir.join("pki/peer-ca.pem"), ca.cert_pem())?;
+    for i in 1..=n {
+        let nd = dir.join(format!("node{i}"));
+        if !nd.join("db").exists() {
+            copy_dir(&dir.join("db"), &nd.join("db"))
+                .with_context(|| format!("copying the dev chain to {}", nd.display()))?;
+        }
+        if !nd.join("peer.pem").exists() {
+            let cert = ca.issue_peer(&[host, "127.0.0.1", "localhost"])?;
+            cert.write(&nd, "peer")?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let dest = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else {
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
 }

@@ -199,6 +199,12 @@ struct DevArgs {
     /// commit is durable. Never use it otherwise.
     #[arg(long, hide = true)]
     unsafe_ack_before_commit: bool,
+    /// Run a local cluster of this many replicas (1 = a single node). Replica
+    /// i serves clients on the `--listen` port + i - 1 and replicates on that
+    /// port + 100 + i - 1, over mutual TLS with dev node certificates; every
+    /// replica starts from the same dev data (`DIR/node<i>/`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
+    replicas: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -284,6 +290,9 @@ async fn dev(a: DevArgs) -> Result<()> {
     }
     let dir = a.data_dir.clone();
     let (genesis, tls) = tokio::task::spawn_blocking(move || devnet::ensure(&dir)).await??;
+    if a.replicas > 1 {
+        return dev_cluster(a, genesis, tls).await;
+    }
     let opts = NodeOptions {
         db_dir: a.data_dir.join("db"),
         genesis: Some(genesis),
@@ -305,6 +314,7 @@ async fn dev(a: DevArgs) -> Result<()> {
             ..PipelineConfig::default()
         },
         shutdown_grace: Duration::from_secs(5),
+        cluster: None,
     };
     let dir = a.data_dir.clone();
     serve_until_signal(opts, move |n| {
@@ -322,6 +332,88 @@ async fn dev(a: DevArgs) -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// `ruble-node dev --replicas N`: N replicas in this process.
+async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: devnet::DevTls) -> Result<()> {
+    use ruble_gateway::node::{ClusterOptions, Member};
+    let base = a.listen.port();
+    if base == 0 || u32::from(base) + 100 + a.replicas as u32 > u32::from(u16::MAX) {
+        bail!("--replicas needs a fixed --listen port (replica i uses port + i - 1 and port + 100 + i - 1)");
+    }
+    let host = a.listen.ip();
+    let port = |off: u64| base + off as u16;
+    let members: std::collections::BTreeMap<u64, Member> = (1..=a.replicas)
+        .map(|n| {
+            (
+                n,
+                Member {
+                    raft_addr: std::net::SocketAddr::new(host, port(100 + n - 1)).to_string(),
+                    client_endpoint: format!("https://{}", std::net::SocketAddr::new(host, port(n - 1))),
+                },
+            )
+        })
+        .collect();
+    let dir = a.data_dir.clone();
+    let n = a.replicas;
+    tokio::task::spawn_blocking(move || devnet::ensure_replicas(&dir, n, &host.to_string())).await??;
+    let mut running = Vec::new();
+    for n in 1..=a.replicas {
+        let nd = a.data_dir.join(format!("node{n}"));
+        let opts = NodeOptions {
+            db_dir: nd.join("db"),
+            genesis: Some(genesis.clone()),
+            listen: std::net::SocketAddr::new(host, port(n - 1)),
+            metrics_listen: a
+                .metrics_listen
+                .map(|m| std::net::SocketAddr::new(m.ip(), m.port() + (n - 1) as u16)),
+            tls: Some(TlsFiles {
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            }),
+            limits: ClientLimits::default(),
+            pipeline: PipelineConfig {
+                max_inflight_ops: a.max_inflight_ops,
+                max_block_ops: a.max_block_ops,
+                max_block_wait: Duration::from_millis(a.max_block_wait_ms),
+                min_block_interval: Duration::from_millis(a.min_block_interval_ms),
+                verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
+                ..PipelineConfig::default()
+            },
+            shutdown_grace: Duration::from_secs(5),
+            cluster: Some(ClusterOptions {
+                node_id: n,
+                raft_listen: members[&n].raft_addr.parse()?,
+                members: members.clone(),
+                tls: Some(TlsFiles {
+                    ca: a.data_dir.join("pki/peer-ca.pem"),
+                    cert: nd.join("peer.pem"),
+                    key: nd.join("peer-key.pem"),
+                }),
+                bootstrap: n == 1,
+            }),
+        };
+        running.push(node::start(opts).await?);
+    }
+    let endpoints: Vec<String> = members.values().map(|m| m.client_endpoint.clone()).collect();
+    let mut m = devnet::DevManifest::load(&a.data_dir)?;
+    m.endpoint = endpoints[0].clone();
+    m.replicas = endpoints.clone();
+    m.save(&a.data_dir)?;
+    println!("{}", devnet::usage(&a.data_dir, &endpoints[0], running[0].metrics_addr));
+    println!("replicas: {}", endpoints.join(" "));
+    println!(
+        "RUBLE_NODE_READY addr={} replicas={}",
+        running[0].addr,
+        endpoints.join(",")
+    );
+    node::shutdown_signal().await;
+    tracing::info!("shutdown requested; stopping every replica");
+    for r in running {
+        r.shutdown().await?;
+    }
+    Ok(())
 }
 
 async fn run(cfg: ruble_gateway::config::NodeConfig) -> Result<()> {

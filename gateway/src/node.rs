@@ -21,6 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Server;
 
+use crate::backend::LedgerBackend;
 use crate::budget::{BudgetedConn, ConnectionBudget, ConnectionCaps, StreamBudget, StreamCaps};
 use crate::ctx::{ClientLimits, Ctx};
 use crate::metrics::Metrics;
@@ -32,6 +33,38 @@ pub struct TlsFiles {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+/// Heartbeat and election timeouts of the replicas (ms). An election
+/// starts 300 to 600 ms after the last heartbeat: well above a loaded
+/// machine's scheduling hiccups, and a failover in about a second.
+const RAFT_HEARTBEAT_MS: u64 = 50;
+const RAFT_ELECTION_MIN_MS: u64 = 300;
+const RAFT_ELECTION_MAX_MS: u64 = 600;
+
+/// One replica of a cluster, as every member knows it.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Its replication service, `host:port`.
+    pub raft_addr: String,
+    /// Its client endpoint, `https://host:port` (named in `NOT_LEADER`).
+    pub client_endpoint: String,
+}
+
+/// A node as one replica of a Raft group.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub node_id: u64,
+    /// Where this replica's replication service listens.
+    pub raft_listen: SocketAddr,
+    /// Every replica, this one included.
+    pub members: std::collections::BTreeMap<u64, Member>,
+    /// The CA and this replica's node certificate (`CaBundle::issue_peer`);
+    /// `None` is plaintext replication, for loopback tests only.
+    pub tls: Option<TlsFiles>,
+    /// Initialise the membership with `members` when this replica's log is
+    /// empty (one replica of a new cluster does it).
+    pub bootstrap: bool,
 }
 
 /// Everything needed to start a node.
@@ -49,6 +82,8 @@ pub struct NodeOptions {
     pub pipeline: PipelineConfig,
     /// How long in-flight RPCs get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// `Some`: this node is one replica of a cluster.
+    pub cluster: Option<ClusterOptions>,
 }
 
 /// A started node.
@@ -113,10 +148,19 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
             },
         )
     };
-    let pipeline = Arc::new(Pipeline::start(ledger, opts.pipeline.clone(), hook));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (pipeline, backend, raft): (Arc<Pipeline>, Arc<dyn LedgerBackend>, _) = match &opts.cluster {
+        None => {
+            let p = Arc::new(Pipeline::start(ledger, opts.pipeline.clone(), hook));
+            (p.clone(), p, None)
+        }
+        Some(c) => {
+            let (p, backend, raft) = start_replica(c, &opts, ledger, hook, shutdown_rx.clone()).await?;
+            (p, backend, Some(raft))
+        }
+    };
     let ctx = Arc::new(Ctx {
-        ledger: pipeline.clone(),
+        ledger: backend,
         store: store.clone(),
         commits,
         metrics: metrics.clone(),
@@ -285,6 +329,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         // Finish and commit everything admitted, then close the store.
         let p = pipeline.clone();
         tokio::task::spawn_blocking(move || p.shutdown()).await?;
+        if let Some(raft) = raft {
+            let _ = raft.shutdown().await;
+        }
         store.flush().ok();
         tracing::info!(height = pipeline.view().height, "node stopped");
         served.map_err(Into::into)
@@ -339,4 +386,124 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Starts this node's Raft, its replication service and a pipeline that
+/// commits through the replicas.
+async fn start_replica(
+    c: &ClusterOptions,
+    opts: &NodeOptions,
+    ledger: Ledger,
+    hook: ruble_ledger::pipeline::CommitHook,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(Arc<Pipeline>, Arc<dyn LedgerBackend>, ruble_ledger::raft::LedgerRaft)> {
+    use crate::raft_net::{RaftNet, RaftRpc, MAX_RAFT_MESSAGE_BYTES};
+    use crate::replica::{RaftSink, ReplicaBackend};
+    use ruble_ledger::pipeline::SystemClock;
+    use ruble_ledger::raft::TypeConfig;
+    use ruble_proto::raft::raft_service_server::RaftServiceServer;
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+
+    let store = ledger.store().clone();
+    let data_dir = opts
+        .db_dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let s = store.clone();
+    let (log, sm) = tokio::task::spawn_blocking(move || ruble_ledger::raft::open_storage(&data_dir, s))
+        .await?
+        .context("opening the replication log")?;
+    let config = openraft::Config {
+        cluster_name: ledger.state().params().chain_id.clone(),
+        heartbeat_interval: RAFT_HEARTBEAT_MS,
+        election_timeout_min: RAFT_ELECTION_MIN_MS,
+        election_timeout_max: RAFT_ELECTION_MAX_MS,
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")?;
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let (client_tls, server_tls) = match &c.tls {
+        Some(t) => {
+            let (ca, cert, key) = (read(&t.ca)?, read(&t.cert)?, read(&t.key)?);
+            (
+                Some(
+                    ClientTlsConfig::new()
+                        .ca_certificate(Certificate::from_pem(&ca))
+                        .identity(Identity::from_pem(&cert, &key)),
+                ),
+                Some(
+                    ServerTlsConfig::new()
+                        .identity(Identity::from_pem(&cert, &key))
+                        .client_ca_root(Certificate::from_pem(&ca)),
+                ),
+            )
+        }
+        None => {
+            if !c.raft_listen.ip().is_loopback() {
+                bail!("refusing plaintext replication on {}: loopback only", c.raft_listen);
+            }
+            (None, None)
+        }
+    };
+    let raft = openraft::Raft::new(
+        c.node_id,
+        Arc::new(config),
+        RaftNet::<TypeConfig>::new(client_tls),
+        log,
+        sm.clone(),
+    )
+    .await
+    .context("starting raft")?;
+
+    let listener = TcpListener::bind(c.raft_listen)
+        .await
+        .with_context(|| format!("binding the replication port {}", c.raft_listen))?;
+    let svc = RaftServiceServer::new(RaftRpc::new(raft.clone(), server_tls.is_some()))
+        .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
+    let mut server = Server::builder();
+    if let Some(tls) = server_tls {
+        server = server.tls_config(tls)?;
+    }
+    let router = server.add_service(svc);
+    tokio::spawn(async move {
+        let r = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "replication service stopped");
+        }
+    });
+
+    if c.bootstrap && !raft.is_initialized().await? {
+        let members: std::collections::BTreeMap<u64, openraft::BasicNode> = c
+            .members
+            .iter()
+            .map(|(id, m)| (*id, openraft::BasicNode::new(m.raft_addr.clone())))
+            .collect();
+        // Another start of this replica may have initialised it already.
+        if let Err(e) = raft.initialize(members).await {
+            tracing::warn!(error = %e, "cluster membership not initialised");
+        }
+    }
+    let sink = RaftSink::new(raft.clone(), store, tokio::runtime::Handle::current());
+    let pipeline = Arc::new(Pipeline::start_with(
+        ledger,
+        opts.pipeline.clone(),
+        hook,
+        Arc::new(sink),
+        Arc::new(SystemClock),
+    ));
+    let endpoints = c
+        .members
+        .iter()
+        .map(|(id, m)| (*id, m.client_endpoint.clone()))
+        .collect();
+    let backend = Arc::new(ReplicaBackend::new(pipeline.clone(), raft.clone(), sm, endpoints));
+    tracing::info!(node = c.node_id, raft = %c.raft_listen, members = c.members.len(), "replica started");
+    Ok((pipeline, backend, raft))
 }

@@ -92,6 +92,7 @@ impl TestNode {
             limits: self.limits.clone(),
             pipeline: self.pipeline.clone(),
             shutdown_grace: Duration::from_secs(2),
+            cluster: None,
         }
     }
 

@@ -432,3 +432,155 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
         r.kill().await;
     }
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three `ruble-node` replicas (`node::start` with cluster options), each
+/// serving clients over TLS and replicating over mutual TLS with node
+/// certificates, started from the same dev data: the SDK, given the
+/// replicas, finds the leader and pays; every replica serves the payment;
+/// the leader is shut down and the same client's next payment lands on the
+/// new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_serve_clients_and_fail_over() {
+    use ruble_gateway::node::{self, ClusterOptions, Member, NodeOptions, TlsFiles};
+    use ruble_wallet::{ClientBuilder, WalletKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let (genesis, tls) = tokio::task::spawn_blocking(move || ruble_gateway::devnet::ensure(&d))
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest = ruble_gateway::devnet::DevManifest::load(dir.path()).unwrap();
+    // The replicas' certificates, from a CA of their own.
+    let ca = ruble_gateway::pki::generate_ca().unwrap();
+    std::fs::write(dir.path().join("peer-ca.pem"), ca.cert_pem()).unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let members: BTreeMap<u64, Member> = (1..=3u64)
+        .map(|n| {
+            let (client, raft) = ports[n as usize - 1];
+            (
+                n,
+                Member {
+                    raft_addr: format!("127.0.0.1:{raft}"),
+                    client_endpoint: format!("https://127.0.0.1:{client}"),
+                },
+            )
+        })
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for n in 1..=3u64 {
+        let nd = dir.path().join(format!("node{n}"));
+        copy_dir(&dir.path().join("db"), &nd.join("db"));
+        let peer = ca.issue_peer(&["127.0.0.1"]).unwrap();
+        std::fs::write(nd.join("peer.pem"), &peer.cert_pem).unwrap();
+        std::fs::write(nd.join("peer-key.pem"), &peer.key_pem).unwrap();
+        let (client, raft) = ports[n as usize - 1];
+        let opts = NodeOptions {
+            db_dir: nd.join("db"),
+            genesis: Some(genesis.clone()),
+            listen: format!("127.0.0.1:{client}").parse().unwrap(),
+            metrics_listen: None,
+            tls: Some(TlsFiles {
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            }),
+            limits: Default::default(),
+            pipeline: Default::default(),
+            shutdown_grace: Duration::from_secs(2),
+            cluster: Some(ClusterOptions {
+                node_id: n,
+                raft_listen: format!("127.0.0.1:{raft}").parse().unwrap(),
+                members: members.clone(),
+                tls: Some(TlsFiles {
+                    ca: dir.path().join("peer-ca.pem"),
+                    cert: nd.join("peer.pem"),
+                    key: nd.join("peer-key.pem"),
+                }),
+                bootstrap: n == 1,
+            }),
+        };
+        nodes.insert(members[&n].client_endpoint.clone(), node::start(opts).await.unwrap());
+    }
+    let ca_pem = std::fs::read_to_string(&tls.ca).unwrap();
+    let endpoints: Vec<String> = members.values().map(|m| m.client_endpoint.clone()).collect();
+    let client = ClientBuilder::new(endpoints[0].clone())
+        .replicas(endpoints.clone())
+        .ca_pem(ca_pem.clone())
+        .retries(20)
+        .backoff(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let key = |i: usize| WalletKey::load(&dir.path().join(&manifest.businesses[i].key), None).unwrap();
+    let (a, b) = (key(0), key(1));
+    let b0 = client.account(&b).await.unwrap().balance;
+    // The first write may meet an election: the client follows until it lands.
+    let p1 = client.pay(&a, b.account_id(), 1_00, "replicated").await.unwrap();
+    assert!(!p1.duplicate);
+    let leader = client.endpoint();
+
+    // Every replica serves the payment (reads are local to each replica).
+    let balance_on = |e: String, key: WalletKey| {
+        let ca_pem = ca_pem.clone();
+        async move {
+            let c = ClientBuilder::new(e).ca_pem(ca_pem).connect().await.unwrap();
+            c.account(&key).await.unwrap().balance
+        }
+    };
+    let converged = |want: u64, on: Vec<String>| {
+        let b = key(1);
+        let balance_on = &balance_on;
+        async move {
+            for e in on {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let got = balance_on(e.clone(), WalletKey::from_signing_key(b.signing_key().clone())).await;
+                    if got == want {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "{e} has {got}, want {want}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    converged(b0 + 1_00, endpoints.clone()).await;
+
+    // The leader shuts down; the same client pays again, on the new leader.
+    nodes.remove(&leader).unwrap().shutdown().await.unwrap();
+    let t = Instant::now();
+    let p2 = client.pay(&a, b.account_id(), 2_00, "after failover").await.unwrap();
+    println!(
+        "failover through the SDK: {:?} to the next committed payment",
+        t.elapsed()
+    );
+    assert!(!p2.duplicate);
+    assert_ne!(client.endpoint(), leader);
+    let rest: Vec<String> = endpoints.iter().filter(|e| **e != leader).cloned().collect();
+    converged(b0 + 3_00, rest).await;
+    for (_, n) in nodes {
+        n.shutdown().await.unwrap();
+    }
+}

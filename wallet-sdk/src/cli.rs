@@ -80,6 +80,7 @@ impl Conn {
             cert: self.cert.clone(),
             cert_key: self.cert_key.clone(),
             key: self.key.clone(),
+            replicas: Vec::new(),
         }
     }
 

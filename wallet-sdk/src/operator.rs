@@ -22,6 +22,9 @@ pub struct Credentials {
     pub cert_key: Option<PathBuf>,
     /// The participant's signing key file (`ruble-wallet-key/v1`, maybe encrypted).
     pub key: Option<PathBuf>,
+    /// The other replicas of a cluster (`dev.json`'s `replicas`): the client
+    /// follows the leader among them.
+    pub replicas: Vec<String>,
 }
 
 fn read_manifest(dir: &Path) -> Result<serde_json::Value> {
@@ -39,6 +42,10 @@ fn participant(dir: &Path, m: &serde_json::Value, p: Option<&serde_json::Value>)
         cert: path("cert"),
         cert_key: path("cert_key"),
         key: path("key"),
+        replicas: m["replicas"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -103,6 +110,7 @@ impl Credentials {
             cert: Some(dir.join("pki/central-bank.pem")),
             cert_key: Some(dir.join("pki/central-bank-key.pem")),
             key: Some(dir.join("central-bank-key.json")),
+            replicas: Vec::new(),
         })
     }
 
@@ -114,6 +122,11 @@ impl Credentials {
             cert: self.cert.or(fallback.cert),
             cert_key: self.cert_key.or(fallback.cert_key),
             key: self.key.or(fallback.key),
+            replicas: if self.replicas.is_empty() {
+                fallback.replicas
+            } else {
+                self.replicas
+            },
         }
     }
 
@@ -126,7 +139,7 @@ impl Credentials {
             .endpoint
             .clone()
             .ok_or_else(|| Error::Config("no endpoint: give --endpoint or --dev-dir (or --network-dir)".into()))?;
-        let b = ClientBuilder::new(endpoint.clone());
+        let b = ClientBuilder::new(endpoint.clone()).replicas(self.replicas.clone());
         if !endpoint.starts_with("https://") {
             return Ok(b);
         }
