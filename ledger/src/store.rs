@@ -616,13 +616,7 @@ impl Store {
     pub fn reopen(&self) -> Result<()> {
         let mut slot = self.db.write();
         if let Some(old) = slot.take() {
-            // Readers hold the handle only for one call: wait them out, so
-            // that RocksDB's lock is released when `old` drops.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            drop(old);
+            close_when_unused(old);
         }
         match Self::open_db(&self.path, &self.opts) {
             Ok(db) => {
@@ -1371,11 +1365,7 @@ impl Store {
         }
         let mut slot = self.db.write();
         if let Some(old) = slot.take() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            drop(old);
+            close_when_unused(old);
         }
         let io = |e: std::io::Error| StoreError::Corrupt(format!("replacing the store: {e}"));
         // One atomic exchange of the two directories (`renameat2`): a crash
@@ -1894,6 +1884,17 @@ fn exchange_dirs(a: &Path, b: &Path) -> std::io::Result<()> {
 
 /// Whether files in `dir` (created if missing) can be written with
 /// `O_DIRECT`. RocksDB does not fall back by itself: on a file system that
+/// Drops the last handle of a database being closed. Readers hold a handle
+/// only for one call: wait them out (5 s at most), so that RocksDB's lock
+/// is released when `old` drops and the directory can be opened again.
+fn close_when_unused<T>(old: Arc<T>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(old);
+}
+
 /// refuses it (tmpfs before Linux 6.6), every flush would fail.
 pub fn direct_io_supported(dir: &Path) -> bool {
     use std::io::Write;

@@ -209,26 +209,54 @@ async fn wait_height(sm: &LedgerStateMachine, height: u64) {
     }
 }
 
+/// Three replicas in tempdirs, on sockets of 127.0.0.1, with a leader.
+struct Cluster {
+    pki: Pki,
+    dirs: Vec<tempfile::TempDir>,
+    members: BTreeMap<u64, BasicNode>,
+    replicas: BTreeMap<u64, Replica>,
+    leader: u64,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let pki = Pki {
+            ca: ruble_gateway::pki::generate_ca().unwrap(),
+        };
+        let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut listeners = Vec::new();
+        let mut members = BTreeMap::new();
+        for n in 1..=3u64 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
+            listeners.push(l);
+        }
+        let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
+        for (n, l) in (1..=3u64).zip(listeners) {
+            replicas.insert(n, start(n, dirs[n as usize - 1].path(), l, &pki).await);
+        }
+        replicas[&1].raft.initialize(members.clone()).await.unwrap();
+        let rafts: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
+        let leader = leader_of(&rafts, None).await;
+        Cluster {
+            pki,
+            dirs,
+            members,
+            replicas,
+            leader,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_agree_and_survive_the_leaders_loss() {
-    let pki = Pki {
-        ca: ruble_gateway::pki::generate_ca().unwrap(),
-    };
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for n in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
-        listeners.push(l);
-    }
-    let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
-    for (n, l) in (1..=3u64).zip(listeners) {
-        replicas.insert(n, start(n, dirs[n as usize - 1].path(), l, &pki).await);
-    }
-    replicas[&1].raft.initialize(members.clone()).await.unwrap();
-    let rafts: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
-    let leader = leader_of(&rafts, None).await;
+    let Cluster {
+        pki,
+        dirs,
+        members,
+        mut replicas,
+        leader,
+    } = Cluster::start().await;
 
     // Replication admits node certificates only: a bank's certificate from
     // the same CA is refused before its message is read.
@@ -360,24 +388,13 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
     use ruble_gateway::replica::ReplicaBackend;
     use ruble_ledger::Outcome;
 
-    let pki = Pki {
-        ca: ruble_gateway::pki::generate_ca().unwrap(),
-    };
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for n in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
-        listeners.push(l);
-    }
-    let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
-    for (n, l) in (1..=3u64).zip(listeners) {
-        replicas.insert(n, start(n, dirs[n as usize - 1].path(), l, &pki).await);
-    }
-    replicas[&1].raft.initialize(members.clone()).await.unwrap();
-    let rafts: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
-    let leader = leader_of(&rafts, None).await;
+    // The tempdirs must outlive the replicas: `_dirs`, not `_`.
+    let Cluster {
+        dirs: _dirs,
+        mut replicas,
+        leader,
+        ..
+    } = Cluster::start().await;
     let endpoints: BTreeMap<u64, String> = (1..=3).map(|n| (n, format!("https://node{n}.test:443"))).collect();
 
     let p = replicated_pipeline(&replicas[&leader]);
@@ -433,19 +450,6 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
     }
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -472,9 +476,13 @@ async fn three_nodes_serve_clients_and_fail_over() {
         .unwrap()
         .unwrap();
     let manifest = ruble_gateway::devnet::DevManifest::load(dir.path()).unwrap();
-    // The replicas' certificates, from a CA of their own.
-    let ca = ruble_gateway::pki::generate_ca().unwrap();
-    std::fs::write(dir.path().join("peer-ca.pem"), ca.cert_pem()).unwrap();
+    // Each replica's copy of the dev chain and its node certificate, as
+    // `ruble-node dev --replicas 3` makes them.
+    let d = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || ruble_gateway::devnet::ensure_replicas(&d, 3, "127.0.0.1"))
+        .await
+        .unwrap()
+        .unwrap();
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
     let members: BTreeMap<u64, Member> = (1..=3u64)
         .map(|n| {
@@ -491,10 +499,6 @@ async fn three_nodes_serve_clients_and_fail_over() {
     let mut nodes = BTreeMap::new();
     for n in 1..=3u64 {
         let nd = dir.path().join(format!("node{n}"));
-        copy_dir(&dir.path().join("db"), &nd.join("db"));
-        let peer = ca.issue_peer(&["127.0.0.1"]).unwrap();
-        std::fs::write(nd.join("peer.pem"), &peer.cert_pem).unwrap();
-        std::fs::write(nd.join("peer-key.pem"), &peer.key_pem).unwrap();
         let (client, raft) = ports[n as usize - 1];
         let opts = NodeOptions {
             db_dir: nd.join("db"),
@@ -514,7 +518,7 @@ async fn three_nodes_serve_clients_and_fail_over() {
                 raft_listen: format!("127.0.0.1:{raft}").parse().unwrap(),
                 members: members.clone(),
                 tls: Some(TlsFiles {
-                    ca: dir.path().join("peer-ca.pem"),
+                    ca: dir.path().join("pki/peer-ca.pem"),
                     cert: nd.join("peer.pem"),
                     key: nd.join("peer-key.pem"),
                 }),

@@ -27,6 +27,7 @@ pub use types::{BlockEntry, BlockOutcome, BlockResponse, Entry, LedgerRaft, Node
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::state::State;
 use crate::store::{Store, StoreError};
 
 /// Where the Raft log lives in a node's data directory (beside the store's
@@ -37,10 +38,16 @@ pub const SNAPSHOT_DIR: &str = "raft-snapshots";
 
 /// Opens a node's Raft storage under `data_dir` ([`LOG_DIR`],
 /// [`SNAPSHOT_DIR`]) over its initialised ledger `store` (which must not
-/// live in either): the log store and the state machine (which loads the
-/// state, `Store::load`).
-pub fn open_storage(data_dir: &Path, store: Arc<Store>) -> Result<(LogStore, LedgerStateMachine), StoreError> {
+/// live in either): the log store and the state machine, starting from
+/// `state`, the store's head as the caller already loaded it (`Store::load`
+/// replays every block since the last checkpoint, re-verifying them: a node
+/// that opened its ledger need not pay for that twice).
+pub fn open_storage(
+    data_dir: &Path,
+    store: Arc<Store>,
+    state: State,
+) -> Result<(LogStore, LedgerStateMachine), StoreError> {
     let log = LogStore::open(&data_dir.join(LOG_DIR))?;
-    let sm = LedgerStateMachine::open(store, &data_dir.join(SNAPSHOT_DIR))?;
+    let sm = LedgerStateMachine::with_state(store, state, &data_dir.join(SNAPSHOT_DIR))?;
     Ok((log, sm))
 }
