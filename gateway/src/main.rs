@@ -305,13 +305,8 @@ async fn dev(a: DevArgs) -> Result<()> {
         }),
         limits: ClientLimits::default(),
         pipeline: PipelineConfig {
-            max_inflight_ops: a.max_inflight_ops,
-            max_block_ops: a.max_block_ops,
-            max_block_wait: Duration::from_millis(a.max_block_wait_ms),
-            min_block_interval: Duration::from_millis(a.min_block_interval_ms),
             unsafe_ack_before_commit: a.unsafe_ack_before_commit,
-            verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
-            ..PipelineConfig::default()
+            ..dev_pipeline(&a)
         },
         shutdown_grace: Duration::from_secs(5),
         cluster: None,
@@ -332,6 +327,18 @@ async fn dev(a: DevArgs) -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// The pipeline settings `dev`'s flags give (the fault injection aside).
+fn dev_pipeline(a: &DevArgs) -> PipelineConfig {
+    PipelineConfig {
+        max_inflight_ops: a.max_inflight_ops,
+        max_block_ops: a.max_block_ops,
+        max_block_wait: Duration::from_millis(a.max_block_wait_ms),
+        min_block_interval: Duration::from_millis(a.min_block_interval_ms),
+        verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
+        ..PipelineConfig::default()
+    }
 }
 
 /// `ruble-node dev --replicas N`: N replicas in this process.
@@ -373,14 +380,7 @@ async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: dev
                 key: tls.key.clone(),
             }),
             limits: ClientLimits::default(),
-            pipeline: PipelineConfig {
-                max_inflight_ops: a.max_inflight_ops,
-                max_block_ops: a.max_block_ops,
-                max_block_wait: Duration::from_millis(a.max_block_wait_ms),
-                min_block_interval: Duration::from_millis(a.min_block_interval_ms),
-                verify_nice: a.verify_nice.unwrap_or(PipelineConfig::default().verify_nice),
-                ..PipelineConfig::default()
-            },
+            pipeline: dev_pipeline(&a),
             shutdown_grace: Duration::from_secs(5),
             cluster: Some(ClusterOptions {
                 node_id: n,
@@ -396,6 +396,8 @@ async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: dev
         };
         running.push(node::start(opts).await?);
     }
+    // Ready means writes are served: not before the replicas elected a leader.
+    running[0].wait_for_leader(Duration::from_secs(30)).await?;
     let endpoints: Vec<String> = members.values().map(|m| m.client_endpoint.clone()).collect();
     let mut m = devnet::DevManifest::load(&a.data_dir)?;
     m.endpoint = endpoints[0].clone();

@@ -92,6 +92,8 @@ pub struct RunningNode {
     pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<()>>,
+    /// The node's Raft, when it is a replica.
+    raft: Option<ruble_ledger::raft::LedgerRaft>,
 }
 
 impl RunningNode {
@@ -105,6 +107,18 @@ impl RunningNode {
     /// Waits until the node stops (after [`RunningNode::shutdown`] or a fatal error).
     pub async fn wait(self) -> Result<()> {
         self.task.await.context("node task")?
+    }
+
+    /// For a replica: waits until its cluster has a leader, so that writes
+    /// are served (`NOT_LEADER` until then). Immediate for a single node.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<()> {
+        if let Some(raft) = &self.raft {
+            raft.wait(Some(timeout))
+                .metrics(|m| m.current_leader.is_some(), "a leader")
+                .await
+                .context("no leader elected")?;
+        }
+        Ok(())
     }
 
     /// A handle that triggers shutdown (for signal handlers).
@@ -293,6 +307,10 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     let addr = listener.local_addr()?;
     let grace = opts.shutdown_grace;
     let accept_metrics = metrics.clone();
+    // The committed head as the services see it: on a follower the
+    // pipeline's own view is not advanced (the state machine applies).
+    let head = ctx.ledger.clone();
+    let raft_handle = raft.clone();
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
         let mut stop2 = stop.clone();
@@ -329,11 +347,11 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         // Finish and commit everything admitted, then close the store.
         let p = pipeline.clone();
         tokio::task::spawn_blocking(move || p.shutdown()).await?;
-        if let Some(raft) = raft {
+        if let Some(raft) = raft_handle {
             let _ = raft.shutdown().await;
         }
         store.flush().ok();
-        tracing::info!(height = pipeline.view().height, "node stopped");
+        tracing::info!(height = head.view().height, "node stopped");
         served.map_err(Into::into)
     });
     tracing::info!(%addr, tls = opts.tls.is_some(), "node serving");
@@ -342,6 +360,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         metrics_addr,
         shutdown: shutdown_tx,
         task,
+        raft,
     })
 }
 
@@ -410,8 +429,8 @@ async fn start_replica(
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let s = store.clone();
-    let (log, sm) = tokio::task::spawn_blocking(move || ruble_ledger::raft::open_storage(&data_dir, s))
+    let (s, state) = (store.clone(), ledger.state().clone());
+    let (log, sm) = tokio::task::spawn_blocking(move || ruble_ledger::raft::open_storage(&data_dir, s, state))
         .await?
         .context("opening the replication log")?;
     let config = openraft::Config {
