@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ruble/v1/wallet.proto",
         "ruble/v1/bank.proto",
         "ruble/v1/central_bank.proto",
+        "ruble/v1/cluster.proto",
     ];
     let include = protoc_bin_vendored::include_path()?;
     let include = include.to_str().ok_or("vendored include path is not UTF-8")?;

@@ -18,3 +18,7 @@ cargo test --workspace --doc
 echo "==> crash under load (short): SIGKILL cycles must lose nothing; the unsafe control must be caught"
 ./scripts/crash-test.sh --cycles 2 --profile debug
 ./scripts/crash-test.sh --cycles 4 --profile debug --control
+
+echo "==> replicated cluster under faults (short): each fault once must lose nothing; the unsafe control must be caught"
+./scripts/cluster-test.sh --rounds 1 --profile debug --rate 1000
+./scripts/cluster-test.sh --rounds 3 --profile debug --rate 1000 --control

@@ -444,6 +444,8 @@ pub fn node_options(c: &NodeConfig) -> Result<NodeOptions> {
                 key: t.key.clone(),
             }),
             bootstrap: k.bootstrap,
+            peer_addrs: Default::default(),
+            unsafe_ack_before_quorum: false,
         }),
     })
 }

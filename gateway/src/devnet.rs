@@ -311,6 +311,35 @@ pub fn ensure_replicas(dir: &Path, n: u64, host: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives replica `i` the dev chain again if its `node<i>/db` was deleted
+/// (the replica then catches up from the others); returns whether it did.
+/// Refuses a replication log left without its ledger: both go together.
+pub fn seed_replica(dir: &Path, i: u64) -> Result<bool> {
+    let nd = dir.join(format!("node{i}"));
+    if !nd.join("peer.pem").exists() {
+        anyhow::bail!(
+            "{} has no replica certificate: prepare the directory first",
+            nd.display()
+        );
+    }
+    if nd.join("db").exists() {
+        return Ok(false);
+    }
+    // The replication log and the snapshots describe the deleted ledger.
+    for part in [ruble_ledger::raft::LOG_DIR, ruble_ledger::raft::SNAPSHOT_DIR] {
+        if nd.join(part).exists() {
+            anyhow::bail!(
+                "{} holds {part}/ but no ledger: delete db/, {}/ and {}/ together to re-seed the replica",
+                nd.display(),
+                ruble_ledger::raft::LOG_DIR,
+                ruble_ledger::raft::SNAPSHOT_DIR
+            );
+        }
+    }
+    copy_dir(&dir.join("db"), &nd.join("db")).with_context(|| format!("copying the dev chain to {}", nd.display()))?;
+    Ok(true)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {

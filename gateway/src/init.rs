@@ -860,6 +860,31 @@ pub fn issue_node(dir: &Path, hosts: &[String], name: &str, out: Option<&Path>) 
     })
 }
 
+/// Issues a replica's node certificate for replication (`ruble-node pki
+/// issue-peer`): CN `ruble-node`, valid as the server and as the client of
+/// a node-to-node connection ([`CaBundle::issue_peer`]), for `hosts`, with
+/// the CA in `dir/pki`: `out/NAME.pem` and `out/NAME-key.pem` (out defaults
+/// to `dir/pki/peers`). The replication service admits only such
+/// certificates; a node's server certificate (`issue-node`) is not one (it
+/// cannot be a client's).
+pub fn issue_peer(dir: &Path, hosts: &[String], name: &str, out: Option<&Path>) -> Result<IssueReport> {
+    if hosts.is_empty() {
+        return Err(invalid("the replica certificate needs at least one --host"));
+    }
+    for h in hosts {
+        parse_host(h).map_err(invalid)?;
+    }
+    let out = out.map_or_else(|| dir.join("pki/peers"), Path::to_path_buf);
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let files = issue(dir, out, name, |ca| ca.issue_peer(&names))?;
+    Ok(IssueReport {
+        subject: crate::raft_net::NODE_CN.into(),
+        bank: None,
+        hosts: hosts.to_vec(),
+        files,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,5 +1028,47 @@ mod tests {
         w.file(&dir3.join("a.pem"), b"a").unwrap();
         drop(w);
         assert!(!tmp.path().join("net3").exists());
+    }
+
+    /// A replica's certificate from the network's CA: CN `ruble-node`, for
+    /// its hosts, good for both ends of replication; written once.
+    #[test]
+    fn a_replica_certificate_serves_and_dials_replication() {
+        use x509_parser::extensions::ParsedExtension;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("net");
+        let mut o = InitOptions::new(&dir, "ruble-unit");
+        o.listen = "127.0.0.1:0".parse().unwrap();
+        init(&o, "pass").unwrap();
+        let hosts = vec!["node-4.example".to_string(), "10.0.0.4".to_string()];
+        let r = issue_peer(&dir, &hosts, "node-4", None).unwrap();
+        assert_eq!(r.subject, crate::raft_net::NODE_CN);
+        assert_eq!(r.files.cert, dir.join("pki/peers/node-4.pem"));
+        assert_eq!(r.files.ca, dir.join("pki/ca.pem"));
+        let der = crate::pki::pem_cert_der(&std::fs::read_to_string(&r.files.cert).unwrap()).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap();
+        assert_eq!(cn, crate::raft_net::NODE_CN);
+        let mut eku = None;
+        let mut sans = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::ExtendedKeyUsage(e) => eku = Some((e.server_auth, e.client_auth)),
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    sans = san.general_names.iter().map(|n| format!("{n:?}")).collect()
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(eku, Some((true, true)), "server and client");
+        assert!(sans.iter().any(|n| n.contains("node-4.example")), "{sans:?}");
+        assert_eq!(sans.len(), 2, "{sans:?}");
+        assert!(matches!(
+            issue_peer(&dir, &hosts, "node-4", None),
+            Err(Error::Exists(_))
+        ));
+        assert!(issue_peer(&dir, &[], "node-5", None).is_err());
+        assert!(issue_peer(&dir, &["bad host".into()], "node-5", None).is_err());
+        assert!(!dir.join("pki/peers/node-5.pem").exists());
     }
 }

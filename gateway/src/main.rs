@@ -117,13 +117,43 @@ struct InitArgs {
 }
 
 #[derive(Subcommand, Debug)]
+// The variants are the subcommands' names (`issue-bank`, `issue-node`, `issue-peer`).
+#[allow(clippy::enum_variant_names)]
 enum PkiCmd {
     /// Issue a bank's mTLS client certificate (subject `bank:<hex>`):
     /// OUT/NAME.pem and OUT/NAME-key.pem.
     IssueBank(IssueBankArgs),
     /// Issue another node's server certificate: OUT/NAME.pem and OUT/NAME-key.pem.
     IssueNode(IssueNodeArgs),
+    /// Issue a replica's node certificate for replication (CN `ruble-node`,
+    /// server and client): OUT/NAME.pem and OUT/NAME-key.pem.
+    #[command(after_help = ISSUE_PEER_HELP)]
+    IssuePeer(IssuePeerArgs),
 }
+
+const ISSUE_PEER_HELP: &str = "\
+Replicas replicate to each other over mutual TLS with these certificates; the
+replication service refuses every other certificate of the CA (a bank's, the
+central bank's, a server certificate from issue-node). Give each replica its
+own, with --host the names and addresses the other replicas dial it by (the
+host of its `raft` address in [[cluster.members]]), and point its node.toml at
+it:
+
+  [cluster]
+  node_id = 4
+  raft_listen = \"10.0.0.4:50061\"
+  bootstrap = false            # joining a running cluster: an empty log
+  tls = { ca = \"DIR/pki/ca.pem\", cert = \"OUT/NAME.pem\", key = \"OUT/NAME-key.pem\" }
+  [[cluster.members]]          # one table per replica, this one included
+  id = 4
+  raft = \"10.0.0.4:50061\"
+  client = \"https://10.0.0.4:50051\"
+
+Then, with the replica running, add it from the central bank:
+  ruble-admin --network-dir DIR cluster add --id 4 --raft 10.0.0.4:50061 --client https://10.0.0.4:50051
+
+Example:
+  ruble-node pki issue-peer --dir /srv/ruble --host node-4.cbr.example --host 10.0.0.4 --name node-4";
 
 #[derive(clap::Args, Debug)]
 struct IssueBankArgs {
@@ -156,6 +186,26 @@ struct IssueNodeArgs {
     #[arg(long, value_parser = netinit::parse_name)]
     name: String,
     /// Directory to write to [default: DIR/pki/nodes].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct IssuePeerArgs {
+    /// The network directory made by `ruble-node init` (its CA is DIR/pki).
+    #[arg(long)]
+    dir: PathBuf,
+    /// A DNS name or IP address the other replicas reach this replica's
+    /// replication service by (repeat for more; at least one).
+    #[arg(long = "host", value_name = "NAME", required = true, value_parser = netinit::parse_host)]
+    hosts: Vec<String>,
+    /// File name of the certificate (1 to 64 characters of a-z, 0-9, -).
+    #[arg(long, value_parser = netinit::parse_name)]
+    name: String,
+    /// Directory to write to [default: DIR/pki/peers].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the result as JSON.
@@ -205,6 +255,35 @@ struct DevArgs {
     /// replica starts from the same dev data (`DIR/node<i>/`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
     replicas: u64,
+    /// With --replicas: create the replicas' data, certificates and dev.json,
+    /// then exit (before starting them one process each with --replica).
+    #[arg(long, requires = "replicas")]
+    prepare: bool,
+    /// With --replicas: run only replica I of the cluster in this process
+    /// (the others run in processes of their own, on the same --data-dir,
+    /// --listen and --replicas, after one --prepare). A replica whose
+    /// `node<I>/db`, `raft` and `raft-snapshots` were deleted starts again from the dev
+    /// chain, outside the membership: remove it first and add it back
+    /// (`ruble-admin cluster remove`, `cluster add`), and it catches up.
+    #[arg(long, value_name = "I", conflicts_with = "prepare",
+          value_parser = clap::value_parser!(u64).range(1..=7))]
+    replica: Option<u64>,
+    /// Reach replica ID's replication service at ADDR instead of its own
+    /// port (for the fault test's proxies). Repeatable.
+    #[arg(long = "peer", value_name = "ID=ADDR", hide = true, value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// FAULT INJECTION for the cluster fault test only: acknowledge a block
+    /// before a quorum of replicas holds it. Never use it otherwise.
+    #[arg(long, hide = true)]
+    unsafe_ack_before_quorum: bool,
+}
+
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
+    let id = id.parse().map_err(|e| format!("replica id {id:?}: {e}"))?;
+    addr.parse::<SocketAddr>()
+        .map_err(|e| format!("address {addr:?}: {e}"))?;
+    Ok((id, addr.to_string()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -253,6 +332,7 @@ fn main() -> Result<()> {
             let json = match &p {
                 PkiCmd::IssueBank(a) => a.json,
                 PkiCmd::IssueNode(a) => a.json,
+                PkiCmd::IssuePeer(a) => a.json,
             };
             std::process::exit(report(json, pki(p)))
         }
@@ -286,6 +366,13 @@ async fn dev(a: DevArgs) -> Result<()> {
         bail!(
             "dev mode serves on loopback only (its keys are unencrypted); use `ruble-node run` for {}",
             a.listen
+        );
+    }
+    if a.replica.is_some() && !a.data_dir.join("dev.json").exists() {
+        bail!(
+            "--replica needs a prepared directory: run `ruble-node dev --data-dir {} --replicas {} --prepare` first",
+            a.data_dir.display(),
+            a.replicas
         );
     }
     let dir = a.data_dir.clone();
@@ -341,12 +428,16 @@ fn dev_pipeline(a: &DevArgs) -> PipelineConfig {
     }
 }
 
-/// `ruble-node dev --replicas N`: N replicas in this process.
+/// `ruble-node dev --replicas N`: N replicas in this process, or with
+/// `--replica I` only replica I (after a `--prepare`).
 async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: devnet::DevTls) -> Result<()> {
     use ruble_gateway::node::{ClusterOptions, Member};
     let base = a.listen.port();
     if base == 0 || u32::from(base) + 100 + a.replicas as u32 > u32::from(u16::MAX) {
         bail!("--replicas needs a fixed --listen port (replica i uses port + i - 1 and port + 100 + i - 1)");
+    }
+    if a.replica.is_some_and(|i| i > a.replicas) {
+        bail!("--replica must be one of 1..={}", a.replicas);
     }
     let host = a.listen.ip();
     let port = |off: u64| base + off as u16;
@@ -361,12 +452,40 @@ async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: dev
             )
         })
         .collect();
-    let dir = a.data_dir.clone();
-    let n = a.replicas;
-    tokio::task::spawn_blocking(move || devnet::ensure_replicas(&dir, n, &host.to_string())).await??;
+    let endpoints: Vec<String> = members.values().map(|m| m.client_endpoint.clone()).collect();
+    // Preparing writes shared files: done once, never by a single replica's
+    // process (its siblings start beside it).
+    if a.replica.is_none() {
+        let dir = a.data_dir.clone();
+        let n = a.replicas;
+        tokio::task::spawn_blocking(move || devnet::ensure_replicas(&dir, n, &host.to_string())).await??;
+        let mut m = devnet::DevManifest::load(&a.data_dir)?;
+        m.endpoint = endpoints[0].clone();
+        m.replicas = endpoints.clone();
+        m.save(&a.data_dir)?;
+    }
+    if a.prepare {
+        println!(
+            "RUBLE_NODE_PREPARED dir={} replicas={}",
+            a.data_dir.display(),
+            endpoints.join(",")
+        );
+        return Ok(());
+    }
+    let ids: Vec<u64> = match a.replica {
+        Some(i) => vec![i],
+        None => (1..=a.replicas).collect(),
+    };
     let mut running = Vec::new();
-    for n in 1..=a.replicas {
+    for &n in &ids {
         let nd = a.data_dir.join(format!("node{n}"));
+        let reseeded = match a.replica {
+            Some(_) => {
+                let dir = a.data_dir.clone();
+                tokio::task::spawn_blocking(move || devnet::seed_replica(&dir, n)).await??
+            }
+            None => false,
+        };
         let opts = NodeOptions {
             db_dir: nd.join("db"),
             genesis: Some(genesis.clone()),
@@ -391,18 +510,16 @@ async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: dev
                     cert: nd.join("peer.pem"),
                     key: nd.join("peer-key.pem"),
                 }),
-                bootstrap: n == 1,
+                // A re-seeded replica 1 joins the cluster that exists.
+                bootstrap: n == 1 && !reseeded,
+                peer_addrs: a.peers.iter().cloned().collect(),
+                unsafe_ack_before_quorum: a.unsafe_ack_before_quorum,
             }),
         };
         running.push(node::start(opts).await?);
     }
     // Ready means writes are served: not before the replicas elected a leader.
     running[0].wait_for_leader(Duration::from_secs(30)).await?;
-    let endpoints: Vec<String> = members.values().map(|m| m.client_endpoint.clone()).collect();
-    let mut m = devnet::DevManifest::load(&a.data_dir)?;
-    m.endpoint = endpoints[0].clone();
-    m.replicas = endpoints.clone();
-    m.save(&a.data_dir)?;
     println!("{}", devnet::usage(&a.data_dir, &endpoints[0], running[0].metrics_addr));
     println!("replicas: {}", endpoints.join(" "));
     println!(
@@ -489,6 +606,7 @@ fn pki(p: PkiCmd) -> netinit::Result<netinit::IssueReport> {
     match p {
         PkiCmd::IssueBank(a) => netinit::issue_bank(&a.dir, a.bank, &a.name, a.out.as_deref()),
         PkiCmd::IssueNode(a) => netinit::issue_node(&a.dir, &a.hosts, &a.name, a.out.as_deref()),
+        PkiCmd::IssuePeer(a) => netinit::issue_peer(&a.dir, &a.hosts, &a.name, a.out.as_deref()),
     }
 }
 

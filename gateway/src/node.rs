@@ -1,6 +1,6 @@
 //! Starting and stopping a node: the ledger pipeline, the gRPC server (TLS,
-//! health, reflection, the three services), the metrics endpoint, and a
-//! graceful shutdown that finishes the block in flight.
+//! health, reflection, the three services and the cluster's), the metrics
+//! endpoint, and a graceful shutdown that finishes the block in flight.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use ruble_ledger::state::Genesis;
 use ruble_ledger::Ledger;
 use ruble_proto::v1::bank_service_server::BankServiceServer;
 use ruble_proto::v1::central_bank_service_server::CentralBankServiceServer;
+use ruble_proto::v1::cluster_service_server::ClusterServiceServer;
 use ruble_proto::v1::wallet_service_server::WalletServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -25,6 +26,7 @@ use crate::backend::LedgerBackend;
 use crate::budget::{BudgetedConn, ConnectionBudget, ConnectionCaps, StreamBudget, StreamCaps};
 use crate::ctx::{ClientLimits, Ctx};
 use crate::metrics::Metrics;
+use crate::services::cluster::{ClusterSvc, Replicated};
 use crate::services::{bank::BankSvc, central_bank::CentralBankSvc, wallet::Wallet};
 
 /// PEM files for the server side of TLS.
@@ -41,6 +43,12 @@ pub struct TlsFiles {
 const RAFT_HEARTBEAT_MS: u64 = 50;
 const RAFT_ELECTION_MIN_MS: u64 = 300;
 const RAFT_ELECTION_MAX_MS: u64 = 600;
+/// How long the leader waits for each chunk of a snapshot it sends to a
+/// replica (a new one, or one whose log it has purged): the last chunk's
+/// answer comes once the replica has swapped its store for the snapshot and
+/// loaded it, far longer than openraft's default 200 ms on a real chain (a
+/// timed-out transfer is sent again whole).
+const RAFT_INSTALL_SNAPSHOT_MS: u64 = 60_000;
 
 /// One replica of a cluster, as every member knows it.
 #[derive(Clone, Debug)]
@@ -65,6 +73,12 @@ pub struct ClusterOptions {
     /// Initialise the membership with `members` when this replica's log is
     /// empty (one replica of a new cluster does it).
     pub bootstrap: bool,
+    /// Where this replica reaches a peer when not at its `members` (or
+    /// membership) address, e.g. through a proxy.
+    pub peer_addrs: std::collections::BTreeMap<u64, String>,
+    /// FAULT INJECTION for the cluster fault test only: acknowledge a block
+    /// before a quorum holds it (`RaftSink::unsafe_ack_before_quorum`).
+    pub unsafe_ack_before_quorum: bool,
 }
 
 /// Everything needed to start a node.
@@ -121,6 +135,12 @@ impl RunningNode {
         Ok(())
     }
 
+    /// The node's Raft, when it is a replica (for tests and tools: openraft's
+    /// metrics and triggers, e.g. `trigger().snapshot()`).
+    pub fn raft(&self) -> Option<&ruble_ledger::raft::LedgerRaft> {
+        self.raft.as_ref()
+    }
+
     /// A handle that triggers shutdown (for signal handlers).
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
@@ -163,14 +183,15 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         )
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (pipeline, backend, raft): (Arc<Pipeline>, Arc<dyn LedgerBackend>, _) = match &opts.cluster {
+    let (pipeline, backend, raft, cluster): (Arc<Pipeline>, Arc<dyn LedgerBackend>, _, _) = match &opts.cluster {
         None => {
             let p = Arc::new(Pipeline::start(ledger, opts.pipeline.clone(), hook));
-            (p.clone(), p, None)
+            (p.clone(), p, None, ClusterSvc::single())
         }
         Some(c) => {
-            let (p, backend, raft) = start_replica(c, &opts, ledger, hook, shutdown_rx.clone()).await?;
-            (p, backend, Some(raft))
+            let (p, backend, replicated) = start_replica(c, &opts, ledger, hook, shutdown_rx.clone()).await?;
+            let raft = replicated.raft.clone();
+            (p, backend, Some(raft), ClusterSvc::replicated(replicated))
         }
     };
     let ctx = Arc::new(Ctx {
@@ -195,6 +216,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     health_reporter
         .set_serving::<CentralBankServiceServer<CentralBankSvc>>()
         .await;
+    health_reporter.set_serving::<ClusterServiceServer<ClusterSvc>>().await;
 
     let connections = ConnectionBudget::new(ConnectionCaps {
         total: opts.limits.max_connections,
@@ -273,6 +295,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     let cb = CentralBankServiceServer::new(CentralBankSvc { ctx: ctx.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let cluster = ClusterServiceServer::new(cluster)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
 
     let mut builder = Server::builder()
         .max_concurrent_streams(Some(opts.limits.max_streams_per_connection))
@@ -299,7 +324,8 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         .add_service(reflection_v1alpha)
         .add_service(wallet)
         .add_service(bank)
-        .add_service(cb);
+        .add_service(cb)
+        .add_service(cluster);
 
     let listener = TcpListener::bind(opts.listen)
         .await
@@ -408,14 +434,15 @@ pub async fn shutdown_signal() {
 }
 
 /// Starts this node's Raft, its replication service and a pipeline that
-/// commits through the replicas.
+/// commits through the replicas; what the cluster service needs comes back
+/// with them.
 async fn start_replica(
     c: &ClusterOptions,
     opts: &NodeOptions,
     ledger: Ledger,
     hook: ruble_ledger::pipeline::CommitHook,
     mut stop: watch::Receiver<bool>,
-) -> Result<(Arc<Pipeline>, Arc<dyn LedgerBackend>, ruble_ledger::raft::LedgerRaft)> {
+) -> Result<(Arc<Pipeline>, Arc<dyn LedgerBackend>, Replicated)> {
     use crate::raft_net::{RaftNet, RaftRpc, MAX_RAFT_MESSAGE_BYTES};
     use crate::replica::{RaftSink, ReplicaBackend};
     use ruble_ledger::pipeline::SystemClock;
@@ -438,6 +465,7 @@ async fn start_replica(
         heartbeat_interval: RAFT_HEARTBEAT_MS,
         election_timeout_min: RAFT_ELECTION_MIN_MS,
         election_timeout_max: RAFT_ELECTION_MAX_MS,
+        install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_MS,
         ..Default::default()
     }
     .validate()
@@ -466,10 +494,15 @@ async fn start_replica(
             (None, None)
         }
     };
+    // The configuration's address of a peer wins over the one the membership
+    // advertises: it is how this host reaches the peer.
+    let mut peer_addrs: std::collections::BTreeMap<u64, String> =
+        c.members.iter().map(|(id, m)| (*id, m.raft_addr.clone())).collect();
+    peer_addrs.extend(c.peer_addrs.clone());
     let raft = openraft::Raft::new(
         c.node_id,
         Arc::new(config),
-        RaftNet::<TypeConfig>::new(client_tls),
+        RaftNet::<TypeConfig>::new(client_tls).with_peer_addrs(peer_addrs),
         log,
         sm.clone(),
     )
@@ -499,17 +532,26 @@ async fn start_replica(
     });
 
     if c.bootstrap && !raft.is_initialized().await? {
-        let members: std::collections::BTreeMap<u64, openraft::BasicNode> = c
+        let members: std::collections::BTreeMap<u64, ruble_ledger::raft::ReplicaNode> = c
             .members
             .iter()
-            .map(|(id, m)| (*id, openraft::BasicNode::new(m.raft_addr.clone())))
+            .map(|(id, m)| {
+                (
+                    *id,
+                    ruble_ledger::raft::ReplicaNode::new(m.raft_addr.clone(), m.client_endpoint.clone()),
+                )
+            })
             .collect();
         // Another start of this replica may have initialised it already.
         if let Err(e) = raft.initialize(members).await {
             tracing::warn!(error = %e, "cluster membership not initialised");
         }
     }
-    let sink = RaftSink::new(raft.clone(), store, tokio::runtime::Handle::current());
+    let mut sink = RaftSink::new(raft.clone(), store, tokio::runtime::Handle::current());
+    if c.unsafe_ack_before_quorum {
+        tracing::warn!("FAULT INJECTION: acknowledging blocks before a quorum holds them");
+        sink = sink.unsafe_ack_before_quorum();
+    }
     let pipeline = Arc::new(Pipeline::start_with(
         ledger,
         opts.pipeline.clone(),
@@ -517,12 +559,17 @@ async fn start_replica(
         Arc::new(sink),
         Arc::new(SystemClock),
     ));
-    let endpoints = c
+    let endpoints: std::collections::BTreeMap<u64, String> = c
         .members
         .iter()
         .map(|(id, m)| (*id, m.client_endpoint.clone()))
         .collect();
-    let backend = Arc::new(ReplicaBackend::new(pipeline.clone(), raft.clone(), sm, endpoints));
+    let backend = Arc::new(ReplicaBackend::new(
+        pipeline.clone(),
+        raft.clone(),
+        sm.clone(),
+        endpoints.clone(),
+    ));
     tracing::info!(node = c.node_id, raft = %c.raft_listen, members = c.members.len(), "replica started");
-    Ok((pipeline, backend, raft))
+    Ok((pipeline, backend, Replicated { raft, sm, endpoints }))
 }

@@ -12,6 +12,7 @@
 //! be reached is `Unreachable` (openraft backs off), any other transport
 //! failure `Network`.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::{BasicNode, Raft, RaftTypeConfig};
+use openraft::{Raft, RaftTypeConfig};
+use ruble_ledger::raft::ReplicaNode;
 use ruble_proto::raft::raft_service_client::RaftServiceClient;
 use ruble_proto::raft::raft_service_server::RaftService;
 use ruble_proto::raft::{RaftReply, RaftRequest};
@@ -45,9 +47,9 @@ pub trait RaftAddr {
     fn raft_addr(&self) -> &str;
 }
 
-impl RaftAddr for BasicNode {
+impl RaftAddr for ReplicaNode {
     fn raft_addr(&self) -> &str {
-        &self.addr
+        &self.raft_addr
     }
 }
 
@@ -60,16 +62,31 @@ fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, Status> {
 }
 
 /// The sending side: makes a [`RaftClient`] per peer.
-pub struct RaftNet<C> {
+pub struct RaftNet<C: RaftTypeConfig> {
     tls: Option<ClientTlsConfig>,
+    /// Where this replica reaches a peer, when not at the address the
+    /// membership advertises (a host may route to a peer differently, e.g.
+    /// through a proxy).
+    peer_addrs: BTreeMap<C::NodeId, String>,
     _c: PhantomData<fn() -> C>,
 }
 
-impl<C> RaftNet<C> {
+impl<C: RaftTypeConfig> RaftNet<C> {
     /// `tls`: the CA and this node's certificate (presented as the client);
     /// `None` only for plaintext loopback tests.
     pub fn new(tls: Option<ClientTlsConfig>) -> Self {
-        RaftNet { tls, _c: PhantomData }
+        RaftNet {
+            tls,
+            peer_addrs: BTreeMap::new(),
+            _c: PhantomData,
+        }
+    }
+
+    /// Reach these peers at these addresses (`host:port`) instead of the
+    /// membership's.
+    pub fn with_peer_addrs(mut self, addrs: BTreeMap<C::NodeId, String>) -> Self {
+        self.peer_addrs = addrs;
+        self
     }
 }
 
@@ -82,7 +99,8 @@ where
 
     async fn new_client(&mut self, target: C::NodeId, node: &C::Node) -> RaftClient<C> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let uri = format!("{scheme}://{}", node.raft_addr());
+        let addr = self.peer_addrs.get(&target).map_or(node.raft_addr(), String::as_str);
+        let uri = format!("{scheme}://{addr}");
         // Lazy: a peer that is down now is retried by openraft later, and a
         // bad address is an error of each call, not of the factory.
         let channel = Endpoint::from_shared(uri.clone()).map(|ep| {

@@ -75,6 +75,16 @@ pub trait BlockSink: Send + Sync + 'static {
     /// (the sequencer tries again after [`STORAGE_RETRY`]). Meanwhile every
     /// submission is answered `Unavailable`.
     fn recover(&self) -> Result<State, String>;
+
+    /// Whether the sequencer's state may not be the durable head though no
+    /// commit failed: a replica that has come to lead since it last loaded
+    /// (the state machine, not the pipeline, applied what others sealed).
+    /// Asked before each block opens; `true` makes the sequencer reload
+    /// through [`BlockSink::recover`] before it executes anything, so no
+    /// answer, a rejection included, comes from a stale state.
+    fn needs_reload(&self) -> bool {
+        false
+    }
 }
 
 /// The single node's sink: one synced `WriteBatch` per block; recovery
@@ -584,6 +594,24 @@ fn sequencer(
             None => rx.recv_timeout(IDLE_WAKE),
         };
         let disconnected = matches!(msg, Err(RecvTimeoutError::Disconnected));
+        // The sink says the state is stale (leadership came here): reload
+        // before a block opens on it, once the blocks in flight are done.
+        // If that fails, it is a failed commit's recovery from here on.
+        if open.is_none() && msg.is_ok() && sh.failed_epoch.load(Ordering::Acquire) < epoch && sh.sink.needs_reload() {
+            while sh.committer_busy.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match sh.sink.recover() {
+                Ok(s) => {
+                    tracing::info!(height = s.height(), "sequencing on the committed head, reloaded");
+                    state = s;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload the committed head; not accepting operations");
+                    sh.failed_epoch.store(epoch, Ordering::Release);
+                }
+            }
+        }
         // A failed commit means our in-memory state is ahead of the disk:
         // drop the open block (answer Unavailable) and reload the truth.
         if sh.failed_epoch.load(Ordering::Acquire) >= epoch {

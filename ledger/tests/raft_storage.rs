@@ -12,13 +12,13 @@ use common::*;
 use ed25519_dalek::SigningKey;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
-use openraft::{
-    BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote,
-};
+use openraft::{CommittedLeaderId, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder, Vote};
 use ruble_ledger::codec::Op;
 use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
 use ruble_ledger::exec::execute_block;
-use ruble_ledger::raft::{BlockEntry, BlockOutcome, Entry, LedgerStateMachine, LogStore, StorageError, TypeConfig};
+use ruble_ledger::raft::{
+    BlockEntry, BlockOutcome, Entry, LedgerStateMachine, LogStore, ReplicaNode, StorageError, TypeConfig,
+};
 use ruble_ledger::state::{Genesis, State};
 use ruble_ledger::store::{Store, StoreOptions};
 use tempfile::TempDir;
@@ -90,9 +90,17 @@ fn entry(term: u64, index: u64, payload: EntryPayload<TypeConfig>) -> Entry {
     }
 }
 
-fn membership() -> Membership<u64, BasicNode> {
-    let nodes: BTreeMap<u64, BasicNode> = (1..=3)
-        .map(|i| (i, BasicNode::new(format!("127.0.0.1:{}", 7000 + i))))
+fn membership() -> Membership<u64, ReplicaNode> {
+    let nodes: BTreeMap<u64, ReplicaNode> = (1..=3)
+        .map(|i| {
+            (
+                i,
+                ReplicaNode::new(
+                    format!("127.0.0.1:{}", 7000 + i),
+                    format!("https://127.0.0.1:{}", 6000 + i),
+                ),
+            )
+        })
         .collect();
     Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes)
 }

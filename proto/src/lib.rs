@@ -10,6 +10,9 @@
 //!   participant banks over mutual TLS.
 //! - `CentralBankService` ([`v1::central_bank_service_server`],
 //!   [`v1::central_bank_service_client`]): the issuer, over mutual TLS.
+//! - `ClusterService` ([`v1::cluster_service_server`],
+//!   [`v1::cluster_service_client`]): the replicas of a replicated ledger and
+//!   changes to their membership, for the central bank's certificate.
 //!
 //! - `ruble.raft.v1.RaftService` ([`raft`]): replication between the
 //!   replicas of one ledger, on the nodes' replication port only.

@@ -480,3 +480,39 @@ async fn a_bank_never_sees_or_touches_another_banks_clients() {
     assert!(!ev.operations.is_empty(), "bank 1 sees its own clients' funding");
     assert_eq!(t.state_hash().await, before, "no denied action changed state");
 }
+
+/// The cluster service is the central bank's alone: without a certificate
+/// UNAUTHENTICATED, with a bank's PERMISSION_DENIED (WRONG_ROLE); the
+/// central bank, on a single node, FAILED_PRECONDITION (NOT_REPLICATED):
+/// there is no membership to show or change. Nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_service_is_the_central_banks_and_a_single_node_is_not_replicated() {
+    use ruble_e2e::ruble_proto::v1::cluster_service_client::ClusterServiceClient;
+    let t = TestNode::start().await;
+    let before = t.state_hash().await;
+    for (role, code, why) in [
+        (Role::Anonymous, Code::Unauthenticated, "CLIENT_CERTIFICATE_REQUIRED"),
+        (Role::Bank(0), Code::PermissionDenied, "WRONG_ROLE"),
+        (Role::Bank(1), Code::PermissionDenied, "WRONG_ROLE"),
+        (Role::CentralBank, Code::FailedPrecondition, "NOT_REPLICATED"),
+    ] {
+        let mut c = ClusterServiceClient::new(t.channel(role).await);
+        let answers = [
+            c.get_cluster(pb::GetClusterRequest {}).await.map(drop),
+            c.add_replica(pb::AddReplicaRequest {
+                id: 2,
+                raft_addr: "127.0.0.1:50062".into(),
+                client_endpoint: "https://127.0.0.1:50052".into(),
+                promote: true,
+            })
+            .await
+            .map(drop),
+            c.remove_replica(pb::RemoveReplicaRequest { id: 1 }).await.map(drop),
+        ];
+        for (rpc, r) in ["GetCluster", "AddReplica", "RemoveReplica"].iter().zip(answers) {
+            let st = r.expect_err(&format!("{role:?} {rpc}: expected a refusal"));
+            assert_eq!((st.code(), reason(&st).as_str()), (code, why), "{role:?} {rpc}: {st:?}");
+        }
+    }
+    assert_eq!(t.state_hash().await, before);
+}

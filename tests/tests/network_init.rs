@@ -731,6 +731,35 @@ fn issue_bank_refuses_to_overwrite_and_malformed_bank_ids() {
     assert!(dir.join("pki/nodes/node-2.pem").exists() && dir.join("pki/nodes/node-2-key.pem").exists());
     assert_eq!(node("node-2").status.code(), Some(FAILED));
 
+    // A replica's certificate for replication (CN ruble-node, server and
+    // client), by the same rules.
+    let peer = |name: &str| {
+        run(
+            &[
+                "pki",
+                "issue-peer",
+                "--dir",
+                d,
+                "--host",
+                "node-4.example",
+                "--host",
+                "10.0.0.4",
+                "--name",
+                name,
+                "--json",
+            ],
+            None,
+        )
+    };
+    let o = peer("node-4");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["subject"], "ruble-node");
+    assert_eq!(v["hosts"], serde_json::json!(["node-4.example", "10.0.0.4"]));
+    assert_eq!(path(&v["files"]["cert"]), dir.join("pki/peers/node-4.pem"));
+    assert!(dir.join("pki/peers/node-4-key.pem").exists());
+    assert_eq!(peer("node-4").status.code(), Some(FAILED));
+
     // Without the CA there is nothing to issue with.
     let o = run(
         &[

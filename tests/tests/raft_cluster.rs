@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use openraft::{BasicNode, Config, Raft};
+use openraft::{Config, Raft};
 use ruble_e2e::ruble_ledger;
 use ruble_e2e::ruble_proto::raft::raft_service_server::RaftServiceServer;
 use ruble_gateway::raft_net::{RaftNet, RaftRpc};
 use ruble_ledger::codec::{Op, OpBody, SignedOp};
 use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
 use ruble_ledger::exec::execute_block;
-use ruble_ledger::raft::{BlockEntry, LedgerStateMachine, LogStore, TypeConfig};
+use ruble_ledger::raft::{BlockEntry, LedgerStateMachine, LogStore, ReplicaNode, TypeConfig};
 use ruble_ledger::state::{Genesis, GenesisBank, State};
 use ruble_ledger::store::{Store, StoreOptions};
 use ruble_ledger::types::{AccountId, Phase};
@@ -213,7 +213,7 @@ async fn wait_height(sm: &LedgerStateMachine, height: u64) {
 struct Cluster {
     pki: Pki,
     dirs: Vec<tempfile::TempDir>,
-    members: BTreeMap<u64, BasicNode>,
+    members: BTreeMap<u64, ReplicaNode>,
     replicas: BTreeMap<u64, Replica>,
     leader: u64,
 }
@@ -228,7 +228,10 @@ impl Cluster {
         let mut members = BTreeMap::new();
         for n in 1..=3u64 {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            members.insert(n, BasicNode::new(l.local_addr().unwrap().to_string()));
+            // No client services in these replicas: the endpoint the
+            // membership names them by.
+            let endpoint = format!("https://node{n}.test:443");
+            members.insert(n, ReplicaNode::new(l.local_addr().unwrap().to_string(), endpoint));
             listeners.push(l);
         }
         let mut replicas: BTreeMap<u64, Replica> = BTreeMap::new();
@@ -267,7 +270,7 @@ async fn three_replicas_agree_and_survive_the_leaders_loss() {
             .ca
             .issue_client(&ruble_gateway::auth::Participant::Bank(id(&key(2)).0))
             .unwrap();
-        let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", members[&leader].addr))
+        let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", members[&leader].raft_addr))
             .unwrap()
             .tls_config(pki.client(&bank))
             .unwrap()
@@ -321,7 +324,7 @@ async fn three_replicas_agree_and_survive_the_leaders_loss() {
     }
 
     // The old leader comes back (same data) and catches up from the log.
-    let l = TcpListener::bind(members[&leader].addr.as_str()).await.unwrap();
+    let l = TcpListener::bind(members[&leader].raft_addr.as_str()).await.unwrap();
     let back = start(leader, dirs[leader as usize - 1].path(), l, &pki).await;
     wait_height(&back.sm, 6).await;
     assert_eq!(back.sm.head(), (p.state.height(), p.state.head_hash()));
@@ -395,8 +398,16 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
         leader,
         ..
     } = Cluster::start().await;
-    let endpoints: BTreeMap<u64, String> = (1..=3).map(|n| (n, format!("https://node{n}.test:443"))).collect();
+    // The configured endpoints, stale: the membership's (`node<n>.test`) win.
+    let configured: BTreeMap<u64, String> = (1..=3).map(|n| (n, format!("https://stale{n}.test:443"))).collect();
 
+    // Every replica's pipeline starts with its node, on the state it loaded
+    // then; a follower's never executes what the leader seals.
+    let mut standby: BTreeMap<u64, Arc<ruble_ledger::pipeline::Pipeline>> = replicas
+        .iter()
+        .filter(|(&n, _)| n != leader)
+        .map(|(&n, r)| (n, replicated_pipeline(r)))
+        .collect();
     let p = replicated_pipeline(&replicas[&leader]);
     let outs = submit(&p, (1..=3).map(|n| issuance(n, 1_000_00)).collect()).await;
     let height = match &outs[2] {
@@ -411,31 +422,37 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
         assert_eq!(r.sm.with_state_ref(|s| s.totals().issued), 3 * 1_000_00);
     }
 
-    // A follower's backend refuses writes and names the leader.
+    // A follower's backend refuses writes and names the leader, by the
+    // endpoint the membership records for it.
     let follower = *replicas.keys().find(|&&n| n != leader).unwrap();
     let fp = replicated_pipeline(&replicas[&follower]);
     let backend = ReplicaBackend::new(
         fp.clone(),
         replicas[&follower].raft.clone(),
         replicas[&follower].sm.clone(),
-        endpoints.clone(),
+        configured.clone(),
     );
     let refused = backend.submit(vec![issuance(99, 1)], Box::new(|_| {})).unwrap_err();
     assert_eq!(
         refused,
         Refusal::NotLeader {
-            leader: Some(endpoints[&leader].clone())
+            leader: Some(format!("https://node{leader}.test:443"))
         }
     );
     assert_eq!(backend.view().height, replicas[&follower].sm.head().0);
     fp.shutdown();
 
-    // The leader goes; the new leader's pipeline starts from the committed head.
+    // The leader goes; the new leader's pipeline, started before any of
+    // this, goes on from the committed head (it reloads once it leads), not
+    // from the stale state it started with.
     p.shutdown();
     replicas.remove(&leader).unwrap().kill().await;
     let rest: Vec<&Raft<TypeConfig>> = replicas.values().map(|r| &r.raft).collect();
     let new_leader = leader_of(&rest, Some(leader)).await;
-    let p2 = replicated_pipeline(&replicas[&new_leader]);
+    let p2 = standby.remove(&new_leader).unwrap();
+    for (_, other) in standby {
+        other.shutdown();
+    }
     // A retry of an acknowledged issuance gets its original receipt, not a second issuance.
     let outs = submit(&p2, vec![issuance(3, 1_000_00), issuance(4, 2_000_00)]).await;
     assert!(matches!(outs[0], Outcome::Duplicate(_)), "{outs:?}");
@@ -523,6 +540,8 @@ async fn three_nodes_serve_clients_and_fail_over() {
                     key: nd.join("peer-key.pem"),
                 }),
                 bootstrap: n == 1,
+                peer_addrs: Default::default(),
+                unsafe_ack_before_quorum: false,
             }),
         };
         nodes.insert(members[&n].client_endpoint.clone(), node::start(opts).await.unwrap());

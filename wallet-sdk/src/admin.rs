@@ -5,6 +5,11 @@
 //! payments ([`Client::sign`]) and submitted like [`Client::submit`]: signed
 //! once, the same bytes resent on every retry, so a retry after a lost answer
 //! gets the original receipt (`duplicate`) and never acts twice.
+//!
+//! On a replicated ledger it also reads and changes the membership
+//! (`ClusterService`): [`AdminClient::cluster_status`] asks the node the
+//! client talks to, [`AdminClient::add_replica`] and
+//! [`AdminClient::remove_replica`] go to the leader.
 
 use std::sync::Mutex;
 
@@ -13,6 +18,7 @@ use ruble_domain::codec::{Op, SignedOp, MAX_NAME_BYTES};
 use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
+use ruble_proto::v1::cluster_service_client::ClusterServiceClient;
 use tonic::transport::Channel;
 
 use crate::client::{
@@ -104,6 +110,119 @@ pub struct LargePayments {
     pub records: Vec<Record>,
 }
 
+/// A replica's role in the membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaRole {
+    /// Votes in elections and counts for the commit quorum.
+    Voter,
+    /// Receives every block, neither votes nor counts for the quorum.
+    Learner,
+}
+
+impl ReplicaRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaRole::Voter => "voter",
+            ReplicaRole::Learner => "learner",
+        }
+    }
+}
+
+/// One member of the cluster ([`ClusterStatus::members`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterMember {
+    pub id: u64,
+    /// Its replication service, `host:port`.
+    pub raft_addr: String,
+    /// Its client endpoint, `https://host:port`.
+    pub client_endpoint: String,
+    /// `None` for a role this SDK does not know.
+    pub role: Option<ReplicaRole>,
+    /// On the leader: the last log index the member is known to hold.
+    pub matched_index: Option<u64>,
+}
+
+/// One replica's own view of the cluster (`GetCluster`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStatus {
+    /// The replica that answered.
+    pub node_id: u64,
+    /// The leader it knows; 0 = none.
+    pub leader_id: u64,
+    pub term: u64,
+    pub is_leader: bool,
+    /// On the leader: milliseconds since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    /// The head of the blocks it has applied.
+    pub applied_height: u64,
+    /// Hex.
+    pub head_hash: String,
+    /// Hex: equal on two replicas at the same `applied_height`.
+    pub state_hash: String,
+    /// Ascending by id.
+    pub members: Vec<ClusterMember>,
+    pub last_log_index: u64,
+    pub applied_log_index: u64,
+    pub snapshot_log_index: u64,
+    pub purged_log_index: u64,
+    /// The log index of the membership shown.
+    pub membership_log_index: u64,
+    /// A membership change is half done (joint configuration).
+    pub joint: bool,
+}
+
+impl ClusterStatus {
+    /// The member `id`, if it is one.
+    pub fn member(&self, id: u64) -> Option<&ClusterMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+
+    /// The leader this replica knows, as a member.
+    pub fn leader(&self) -> Option<&ClusterMember> {
+        self.member(self.leader_id)
+    }
+}
+
+fn cluster_status_from(s: pb::ClusterStatus) -> ClusterStatus {
+    ClusterStatus {
+        node_id: s.node_id,
+        leader_id: s.leader_id,
+        term: s.term,
+        is_leader: s.is_leader,
+        millis_since_quorum_ack: s.millis_since_quorum_ack,
+        applied_height: s.applied_height,
+        head_hash: hex::encode(&s.head_hash),
+        state_hash: hex::encode(&s.state_hash),
+        members: s
+            .members
+            .into_iter()
+            .map(|m| ClusterMember {
+                role: match pb::ReplicaRole::try_from(m.role) {
+                    Ok(pb::ReplicaRole::Voter) => Some(ReplicaRole::Voter),
+                    Ok(pb::ReplicaRole::Learner) => Some(ReplicaRole::Learner),
+                    _ => None,
+                },
+                id: m.id,
+                raft_addr: m.raft_addr,
+                client_endpoint: m.client_endpoint,
+                matched_index: m.matched_index,
+            })
+            .collect(),
+        last_log_index: s.last_log_index,
+        applied_log_index: s.applied_log_index,
+        snapshot_log_index: s.snapshot_log_index,
+        purged_log_index: s.purged_log_index,
+        membership_log_index: s.membership_log_index,
+        joint: s.joint,
+    }
+}
+
+/// The shortest deadline of an [`AdminClient::add_replica`] call (the
+/// leader waits up to it, less half a second, for the new replica to catch
+/// up): the configured timeout if longer.
+pub const ADD_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The central bank's client. Cheap to clone; clones share the connection.
 ///
 /// ```no_run
@@ -132,6 +251,11 @@ impl AdminClient {
     /// per call: the client may have followed the leader elsewhere).
     fn cb(&self) -> CentralBankServiceClient<Channel> {
         CentralBankServiceClient::new(self.client.channel()).max_decoding_message_size(64 << 20)
+    }
+
+    /// The cluster service on the node the client talks to now.
+    fn cluster(&self) -> ClusterServiceClient<Channel> {
+        ClusterServiceClient::new(self.client.channel())
     }
 
     /// Connects `builder` (which must present the central-bank certificate).
@@ -459,6 +583,70 @@ impl AdminClient {
             after = Some(r.cursor);
             out.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         }
+    }
+
+    /// The cluster as the node this client talks to sees it (`GetCluster`):
+    /// its id, the leader it knows, its applied head and the membership.
+    /// Never follows the leader nor moves to another replica, even on a
+    /// client built with [`ClientBuilder::replicas`]: to compare replicas,
+    /// connect to each ([`ClientBuilder::new`] with its endpoint, no
+    /// replicas). A single node answers `NOT_REPLICATED` ([`Error::Refused`]).
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        self.client
+            .with_retries_for(self.client.timeout(), false, || {
+                let mut c = self.cluster();
+                let r = self.client.request(pb::GetClusterRequest {});
+                async move { Ok(cluster_status_from(c.get_cluster(r).await?.into_inner())) }
+            })
+            .await
+    }
+
+    /// Adds replica `id` (its replication address `host:port` and client
+    /// endpoint `https://host:port`) as a learner, waits until the leader has
+    /// brought it up to date, and with `promote` makes it a voter. The
+    /// replica must be running already, started with bootstrap off and the
+    /// chain's genesis. Goes to the leader. The call's deadline is the
+    /// configured timeout, at least [`ADD_REPLICA_TIMEOUT`]; a replica still
+    /// catching up then is [`Error::Refused`] `REPLICA_CATCH_UP_TIMEOUT`
+    /// (it stays a learner; the same call again promotes it once it caught
+    /// up). Asking again for what the membership already holds is answered
+    /// with the status, so a retry is harmless.
+    pub async fn add_replica(
+        &self,
+        id: u64,
+        raft_addr: &str,
+        client_endpoint: &str,
+        promote: bool,
+    ) -> Result<ClusterStatus> {
+        let req = pb::AddReplicaRequest {
+            id,
+            raft_addr: raft_addr.to_string(),
+            client_endpoint: client_endpoint.to_string(),
+            promote,
+        };
+        let timeout = self.client.timeout().max(ADD_REPLICA_TIMEOUT);
+        self.client
+            .with_retries_for(timeout, true, || {
+                let mut c = self.cluster();
+                let r = self.client.request_for(req.clone(), timeout);
+                async move { Ok(cluster_status_from(c.add_replica(r).await?.into_inner())) }
+            })
+            .await
+    }
+
+    /// Removes replica `id` (a voter or a learner) from the membership.
+    /// Goes to the leader. The last voter is refused (`LAST_VOTER`), an id
+    /// that is no member `UNKNOWN_REPLICA` (also what a retry gets after a
+    /// lost answer to a removal that was made). Stop the removed replica's
+    /// process afterwards.
+    pub async fn remove_replica(&self, id: u64) -> Result<ClusterStatus> {
+        self.client
+            .with_retries(|| {
+                let mut c = self.cluster();
+                let r = self.client.request(pb::RemoveReplicaRequest { id });
+                async move { Ok(cluster_status_from(c.remove_replica(r).await?.into_inner())) }
+            })
+            .await
     }
 
     /// Every large payment from `from_height` on, then live ones, for as

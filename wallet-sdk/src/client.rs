@@ -529,19 +529,37 @@ impl Client {
     }
 
     pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
+        self.request_for(msg, self.cfg.timeout)
+    }
+
+    /// A request with its own deadline (a call that may take longer than
+    /// the configured timeout).
+    pub(crate) fn request_for<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
-        r.set_timeout(self.cfg.timeout);
+        r.set_timeout(timeout);
         r
     }
 
     /// Runs `f` with the configured timeout and retries for retryable failures.
-    pub(crate) async fn with_retries<T, F, Fut>(&self, mut f: F) -> Result<T>
+    pub(crate) async fn with_retries<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let limit = self.cfg.timeout + Duration::from_millis(500);
-        self.retrying(|| {
+        self.with_retries_for(self.cfg.timeout, true, f).await
+    }
+
+    /// [`Client::with_retries`] with a deadline of `timeout` per attempt
+    /// (the requests `f` makes must carry it too, [`Client::request_for`]);
+    /// `follow`: go to the leader or another replica after a failure, or
+    /// stay on this node.
+    pub(crate) async fn with_retries_for<T, F, Fut>(&self, timeout: Duration, follow: bool, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let limit = timeout + Duration::from_millis(500);
+        self.retrying_on(follow, || {
             let attempt = f();
             async move {
                 tokio::time::timeout(limit, attempt)
@@ -555,7 +573,15 @@ impl Client {
     /// Runs `f` again after a retryable failure, up to the configured number
     /// of retries with exponential backoff. No deadline on an attempt as a
     /// whole: `f` sets its own (a catch-up stream, one per message).
-    pub(crate) async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T>
+    pub(crate) async fn retrying<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        self.retrying_on(true, f).await
+    }
+
+    async fn retrying_on<T, F, Fut>(&self, follow: bool, mut f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -563,9 +589,11 @@ impl Client {
         let mut attempt = 0;
         loop {
             match f().await {
+                // Staying on this node: a replica that does not lead stays one.
+                Err(e) if !follow && matches!(e, Error::NotLeader { .. }) => return Err(e),
                 Err(e) if e.is_retryable() && attempt < self.cfg.retries => {
                     // Told where the leader is: go there at once.
-                    if self.follow_leader(&e).await && matches!(e, Error::NotLeader { leader: Some(_) }) {
+                    if follow && self.follow_leader(&e).await && matches!(e, Error::NotLeader { leader: Some(_) }) {
                         attempt += 1;
                         continue;
                     }

@@ -21,7 +21,10 @@
 //!   [`AdminClient::supply`] ([`Supply`]), [`AdminClient::list_accounts`]
 //!   ([`AccountFilter`], [`AccountPage`]), [`AdminClient::limits`]
 //!   ([`KindLimits`]), [`AdminClient::large_payments`] (live) and
-//!   [`AdminClient::large_payments_until`] ([`LargePayments`]).
+//!   [`AdminClient::large_payments_until`] ([`LargePayments`]); on a
+//!   replicated ledger the membership (`ClusterService`):
+//!   [`AdminClient::cluster_status`] ([`ClusterStatus`]),
+//!   [`AdminClient::add_replica`], [`AdminClient::remove_replica`].
 //! - [`BankClient`]: a bank (`BankService`, mutual TLS with the bank's
 //!   certificate): [`BankClient::open_account`], [`BankClient::close_account`],
 //!   [`BankClient::freeze`] / [`BankClient::unfreeze`], [`BankClient::account`],
@@ -76,7 +79,10 @@ pub mod keys;
 pub mod operator;
 mod pem;
 
-pub use admin::{AccountFilter, AccountPage, AdminClient, BankSupply, KindLimits, LargePayments, Supply};
+pub use admin::{
+    AccountFilter, AccountPage, AdminClient, BankSupply, ClusterMember, ClusterStatus, KindLimits, LargePayments,
+    ReplicaRole, Supply,
+};
 pub use amount::{format_rubles, parse_rubles};
 pub use bank::BankClient;
 pub use client::{AccountInfo, Block, Client, ClientBuilder, HistoryPage, Payment, Receipt, Record};

@@ -5,8 +5,8 @@
 //! state machine and commits them to its own ledger store. The pieces:
 //!
 //! - [`TypeConfig`]: openraft's type configuration (node ids `u64`, nodes
-//!   `BasicNode`, payload [`BlockEntry`], answer [`BlockResponse`],
-//!   snapshots as files).
+//!   [`ReplicaNode`]: replication address and client endpoint, payload
+//!   [`BlockEntry`], answer [`BlockResponse`], snapshots as files).
 //! - [`LogStore`]: the Raft log and vote on a RocksDB of its own
 //!   (`<data>/raft`), every write synced.
 //! - [`LedgerStateMachine`]: applies committed entries to the ledger
@@ -22,7 +22,9 @@ pub mod types;
 
 pub use log_store::LogStore;
 pub use state_machine::{LedgerSnapshotBuilder, LedgerStateMachine, META_APPLIED, META_MEMBERSHIP};
-pub use types::{BlockEntry, BlockOutcome, BlockResponse, Entry, LedgerRaft, Node, NodeId, StorageError, TypeConfig};
+pub use types::{
+    BlockEntry, BlockOutcome, BlockResponse, Entry, LedgerRaft, Node, NodeId, ReplicaNode, StorageError, TypeConfig,
+};
 
 use std::path::Path;
 use std::sync::Arc;

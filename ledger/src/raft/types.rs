@@ -12,15 +12,15 @@ use crate::types::Hash32;
 
 openraft::declare_raft_types!(
     /// The ledger's openraft configuration: node ids are `u64`, a node is
-    /// its replication address (`BasicNode::addr`, `host:port`), an entry's
-    /// application payload is one block ([`BlockEntry`]), and a snapshot is a
-    /// file (a packed RocksDB checkpoint of the store, see
+    /// its replication address and its client endpoint ([`ReplicaNode`]),
+    /// an entry's application payload is one block ([`BlockEntry`]), and a
+    /// snapshot is a file (a packed RocksDB checkpoint of the store, see
     /// `raft::snapshot`).
     pub TypeConfig:
         D = BlockEntry,
         R = BlockResponse,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = ReplicaNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
@@ -28,14 +28,42 @@ openraft::declare_raft_types!(
 
 /// Node id of a replica.
 pub type NodeId = u64;
-/// A replica's address as the cluster knows it.
-pub type Node = openraft::BasicNode;
+/// A replica's addresses as the cluster knows them.
+pub type Node = ReplicaNode;
 /// A log entry of the ledger's Raft.
 pub type Entry = openraft::Entry<TypeConfig>;
 /// openraft's storage error, for our node id.
 pub type StorageError = openraft::StorageError<NodeId>;
 /// The `Raft` handle the node runs.
 pub type LedgerRaft = openraft::Raft<TypeConfig>;
+
+/// A member of the cluster as the membership (and so every replica's log
+/// and state machine) records it: where its replication service listens and
+/// where clients reach it. The client endpoint travels with the membership
+/// so that a replica names the leader's endpoint in `NOT_LEADER` even for a
+/// replica added after it started (its configuration does not list it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaNode {
+    /// The replication service, `host:port`.
+    pub raft_addr: String,
+    /// The client services, `https://host:port`.
+    pub client_endpoint: String,
+}
+
+impl ReplicaNode {
+    pub fn new(raft_addr: impl Into<String>, client_endpoint: impl Into<String>) -> ReplicaNode {
+        ReplicaNode {
+            raft_addr: raft_addr.into(),
+            client_endpoint: client_endpoint.into(),
+        }
+    }
+}
+
+impl fmt::Display for ReplicaNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (clients at {})", self.raft_addr, self.client_endpoint)
+    }
+}
 
 /// One block, as the leader proposes it: the timestamp it was executed at,
 /// its height, the hash the leader's execution sealed it with, and its

@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use ruble_wallet::cli::{self, Bound, Conn, Failure, Table};
 use ruble_wallet::{
-    format_rubles, AccountFilter, AccountId, AccountKind, AccountStatus, Address, AdminClient, Credentials, Limits,
-    Payment, Phase, Supply, WalletKey,
+    format_rubles, AccountFilter, AccountId, AccountKind, AccountStatus, Address, AdminClient, ClusterStatus,
+    Credentials, Limits, Payment, Phase, Supply, WalletKey,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +25,7 @@ Examples:
   ruble-admin --dev-dir dev-data issue --bank alfa-dev-bank --amount 1000000
   ruble-admin --network-dir /srv/ruble freeze --account rub1… --yes
   ruble-admin --dev-dir dev-data report --since 2026-03-01T00:00:00Z --json
+  ruble-admin --dev-dir dev-data --endpoint https://127.0.0.1:50052 cluster status --json
 
 Connection: --dev-dir DIR (a `ruble-node dev` directory), --network-dir DIR (a
 `ruble-node init` directory), or --endpoint, --ca, --cert, --cert-key and --key.
@@ -201,6 +202,58 @@ enum Cmd {
         #[arg(long, conflicts_with = "json")]
         csv: bool,
     },
+    /// The replicas of a replicated ledger: their status, adding and removing one.
+    #[command(after_help = CLUSTER_HELP)]
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+const CLUSTER_HELP: &str = "\
+Examples:
+  ruble-admin --dev-dir dev-data cluster status
+  ruble-admin --dev-dir dev-data --endpoint https://127.0.0.1:50052 cluster status --json
+  ruble-admin --dev-dir dev-data cluster add --id 4 --raft 127.0.0.1:50164 --client https://127.0.0.1:50054
+  ruble-admin --dev-dir dev-data cluster remove --id 4 --yes
+
+`status` asks the node --endpoint names (else the directory's endpoint) and
+shows its own view; it never goes to another replica. `add` and `remove` go to
+the leader. A single node answers NOT_REPLICATED (exit 2).";
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// This node's view of the cluster: its id, the leader, term, applied
+    /// height and hashes, and every member with its role.
+    Status,
+    /// Add a replica: a learner first, brought up to date by the leader,
+    /// then a voter (unless --learner-only).
+    #[command(
+        after_help = "The new replica must be running already: `ruble-node run` with a [cluster]\nsection of its own (node_id = ID, bootstrap = false, a node certificate from\n`ruble-node pki issue-peer`) and the chain's genesis; it starts with an empty\nreplication log. The call waits until it has caught up, at least 60 s or\n--timeout if longer: a replica still catching up then is refused\nREPLICA_CATCH_UP_TIMEOUT (exit 2) and stays a learner; the same command again\npromotes it once it caught up."
+    )]
+    Add {
+        /// The new replica's node id (not 0, not a member's).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+        /// Its replication address, HOST:PORT (its [cluster] raft_listen as
+        /// the other replicas reach it).
+        #[arg(long, value_name = "HOST:PORT")]
+        raft: String,
+        /// Its client endpoint, https://HOST:PORT.
+        #[arg(long, value_name = "https://HOST:PORT")]
+        client: String,
+        /// Leave it a learner: it receives every block but neither votes nor
+        /// counts for the quorum.
+        #[arg(long)]
+        learner_only: bool,
+    },
+    /// Remove a replica, voter or learner, from the membership (asks first);
+    /// then stop its process.
+    Remove {
+        /// The member's node id.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -374,7 +427,16 @@ fn bank_label(id: AccountId, name: &str) -> String {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let creds = credentials(&cli)?;
-    let builder = cli.conn.builder(&creds)?;
+    let mut builder = cli.conn.builder(&creds)?;
+    if matches!(
+        cli.cmd,
+        Cmd::Cluster {
+            cmd: ClusterCmd::Status
+        }
+    ) {
+        // The status is the named node's own view: never another replica's.
+        builder = builder.replicas(Vec::<String>::new());
+    }
     let admin = AdminClient::connect(builder).await?;
     let ctx = Ctx {
         admin,
@@ -724,8 +786,112 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             section,
             csv,
         } => report(&ctx, since, until, section, *csv).await?,
+        Cmd::Cluster { cmd } => cluster(&ctx, cmd).await?,
     }
     Ok(())
+}
+
+async fn cluster(ctx: &Ctx, cmd: &ClusterCmd) -> Result<(), Failure> {
+    match cmd {
+        ClusterCmd::Status => {
+            let s = ctx.admin.cluster_status().await?;
+            if ctx.json {
+                println!("{}", cluster_json(&s, json!({})));
+            } else {
+                print!("{}", cluster_text(&s));
+            }
+        }
+        ClusterCmd::Add {
+            id,
+            raft,
+            client,
+            learner_only,
+        } => {
+            let s = ctx.admin.add_replica(*id, raft, client, !learner_only).await?;
+            let role = s.member(*id).and_then(|m| m.role).map_or("unknown", |r| r.as_str());
+            if ctx.json {
+                println!(
+                    "{}",
+                    cluster_json(
+                        &s,
+                        json!({"command": "cluster-add", "replica": id, "replica_role": role})
+                    )
+                );
+            } else {
+                println!(
+                    "added replica {id} as a {role}: replication at {}, clients at {}",
+                    cli::printable(raft),
+                    cli::printable(client)
+                );
+                print!("{}", cluster_text(&s));
+            }
+        }
+        ClusterCmd::Remove { id } => {
+            ctx.confirm(&format!(
+                "Remove replica {id} from the cluster? It no longer receives blocks (a voter no longer counts for the quorum)."
+            ))?;
+            let s = ctx.admin.remove_replica(*id).await?;
+            if ctx.json {
+                println!(
+                    "{}",
+                    cluster_json(&s, json!({"command": "cluster-remove", "replica": id}))
+                );
+            } else {
+                println!("removed replica {id}; stop its process now");
+                print!("{}", cluster_text(&s));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A cluster status as one JSON object (`ok` and `extra`'s fields beside it).
+fn cluster_json(s: &ClusterStatus, mut extra: Value) -> Value {
+    let mut v = json!({"ok": true});
+    v.as_object_mut().unwrap().append(extra.as_object_mut().unwrap());
+    let mut status = serde_json::to_value(s).unwrap_or_default();
+    if let Some(fields) = status.as_object_mut() {
+        v.as_object_mut().unwrap().append(fields);
+    }
+    v
+}
+
+fn cluster_text(s: &ClusterStatus) -> String {
+    let role = if s.is_leader {
+        "the leader".to_string()
+    } else if s.leader_id == 0 {
+        "no leader known".to_string()
+    } else {
+        format!("leader {}", s.leader_id)
+    };
+    let mut out = format!(
+        "node {} ({role}), term {}\napplied height {}\n  state hash {}\n  head hash  {}\nlog: last {}, applied {}, snapshot {}, purged {}{}\n",
+        s.node_id,
+        s.term,
+        s.applied_height,
+        s.state_hash,
+        s.head_hash,
+        s.last_log_index,
+        s.applied_log_index,
+        s.snapshot_log_index,
+        s.purged_log_index,
+        if s.joint { " (membership change in progress)" } else { "" }
+    );
+    if let Some(ms) = s.millis_since_quorum_ack {
+        out += &format!("last quorum acknowledgement {ms} ms ago\n");
+    }
+    let mut t = Table::new(&["ID", "ROLE", "RAFT", "CLIENT", ">MATCHED"]);
+    for m in &s.members {
+        t.push(vec![
+            format!("{}{}", m.id, if m.id == s.leader_id { "*" } else { "" }),
+            m.role.map_or("unknown", |r| r.as_str()).to_string(),
+            m.raft_addr.clone(),
+            m.client_endpoint.clone(),
+            m.matched_index.map_or(String::new(), |i| i.to_string()),
+        ]);
+    }
+    out += &t.text();
+    out
 }
 
 fn supply_json(s: &Supply) -> Value {

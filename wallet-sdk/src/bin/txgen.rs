@@ -19,9 +19,18 @@
 //!    committed tx id per line, for `ruble-node audit --expect-committed`)
 //!    and an SVG chart of throughput and latency per second.
 //!
+//! Against replicas (dev.json's `replicas`), only the leader takes writes:
+//! set-up and driving follow it. A stream that fails, answers `NOT_LEADER`,
+//! or answers nothing for `--stall-timeout` while batches wait (a killed or
+//! stopped leader) is dropped; txgen finds the leader again and resends
+//! every unanswered batch, the same signed bytes (a resubmitted operation
+//! that had committed is answered with its original receipt), so a leader
+//! change costs a gap in commits, reported as `stalls`, and no transfer is
+//! lost or counted twice.
+//!
 //! `txgen calibrate --accounts N --transfers N` runs step 3 alone, offline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,10 +51,11 @@ use ruble_domain::types::{AccountId, AccountKind, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::bank_service_client::BankServiceClient;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
-use ruble_wallet::ClientBuilder;
+use ruble_wallet::{ClientBuilder, Error as SdkError, Reason};
 use serde::Serialize;
-use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
 // Operations are allocated on one thread and freed on another (gRPC workers,
@@ -86,7 +96,8 @@ struct RunArgs {
     /// `ruble-node dev` directory (manifest, CA, bank and central-bank credentials).
     #[arg(long, default_value = "dev-data")]
     dev_dir: PathBuf,
-    /// Node endpoint (default: the one in DEV_DIR/dev.json).
+    /// Node endpoint, tried first (default: DEV_DIR/dev.json's replicas in
+    /// order, or its endpoint for a single node).
     #[arg(long)]
     endpoint: Option<String>,
     /// Run for this long (e.g. 30s, 2m).
@@ -144,6 +155,18 @@ struct RunArgs {
     #[arg(long, default_value = "2m")]
     #[serde(serialize_with = "ser_duration")]
     validity: humantime::Duration,
+    /// With replicas: a stream that answers nothing for this long while a
+    /// batch has waited as long is taken for a dead or stopped leader, and
+    /// txgen reconnects (also the longest wait for a replica to connect).
+    #[arg(long, default_value = "2s")]
+    #[serde(serialize_with = "ser_duration")]
+    stall_timeout: humantime::Duration,
+    /// With replicas: how long txgen looks for a leader, with nothing
+    /// answered, before it ends the run; also how long it resends one
+    /// transfer answered UNAVAILABLE.
+    #[arg(long, default_value = "60s")]
+    #[serde(serialize_with = "ser_duration")]
+    failover_timeout: humantime::Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &humantime::Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -154,6 +177,9 @@ fn ser_duration<S: serde::Serializer>(d: &humantime::Duration, s: S) -> Result<S
 struct Manifest {
     chain_id: String,
     endpoint: String,
+    /// Every replica's client endpoint (`dev --replicas N`); absent for a single node.
+    #[serde(default)]
+    replicas: Vec<String>,
     ca: String,
     central_bank: Part,
     banks: Vec<Part>,
@@ -287,7 +313,7 @@ struct World {
     keys: Vec<SigningKey>,
     /// Bank index serving each account.
     bank_of: Vec<usize>,
-    banks: Vec<BankServiceClient<Channel>>,
+    banks: Vec<Arc<Link>>,
     /// The node's clock at a known instant, to date transfers in node time.
     node_ms_at: (u64, Instant),
 }
@@ -424,39 +450,338 @@ fn reason_of(r: &pb::SubmitResult) -> Option<String> {
     }
 }
 
+/// How long set-up retries one operation through a leader change.
+const SETUP_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Longest wait for one set-up call: a stopped leader answers nothing, and
+/// the call is then retried on another replica.
+const SETUP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a replica found dead (unreachable, silent) is tried last.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
+/// The endpoints to try, best first: `--endpoint`, then dev.json's replicas
+/// (or its endpoint, for a single node).
+fn endpoints(args: &RunArgs, m: &Manifest) -> Vec<String> {
+    let mut all: Vec<String> = args.endpoint.iter().cloned().collect();
+    let listed = if m.replicas.is_empty() {
+        std::slice::from_ref(&m.endpoint)
+    } else {
+        &m.replicas[..]
+    };
+    for e in listed {
+        if !all.contains(e) {
+            all.push(e.clone());
+        }
+    }
+    all
+}
+
+/// Replicas recently found dead, with whether a replica's word that one
+/// leads has already sent txgen back to it since.
+#[derive(Default)]
+struct Suspects(HashMap<String, (Instant, bool)>);
+
+impl Suspects {
+    fn mark(&mut self, endpoint: &str) {
+        let now = Instant::now();
+        let e = self.0.entry(endpoint.to_string()).or_insert((now, false));
+        if now.duration_since(e.0) >= SUSPECT_FOR {
+            *e = (now, false);
+        } else {
+            e.0 = now;
+        }
+    }
+
+    /// `endpoint` answered (if only that it does not lead): it is alive.
+    fn clear(&mut self, endpoint: &str) {
+        self.0.remove(endpoint);
+    }
+
+    fn is(&self, endpoint: &str) -> bool {
+        self.0.get(endpoint).is_some_and(|(t, _)| t.elapsed() < SUSPECT_FOR)
+    }
+
+    /// Whether to follow a replica that names `endpoint` as the leader.
+    /// Followers name the old leader until they elect a new one, so a
+    /// leader found dead is not believed again and again; but it gets one
+    /// second chance, since a leader that was only slow (or stopped and
+    /// resumed) may well still lead.
+    fn follow(&mut self, endpoint: &str) -> bool {
+        match self.0.get_mut(endpoint) {
+            Some((t, chance_used)) if t.elapsed() < SUSPECT_FOR => !std::mem::replace(chance_used, true),
+            _ => true,
+        }
+    }
+}
+
+/// What the replica being left did last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    /// Unreachable or silent.
+    Dead,
+    /// It answered, if only that it does not lead.
+    Alive,
+    /// No news (it was not tried again).
+    Unknown,
+}
+
+/// What an error says of the replica that answered it: one that could not
+/// be reached or said nothing in time is dead; any answer (`NOT_LEADER`,
+/// `UNAVAILABLE`: cannot commit now, a stream budget) shows it alive.
+fn health_of(e: &SdkError) -> Health {
+    match e {
+        SdkError::Transport(_) | SdkError::Timeout => Health::Dead,
+        _ => Health::Alive,
+    }
+}
+
+/// The replica a [`Link`] talks to now; `generation` counts moves, so that
+/// of many calls that fail on one replica at once only the first moves.
+struct Current {
+    generation: u64,
+    endpoint: String,
+    channel: Channel,
+}
+
+/// One participant's way to the node or the cluster, with its client
+/// certificate: the replica it believes leads, and how to move on.
+struct Link {
+    name: String,
+    ca: String,
+    cert: String,
+    key: String,
+    endpoints: Vec<String>,
+    /// Longest wait for a replica to connect and answer.
+    patience: Duration,
+    now: Mutex<Current>,
+    /// Held while moving (serialises the moves of concurrent calls).
+    moving: tokio::sync::Mutex<Suspects>,
+}
+
+impl Link {
+    /// Connects to the first endpoint that answers, trying them all again
+    /// with backoff for up to [`SETUP_RETRY_FOR`]. Also returns the SDK
+    /// client of that connection (it holds the node's clock).
+    async fn open(
+        name: &str,
+        ca: &str,
+        (cert, key): (String, String),
+        endpoints: Vec<String>,
+        patience: Duration,
+    ) -> Result<(Link, ruble_wallet::Client)> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut last = None;
+            for e in &endpoints {
+                match connect(ca, &cert, &key, e, patience).await {
+                    Ok(client) => {
+                        let link = Link {
+                            name: name.to_string(),
+                            ca: ca.to_string(),
+                            cert,
+                            key,
+                            now: Mutex::new(Current {
+                                generation: 0,
+                                endpoint: e.clone(),
+                                channel: client.channel(),
+                            }),
+                            endpoints,
+                            patience,
+                            moving: tokio::sync::Mutex::new(Suspects::default()),
+                        };
+                        return Ok((link, client));
+                    }
+                    // The same certificate everywhere: no replica will take it.
+                    Err(err @ (SdkError::Certificate(_) | SdkError::Config(_))) => {
+                        return Err(anyhow::Error::new(err).context(format!("{name}: connecting to {e}")));
+                    }
+                    Err(err) => last = Some(anyhow::Error::new(err).context(format!("{name}: connecting to {e}"))),
+                }
+            }
+            if started.elapsed() > SETUP_RETRY_FOR {
+                return Err(last.expect("at least one endpoint"));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The replica now, and the generation to hand to [`Link::relocate`].
+    fn current(&self) -> (u64, String, Channel) {
+        let c = self.now.lock();
+        (c.generation, c.endpoint.clone(), c.channel.clone())
+    }
+
+    /// Moves off the replica of `generation` (nothing to do if a concurrent
+    /// caller has moved already): to `hint` (the leader a replica named),
+    /// else to the next replica in turn, replicas found dead lately last.
+    /// `health`: what the replica being left did. Fails when none
+    /// connects; `false` when another caller had moved.
+    async fn relocate(&self, generation: u64, hint: Option<&str>, health: Health) -> Result<bool> {
+        let mut suspects = self.moving.lock().await;
+        let (now_gen, from, _) = self.current();
+        if now_gen != generation {
+            return Ok(false);
+        }
+        match health {
+            Health::Dead => suspects.mark(&from),
+            Health::Alive => suspects.clear(&from),
+            Health::Unknown => {}
+        }
+        let mut order: Vec<String> = Vec::new();
+        if let Some(h) = hint.filter(|h| *h != from) {
+            if suspects.follow(h) {
+                order.push(h.to_string());
+            }
+        }
+        let n = self.endpoints.len();
+        let at = self.endpoints.iter().position(|e| *e == from).map_or(0, |i| i + 1);
+        let ring: Vec<&String> = (0..n).map(|k| &self.endpoints[(at + k) % n]).collect();
+        for e in ring
+            .iter()
+            .filter(|e| !suspects.is(e))
+            .chain(ring.iter().filter(|e| suspects.is(e)))
+        {
+            if !order.contains(e) {
+                order.push((*e).clone());
+            }
+        }
+        let mut last = None;
+        for e in order {
+            match connect(&self.ca, &self.cert, &self.key, &e, self.patience).await {
+                Ok(client) => {
+                    *self.now.lock() = Current {
+                        generation: generation + 1,
+                        endpoint: e,
+                        channel: client.channel(),
+                    };
+                    return Ok(true);
+                }
+                Err(err) => {
+                    suspects.mark(&e);
+                    last = Some(anyhow::Error::new(err).context(format!("connecting to {e}")));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no replica to try")))
+    }
+
+    /// Runs a write on the leader: `f` sends it over a channel, the same
+    /// signed bytes each time. A replica that names the leader is left for
+    /// it at once; an unreachable or silent one, one that knows no leader
+    /// (an election) or cannot commit (`UNAVAILABLE`), for the next;
+    /// `OVERLOADED` is retried where it came from. Backoff, for up to
+    /// [`SETUP_RETRY_FOR`]. A resubmission of an operation that had
+    /// committed is answered with its original receipt, or `DUPLICATE`
+    /// while the first copy is still being committed: retried too.
+    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut since: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let (generation, _, channel) = self.current();
+            let err = match tokio::time::timeout(SETUP_CALL_TIMEOUT, f(channel)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(st)) => SdkError::from(st),
+                Err(_) => SdkError::Timeout,
+            };
+            let started = *since.get_or_insert_with(Instant::now);
+            let transient = err.is_retryable() || err.reason() == Some(Reason::Duplicate);
+            if !transient || started.elapsed() > SETUP_RETRY_FOR {
+                return Err(anyhow::Error::new(err).context(format!("{}: {what}", self.name)));
+            }
+            let moved = match &err {
+                SdkError::NotLeader { leader } => self.relocate(generation, leader.as_deref(), Health::Alive).await,
+                SdkError::Transport(_)
+                | SdkError::Timeout
+                | SdkError::Rejected {
+                    reason: Reason::Unavailable,
+                    ..
+                } => self.relocate(generation, None, health_of(&err)).await,
+                _ => Ok(false),
+            };
+            if let Ok(true) = moved {
+                let (_, to, _) = self.current();
+                eprintln!("txgen: {}: {what}: {err}; moved to {to}", self.name);
+            }
+            // Told where the leader is and got there: no reason to wait.
+            if moved.is_ok() && matches!(err, SdkError::NotLeader { leader: Some(_) }) {
+                continue;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// A connection to `endpoint` that has answered (the chain's parameters),
+/// within `patience`: a stopped node accepts TCP connections and then says
+/// nothing.
+async fn connect(
+    ca: &str,
+    cert: &str,
+    key: &str,
+    endpoint: &str,
+    patience: Duration,
+) -> Result<ruble_wallet::Client, SdkError> {
+    let b = ClientBuilder::new(endpoint)
+        .ca_pem(ca)
+        .identity(cert, key)
+        .timeout(patience)
+        .connect_timeout(patience)
+        .retries(0);
+    tokio::time::timeout(patience + Duration::from_millis(500), b.connect())
+        .await
+        .unwrap_or(Err(SdkError::Timeout))
+}
+
 async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
     let dir = &args.dev_dir;
     let m: Manifest = serde_json::from_slice(&std::fs::read(dir.join("dev.json")).context("reading dev.json")?)?;
-    let endpoint = args.endpoint.clone().unwrap_or(m.endpoint.clone());
+    let endpoints = endpoints(args, &m);
     let ca = std::fs::read_to_string(dir.join(&m.ca))?;
-    let connect = |cert: &Option<String>, key: &Option<String>| -> Result<ClientBuilder> {
+    let patience = (*args.stall_timeout).max(Duration::from_secs(1));
+    let identity = |cert: &Option<String>, key: &Option<String>| -> Result<(String, String)> {
         let (c, k) = (
             cert.as_ref().context("certificate")?,
             key.as_ref().context("certificate key")?,
         );
-        Ok(ClientBuilder::new(endpoint.clone())
-            .ca_pem(ca.clone())
-            .identity(
-                std::fs::read_to_string(dir.join(c))?,
-                std::fs::read_to_string(dir.join(k))?,
-            )
-            .timeout(Duration::from_secs(60)))
+        Ok((
+            std::fs::read_to_string(dir.join(c))?,
+            std::fs::read_to_string(dir.join(k))?,
+        ))
     };
-    let cb_client = connect(&m.central_bank.cert, &m.central_bank.cert_key)?
-        .connect()
-        .await?;
+    let (cb, cb_client) = Link::open(
+        &m.central_bank.name,
+        &ca,
+        identity(&m.central_bank.cert, &m.central_bank.cert_key)?,
+        endpoints.clone(),
+        patience,
+    )
+    .await?;
     let node_ms_at = (cb_client.node_now_ms(), Instant::now());
     let valid_until_ms = node_ms_at.0 + 9 * 60 * 1000;
     let chain_id = m.chain_id.clone();
     let cb_key = read_key(&dir.join(&m.central_bank.key))?;
-    let mut cb = CentralBankServiceClient::new(cb_client.channel());
     let mut banks = Vec::new();
     let mut bank_keys = Vec::new();
     for b in &m.banks {
-        let c = connect(&b.cert, &b.cert_key)?.connect().await?;
-        banks.push(BankServiceClient::new(c.channel()).max_decoding_message_size(64 << 20));
+        let (link, _) = Link::open(
+            &b.name,
+            &ca,
+            identity(&b.cert, &b.cert_key)?,
+            endpoints.clone(),
+            patience,
+        )
+        .await?;
+        banks.push(Arc::new(link));
         bank_keys.push(read_key(&dir.join(&b.key))?);
-        let _ = (&b.name, &b.id);
+        let _ = &b.id;
     }
     let mut nonce: u64 = rng.gen();
     let mut sign = |k: &SigningKey, op: Op| {
@@ -488,11 +813,14 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
                 amount: need.max(1),
             },
         );
-        cb.issue(pb::SubmitRequest {
+        let req = pb::SubmitRequest {
             operation: Some(wire(&op)),
+        };
+        cb.call("issuing to a bank", |ch| {
+            let req = req.clone();
+            async move { CentralBankServiceClient::new(ch).issue(req).await.map(|_| ()) }
         })
-        .await
-        .context("issuing to a bank")?;
+        .await?;
     }
     // Open accounts (concurrently, per bank) and fund them in batches.
     let pb_ = ProgressBar::new(args.accounts as u64 * 2).with_message("setting up accounts");
@@ -508,16 +836,32 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
                     kind: AccountKind::Business,
                 },
             );
-            let mut c = banks[b].clone();
+            let req = pb::SubmitRequest {
+                operation: Some(wire(&op)),
+            };
+            let link = banks[b].clone();
             futs.push(async move {
-                c.open_account(pb::SubmitRequest {
-                    operation: Some(wire(&op)),
+                link.call("opening an account", |ch| {
+                    let req = req.clone();
+                    async move {
+                        match BankServiceClient::new(ch).open_account(req).await {
+                            // The key is fresh: only an earlier attempt of
+                            // ours can have opened the account.
+                            Err(st)
+                                if ruble_wallet::error::status_reason(&st).as_deref()
+                                    == Some(Reason::AccountExists.code()) =>
+                            {
+                                Ok(())
+                            }
+                            r => r.map(|_| ()),
+                        }
+                    }
                 })
                 .await
             });
         }
         for r in futures::future::join_all(futs).await {
-            r.context("opening an account")?;
+            r?;
         }
         pb_.inc(chunk.len() as u64);
         let mut per_bank: Vec<Vec<pb::SignedOperation>> = vec![Vec::new(); banks.len()];
@@ -534,19 +878,8 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
             per_bank[b].push(wire(&op));
         }
         for (b, ops) in per_bank.into_iter().enumerate() {
-            if ops.is_empty() {
-                continue;
-            }
-            let r = banks[b]
-                .clone()
-                .submit_client_operations(pb::SubmitBatchRequest {
-                    operations: ops,
-                    request_id: 0,
-                })
-                .await?
-                .into_inner();
-            if let Some(bad) = r.results.iter().find_map(reason_of) {
-                bail!("funding failed: {bad}");
+            if !ops.is_empty() {
+                fund(&banks[b], ops).await?;
             }
         }
         pb_.inc(chunk.len() as u64);
@@ -559,6 +892,47 @@ async fn setup(args: &RunArgs, rng: &mut rand::rngs::StdRng) -> Result<World> {
         banks,
         node_ms_at,
     })
+}
+
+/// Submits one batch of funding transfers until every one is committed. A
+/// whole batch is resent while some of it is answered `UNAVAILABLE` (its
+/// block was dropped in a leader change), `OVERLOADED` or `DUPLICATE` (a copy
+/// still being committed): those that had committed come back with their
+/// receipts.
+async fn fund(link: &Link, operations: Vec<pb::SignedOperation>) -> Result<()> {
+    let req = pb::SubmitBatchRequest {
+        operations,
+        request_id: 0,
+    };
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let transient = [Reason::Unavailable, Reason::Overloaded, Reason::Duplicate].map(Reason::code);
+    loop {
+        let r = link
+            .call("funding accounts", |ch| {
+                let req = req.clone();
+                async move {
+                    BankServiceClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .submit_client_operations(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .await?;
+        let bad: Vec<String> = r.results.iter().filter_map(reason_of).collect();
+        if let Some(b) = bad.iter().find(|b| !transient.contains(&b.as_str())) {
+            bail!("funding failed: {b}");
+        }
+        let Some(b) = bad.first() else {
+            return Ok(());
+        };
+        if started.elapsed() > SETUP_RETRY_FOR {
+            bail!("funding failed: {b}");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Per-second series for the chart.
@@ -574,13 +948,43 @@ struct Stats {
     inner: Mutex<StatsInner>,
     committed: AtomicU64,
     submitted: AtomicU64,
+    /// Submission streams reopened after a failure or a stall.
+    reconnects: AtomicU64,
 }
+
+/// Commit gaps longer than this are reported as stalls.
+const STALL_GAP: Duration = Duration::from_millis(250);
+
+/// Most stalls listed in the report (a slow open loop has a gap between
+/// every two transfers; the count and the longest are kept regardless).
+const STALLS_LISTED: usize = 10_000;
 
 struct StatsInner {
     seconds: Vec<Second>,
     hist: Histogram<u64>,
     rejected: BTreeMap<String, u64>,
     receipts: Receipts,
+    /// When the latest committed transfer was acknowledged, on any bank.
+    last_commit: Option<Instant>,
+    /// Gaps over [`STALL_GAP`] between consecutive commit acknowledgements.
+    stalls: Vec<(Instant, Instant)>,
+    stalls_total: u64,
+    longest_stall: Option<(Instant, Instant)>,
+}
+
+impl StatsInner {
+    fn new(hist: Histogram<u64>) -> StatsInner {
+        StatsInner {
+            seconds: Vec::new(),
+            hist,
+            rejected: BTreeMap::new(),
+            receipts: Receipts::default(),
+            last_commit: None,
+            stalls: Vec::new(),
+            stalls_total: 0,
+            longest_stall: None,
+        }
+    }
 }
 
 /// The id of every committed transfer, in fixed-size chunks. One `Vec` of
@@ -611,6 +1015,11 @@ impl Receipts {
 }
 
 impl Stats {
+    /// `at` in milliseconds since `t0`.
+    fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_millis() as u64
+    }
+
     /// Records the results of one batch, answered at `at` (one lock per batch).
     fn record_batch(&self, at: Instant, results: impl Iterator<Item = (Duration, Option<String>, TxId)>) {
         let sec = at.duration_since(self.t0).as_secs() as usize;
@@ -639,6 +1048,21 @@ impl Stats {
                     *s.rejected.entry(r).or_default() += 1;
                 }
             }
+        }
+        if committed > 0 {
+            // Banks' readers take `at` before the lock, so it can run back a little.
+            let prev = s.last_commit.unwrap_or(at);
+            let gap = at.saturating_duration_since(prev);
+            if gap > STALL_GAP {
+                s.stalls_total += 1;
+                if s.longest_stall.is_none_or(|(a, b)| b.duration_since(a) < gap) {
+                    s.longest_stall = Some((prev, at));
+                }
+                if s.stalls.len() < STALLS_LISTED {
+                    s.stalls.push((prev, at));
+                }
+            }
+            s.last_commit = Some(prev.max(at));
         }
         self.committed.fetch_add(committed, Ordering::Relaxed);
     }
@@ -676,82 +1100,212 @@ async fn send_batch(q: &mpsc::Sender<Vec<Job>>, jobs: Vec<Job>, deadline: Instan
     }
 }
 
-/// Closes a semaphore when dropped (a task's way to say it has ended).
-struct CloseOnDrop(Arc<Semaphore>);
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
 /// A batch in flight: each transfer's id and the instant its latency counts
 /// from, and the window permits it holds until answered.
 struct InFlight {
     ids: Vec<(TxId, Instant)>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The signed operations, to send again after a failover. Empty against
+    /// a single node, where nothing is resent and the copy would be waste.
+    ops: Vec<pb::SignedOperation>,
+    /// When this copy went out (a stalled stream is one that leaves it unanswered).
+    sent_at: Instant,
+    /// Sent more than once: a `DUPLICATE` answer may be about the other copy.
+    resent: bool,
+    /// When a transfer of it was first answered `UNAVAILABLE` and put back.
+    retry_since: Option<Instant>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Transfers to resend at the instant given (answered `UNAVAILABLE`, or
+/// `DUPLICATE` while another copy is on its way).
+type Retry = (Instant, InFlight);
+
+/// Delay before a transfer answered `UNAVAILABLE` or `DUPLICATE` goes again.
+const RESEND_DELAY: Duration = Duration::from_millis(200);
+
+/// Following the leader: for a run against replicas. Without it (a single
+/// node) a failed stream ends the run, as a dead node should.
+#[derive(Clone, Copy)]
+struct Failover {
+    /// No answer for this long while a batch has waited as long: a dead or
+    /// stopped leader.
+    stall: Duration,
+    /// Longest search for a leader with nothing answered; longest a
+    /// transfer is resent while answered `UNAVAILABLE` or `DUPLICATE`.
+    give_up: Duration,
+}
+
+/// With failover: an answer that leaves a transfer's fate open, so it goes
+/// again. `UNAVAILABLE`: its block was dropped (leadership moved, no quorum
+/// in time); it may still have committed, and a resend then gets the
+/// original receipt. `DUPLICATE` for a transfer sent more than once: the
+/// other copy is still being committed (a committed one is answered with
+/// its receipt), so a resend a little later learns how it ended.
+fn unresolved(r: &pb::SubmitResult, resent: bool) -> bool {
+    match &r.outcome {
+        Some(pb::submit_result::Outcome::Rejected(rj)) => {
+            rj.reason == Reason::Unavailable.code() || (resent && rj.reason == Reason::Duplicate.code())
+        }
+        _ => false,
+    }
+}
+
+/// With failover: whether a stream that ended with `e` is worth opening
+/// again (a transport failure, a replica going away or unavailable, a
+/// stream budget still held by the streams just dropped).
+fn worth_reconnecting(e: &SdkError) -> bool {
+    e.is_retryable()
+        || matches!(e, SdkError::Refused { code, .. }
+            if ["TOO_MANY_STREAMS", "STREAM_STALLED", "STREAM_IDLE"].contains(&code.as_str()))
+}
+
+/// How a submission stream's reader ended.
+enum StreamEnd {
+    /// The node ended the stream without a status.
+    Closed,
+    Failed(tonic::Status),
+}
+
+/// Reads one submission stream's results and records them. A batch is
+/// answered once: whoever takes it out of `inflight` records it, and a
+/// stream's reader is stopped before its batches are resent elsewhere, so
+/// a late answer cannot count a transfer twice.
+struct Reader {
+    inflight: Arc<Mutex<HashMap<u64, InFlight>>>,
+    stats: Arc<Stats>,
+    /// When the bank's latest answer came, in ms since `stats.t0`.
+    last_answer_ms: Arc<AtomicU64>,
+    /// With failover: where transfers to resend go, and how long to keep at it.
+    retry: Option<(mpsc::UnboundedSender<Retry>, Duration)>,
+}
+
+impl Reader {
+    async fn run(self, mut responses: tonic::Streaming<pb::SubmitBatchResponse>) -> Result<StreamEnd> {
+        loop {
+            let resp = match responses.message().await {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(StreamEnd::Closed),
+                Err(s) => return Ok(StreamEnd::Failed(s)),
+            };
+            let now = Instant::now();
+            self.last_answer_ms.store(self.stats.ms_at(now), Ordering::Relaxed);
+            let Some(batch) = self.inflight.lock().remove(&resp.request_id) else {
+                bail!("a response for unknown request {}", resp.request_id);
+            };
+            if resp.results.len() != batch.ids.len() {
+                bail!("{} results for {} transfers", resp.results.len(), batch.ids.len());
+            }
+            match &self.retry {
+                Some((queue, give_up))
+                    if batch.retry_since.is_none_or(|t| now.duration_since(t) <= *give_up)
+                        && resp.results.iter().any(|r| unresolved(r, batch.resent)) =>
+                {
+                    let InFlight {
+                        ids,
+                        ops,
+                        resent,
+                        retry_since,
+                        _permit,
+                        ..
+                    } = batch;
+                    let mut again = InFlight {
+                        ids: Vec::new(),
+                        ops: Vec::new(),
+                        sent_at: now,
+                        resent: true,
+                        retry_since: Some(retry_since.unwrap_or(now)),
+                        _permit,
+                    };
+                    let mut done = Vec::with_capacity(ids.len());
+                    for (((tx, t), op), r) in ids.into_iter().zip(ops).zip(&resp.results) {
+                        if unresolved(r, resent) {
+                            again.ids.push((tx, t));
+                            again.ops.push(op);
+                        } else {
+                            done.push((now.duration_since(t), reason_of(r), tx));
+                        }
+                    }
+                    self.stats.record_batch(now, done.into_iter());
+                    let _ = queue.send((now + RESEND_DELAY, again));
+                }
+                _ => self.stats.record_batch(
+                    now,
+                    batch
+                        .ids
+                        .iter()
+                        .zip(&resp.results)
+                        .map(|((tx, t), r)| (now.duration_since(*t), reason_of(r), *tx)),
+                ),
+            }
+        }
+    }
+}
+
+/// One open submission stream.
+struct Session {
+    tx: mpsc::UnboundedSender<pb::SubmitBatchRequest>,
+    reader: JoinHandle<Result<StreamEnd>>,
+    /// The reader has ended (its handle must not be polled again).
+    done: bool,
+    opened: Instant,
+    endpoint: String,
+}
+
+/// Why a stream is dropped, and where to look for the leader.
+struct Trouble {
+    why: String,
+    /// The leader, as a replica named it.
+    hint: Option<String>,
+    health: Health,
 }
 
 /// One bank's sender over `SubmitClientBatches`: takes batches of jobs,
 /// keeps at most `window` transfers in flight, and records every result.
 /// Batches still queued at `stop_at` are dropped (not submitted, not
 /// counted). One stream per bank: a message per batch, no per-call cost.
-async fn drive_bank(
-    mut client: BankServiceClient<Channel>,
-    mut batches: mpsc::Receiver<Vec<Job>>,
-    window: usize,
+/// With failover, the stream is replaced whenever it fails or stalls.
+struct Driver {
+    link: Arc<Link>,
     stats: Arc<Stats>,
-    stop_at: Instant,
-) -> Result<()> {
-    let permits = Arc::new(Semaphore::new(window));
-    let inflight: Arc<Mutex<HashMap<u64, InFlight>>> = Arc::new(Mutex::new(HashMap::new()));
-    let (tx, rx) = mpsc::channel::<pb::SubmitBatchRequest>(64);
-    let mut responses = client
-        .submit_client_batches(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    let (inf, st, sem) = (inflight.clone(), stats.clone(), permits.clone());
-    let reader = tokio::spawn(async move {
-        // On failure, close the window so that the sender stops waiting for it.
-        let _close = CloseOnDrop(sem);
-        loop {
-            match responses.message().await {
-                Ok(Some(resp)) => {
-                    let now = Instant::now();
-                    let Some(batch) = inf.lock().remove(&resp.request_id) else {
-                        bail!("a response for unknown request {}", resp.request_id);
-                    };
-                    if resp.results.len() != batch.ids.len() {
-                        bail!("{} results for {} transfers", resp.results.len(), batch.ids.len());
-                    }
-                    st.record_batch(
-                        now,
-                        batch
-                            .ids
-                            .iter()
-                            .zip(&resp.results)
-                            .map(|((tx, t), r)| (now.duration_since(*t), reason_of(r), *tx)),
-                    );
-                }
-                Ok(None) => return Ok(()),
-                Err(s) => bail!("submission stream failed: {s}"),
-            }
-        }
-    });
-    let mut next_id = 0u64;
-    while let Some(batch) = batches.recv().await {
-        let n = batch.len().min(window) as u32;
-        let permit = tokio::select! {
-            p = permits.clone().acquire_many_owned(n) => match p {
-                Ok(p) => p,
-                Err(_) => break, // the reader ended: its result says why
-            },
-            _ = tokio::time::sleep_until(stop_at.into()) => break,
+    bar: ProgressBar,
+    failover: Option<Failover>,
+    inflight: Arc<Mutex<HashMap<u64, InFlight>>>,
+    last_answer_ms: Arc<AtomicU64>,
+    retry_tx: mpsc::UnboundedSender<Retry>,
+    next_id: u64,
+    /// Since when (ms since `stats.t0`) the bank has been looking for a leader.
+    outage_since_ms: Option<u64>,
+    /// Wait before the next reconnect of the same outage.
+    backoff: Duration,
+}
+
+impl Driver {
+    async fn open(&self) -> Result<Session, tonic::Status> {
+        let (_, endpoint, channel) = self.link.current();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let responses = BankServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .submit_client_batches(UnboundedReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let reader = Reader {
+            inflight: self.inflight.clone(),
+            stats: self.stats.clone(),
+            last_answer_ms: self.last_answer_ms.clone(),
+            retry: self.failover.map(|f| (self.retry_tx.clone(), f.give_up)),
         };
-        if Instant::now() >= stop_at {
-            break;
-        }
-        stats.submitted.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(Session {
+            tx,
+            reader: tokio::spawn(reader.run(responses)),
+            done: false,
+            opened: Instant::now(),
+            endpoint,
+        })
+    }
+
+    /// Sends a new batch (its window already taken).
+    fn submit(&mut self, s: &Session, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
+        self.stats.submitted.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let sent_at = Instant::now();
         let mut ids = Vec::with_capacity(batch.len());
         let mut operations = Vec::with_capacity(batch.len());
@@ -759,27 +1313,290 @@ async fn drive_bank(
             ids.push((op.tx_id, scheduled.unwrap_or(sent_at)));
             operations.push(op.wire);
         }
-        next_id += 1;
-        inflight.lock().insert(next_id, InFlight { ids, _permit: permit });
-        let req = pb::SubmitBatchRequest {
-            operations,
-            request_id: next_id,
+        let ops = if self.failover.is_some() {
+            operations.clone()
+        } else {
+            Vec::new()
         };
-        if tx.send(req).await.is_err() {
-            break; // the stream ended; the reader says why
+        self.next_id += 1;
+        self.inflight.lock().insert(
+            self.next_id,
+            InFlight {
+                ids,
+                ops,
+                sent_at,
+                resent: false,
+                retry_since: None,
+                _permit: permit,
+            },
+        );
+        // A stream that is gone says why through its reader.
+        let _ = s.tx.send(pb::SubmitBatchRequest {
+            operations,
+            request_id: self.next_id,
+        });
+    }
+
+    /// Sends transfers put back by the reader again, under a new request id.
+    fn resend(&mut self, s: &Session, mut b: InFlight) {
+        b.sent_at = Instant::now();
+        b.resent = true;
+        let operations = b.ops.clone();
+        self.next_id += 1;
+        self.inflight.lock().insert(self.next_id, b);
+        let _ = s.tx.send(pb::SubmitBatchRequest {
+            operations,
+            request_id: self.next_id,
+        });
+    }
+
+    /// What a stream's end means: without failover, the run's end for this
+    /// bank (`Ok(None)` when the node closed the stream cleanly, as
+    /// before); with it, where to look for the leader.
+    fn ended(&self, end: Result<Result<StreamEnd>, tokio::task::JoinError>) -> Result<Option<Trouble>> {
+        let end = end??;
+        let Some(_) = self.failover else {
+            return match end {
+                StreamEnd::Closed => Ok(None),
+                StreamEnd::Failed(s) => bail!("submission stream failed: {s}"),
+            };
+        };
+        let st = match end {
+            StreamEnd::Closed => {
+                return Ok(Some(Trouble {
+                    why: "the node ended the stream".into(),
+                    hint: None,
+                    health: Health::Dead,
+                }))
+            }
+            StreamEnd::Failed(st) => st,
+        };
+        let why = format!("stream failed: {}: {}", st.code(), st.message());
+        let e = SdkError::from(st);
+        match e {
+            SdkError::NotLeader { leader } => Ok(Some(Trouble {
+                why,
+                hint: leader,
+                health: Health::Alive,
+            })),
+            e if worth_reconnecting(&e) => Ok(Some(Trouble {
+                why,
+                hint: None,
+                health: health_of(&e),
+            })),
+            e => Err(anyhow::Error::new(e).context("submission stream failed")),
         }
     }
-    // Every submitted transfer gets its result before the stream closes.
-    let mut reader = reader;
-    let outstanding = tokio::select! {
-        p = permits.acquire_many(window as u32) => match p {
-            Ok(_) => Ok(()),
-            Err(_) => (&mut reader).await.map_err(anyhow::Error::from).and_then(|r| r),
-        },
-        r = &mut reader => r.map_err(anyhow::Error::from).and_then(|r| r),
-    };
-    drop(tx);
-    outstanding
+
+    /// With failover: a stream that has answered nothing for the stall
+    /// time while a batch has waited as long (a stopped or cut-off leader
+    /// keeps the connection and says nothing).
+    fn stalled(&self, s: &Session) -> Option<Trouble> {
+        let stall = self.failover?.stall;
+        let now = Instant::now();
+        let last = self.stats.t0 + Duration::from_millis(self.last_answer_ms.load(Ordering::Relaxed));
+        if now.duration_since(last.max(s.opened)) < stall {
+            return None;
+        }
+        let waiting = self
+            .inflight
+            .lock()
+            .values()
+            .any(|b| now.duration_since(b.sent_at) >= stall);
+        waiting.then(|| Trouble {
+            why: format!("no answer from {} for {stall:?}", s.endpoint),
+            hint: None,
+            health: Health::Dead,
+        })
+    }
+
+    /// Drops the stream, finds the leader (first the replica `t.hint`
+    /// names), opens a stream there and resends every unanswered batch: the
+    /// same signed operations, their latency still counted from the first
+    /// send. Fails only when no leader has answered for `give_up`.
+    async fn reconnect(&mut self, old: Option<Session>, t: Trouble) -> Result<Session> {
+        let f = self.failover.expect("reconnecting needs failover");
+        if let Some(mut s) = old {
+            if !s.done {
+                s.reader.abort();
+                let _ = (&mut s.reader).await;
+            }
+        }
+        self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        let now_ms = self.stats.ms_at(Instant::now());
+        let last_answer = self.last_answer_ms.load(Ordering::Relaxed);
+        let since = match self.outage_since_ms {
+            Some(t) if last_answer <= t => {
+                // Nothing answered since the last reconnect: the replicas
+                // are electing (a follower opens a stream and then answers
+                // NOT_LEADER at once), so resending every batch at once
+                // again would only load them.
+                self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
+                tokio::time::sleep(self.backoff).await;
+                t
+            }
+            _ => now_ms,
+        };
+        self.outage_since_ms = Some(since);
+        let Trouble {
+            why,
+            mut hint,
+            mut health,
+        } = t;
+        let mut last_err = why.clone();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            if self.stats.ms_at(Instant::now()).saturating_sub(since) > f.give_up.as_millis() as u64 {
+                bail!(
+                    "{}: no leader answered for {:?} (last: {last_err})",
+                    self.link.name,
+                    f.give_up
+                );
+            }
+            let (generation, _, _) = self.link.current();
+            match self.link.relocate(generation, hint.take().as_deref(), health).await {
+                Ok(_) => match tokio::time::timeout(f.stall, self.open()).await {
+                    Ok(Ok(s)) => {
+                        let n = self.resend_all(&s);
+                        let msg = format!(
+                            "txgen: {}: {why}; reconnected to {}, {n} batches resent",
+                            self.link.name, s.endpoint
+                        );
+                        self.bar.suspend(|| eprintln!("{msg}"));
+                        return Ok(s);
+                    }
+                    Ok(Err(st)) => {
+                        last_err = format!("opening a stream: {st}");
+                        let e = SdkError::from(st);
+                        health = health_of(&e);
+                        if let SdkError::NotLeader { leader } = e {
+                            hint = leader;
+                        }
+                    }
+                    Err(_) => {
+                        last_err = "no answer opening a stream".into();
+                        health = Health::Dead;
+                    }
+                },
+                Err(e) => {
+                    last_err = format!("{e:#}");
+                    // Every replica tried is marked already.
+                    health = Health::Unknown;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Sends every batch in flight again on `s`, oldest first; the count.
+    fn resend_all(&self, s: &Session) -> usize {
+        let now = Instant::now();
+        let mut reqs: Vec<pb::SubmitBatchRequest> = self
+            .inflight
+            .lock()
+            .iter_mut()
+            .map(|(id, b)| {
+                b.sent_at = now;
+                b.resent = true;
+                pb::SubmitBatchRequest {
+                    operations: b.ops.clone(),
+                    request_id: *id,
+                }
+            })
+            .collect();
+        reqs.sort_unstable_by_key(|r| r.request_id);
+        let n = reqs.len();
+        for r in reqs {
+            let _ = s.tx.send(r);
+        }
+        n
+    }
+
+    async fn run(
+        mut self,
+        mut batches: mpsc::Receiver<Vec<Job>>,
+        mut retries: mpsc::UnboundedReceiver<Retry>,
+        window: usize,
+        stop_at: Instant,
+    ) -> Result<()> {
+        let permits = Arc::new(Semaphore::new(window));
+        let mut s = match self.open().await {
+            Ok(s) => s,
+            Err(st) if self.failover.is_some() => {
+                let t = Trouble {
+                    why: format!("opening a stream: {st}"),
+                    hint: None,
+                    health: Health::Dead,
+                };
+                self.reconnect(None, t).await?
+            }
+            Err(st) => return Err(st.into()),
+        };
+        let mut input = true;
+        // A batch taken from the queue, waiting for its window.
+        let mut waiting: Option<Vec<Job>> = None;
+        let mut delayed: VecDeque<Retry> = VecDeque::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let never = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let draining = !input && waiting.is_none();
+            let want = waiting.as_ref().map_or(1, |b| b.len().clamp(1, window)) as u32;
+            let due = delayed.front().map_or(never, |r| r.0);
+            let trouble = tokio::select! {
+                end = &mut s.reader, if !s.done => {
+                    s.done = true;
+                    match self.ended(end)? {
+                        Some(t) => Some(t),
+                        None => return Ok(()),
+                    }
+                }
+                Some(r) = retries.recv() => {
+                    delayed.push_back(r);
+                    None
+                }
+                _ = tokio::time::sleep_until(due.into()), if !delayed.is_empty() => {
+                    let now = Instant::now();
+                    while delayed.front().is_some_and(|r| r.0 <= now) {
+                        let (_, b) = delayed.pop_front().expect("checked");
+                        self.resend(&s, b);
+                    }
+                    None
+                }
+                b = batches.recv(), if input && waiting.is_none() => {
+                    match b {
+                        Some(b) => waiting = Some(b),
+                        None => input = false,
+                    }
+                    None
+                }
+                p = permits.clone().acquire_many_owned(want), if waiting.is_some() => {
+                    let batch = waiting.take().expect("checked");
+                    if Instant::now() < stop_at {
+                        self.submit(&s, batch, p.expect("the window is never closed"));
+                    }
+                    None
+                }
+                _ = tokio::time::sleep_until(stop_at.into()), if input || waiting.is_some() => {
+                    input = false;
+                    waiting = None;
+                    batches.close();
+                    None
+                }
+                _ = tick.tick(), if self.failover.is_some() => self.stalled(&s),
+                // Every submitted transfer has its result (nothing in
+                // flight, nothing waiting to be resent).
+                _ = permits.acquire_many(window as u32), if draining => break,
+            };
+            if let Some(t) = trouble {
+                s = self.reconnect(Some(s), t).await?;
+            }
+        }
+        // Closing the request stream lets the node end the stream.
+        drop(s.tx);
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -805,8 +1622,29 @@ struct Report {
     calibration: Option<Calibration>,
     ceiling_ratio: Option<f64>,
     per_second: Vec<serde_json::Value>,
+    /// Submission streams dropped and opened again (a failed or stalled
+    /// stream, a replica that does not lead), each resending its bank's
+    /// unanswered batches.
+    reconnects: u64,
+    /// Gaps of more than 250 ms between consecutive acknowledgements of
+    /// committed transfers (any bank) during the run, oldest first; at most
+    /// 10,000 are listed. A leader killed at T: the stall spanning T ends at
+    /// the first commit after it.
+    stalls: Vec<Stall>,
+    /// Stalls in all, listed or not.
+    stalls_total: u64,
+    /// The longest stall (0 without one).
+    longest_stall_ms: u64,
     /// Stream failures that ended the run early (empty for a clean run).
     errors: Vec<String>,
+}
+
+/// A gap between two consecutive commit acknowledgements.
+#[derive(Serialize)]
+struct Stall {
+    start_unix_ms: u64,
+    end_unix_ms: u64,
+    gap_ms: u64,
 }
 
 fn plot(path: &Path, per_second: &[serde_json::Value]) -> Result<()> {
@@ -928,14 +1766,10 @@ async fn run(args: RunArgs) -> Result<()> {
 
     let stats = Arc::new(Stats {
         t0: Instant::now(),
-        inner: Mutex::new(StatsInner {
-            seconds: Vec::new(),
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
-            rejected: BTreeMap::new(),
-            receipts: Receipts::default(),
-        }),
+        inner: Mutex::new(StatsInner::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?)),
         committed: AtomicU64::new(0),
         submitted: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
     });
     // Arrivals stop at the deadline; what an open loop still has queued then
     // gets a grace period to be sent, after which it is dropped (not counted).
@@ -955,26 +1789,6 @@ async fn run(args: RunArgs) -> Result<()> {
     // One sender per bank. Closed loop: a short queue, so the generator waits
     // for the window. Open loop: deep, because arrivals do not wait for the node.
     let depth = if args.rate.is_some() { 1 << 16 } else { 4 };
-    let mut senders: Vec<mpsc::Sender<Vec<Job>>> = Vec::new();
-    let mut tasks = Vec::new();
-    for b in &world.banks {
-        let (tx, rx) = mpsc::channel::<Vec<Job>>(depth);
-        senders.push(tx);
-        tasks.push(tokio::spawn(drive_bank(
-            b.clone(),
-            rx,
-            args.window.max(batch_max),
-            stats.clone(),
-            stop_at,
-        )));
-    }
-    let t0 = Instant::now();
-    let started_unix_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    eprintln!("txgen: running");
-    let stats_t0 = stats.t0;
-    let deadline = t0 + duration;
     let limit = args.transfers.unwrap_or(u64::MAX);
     let bar = ProgressBar::new(if args.transfers.is_some() {
         limit
@@ -982,6 +1796,48 @@ async fn run(args: RunArgs) -> Result<()> {
         duration.as_secs()
     });
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {msg}").expect("template"));
+    // A single node has nowhere to fail over to: its failed stream ends the run.
+    let failover = world
+        .banks
+        .first()
+        .is_some_and(|l| l.endpoints.len() > 1)
+        .then(|| Failover {
+            stall: *args.stall_timeout,
+            give_up: *args.failover_timeout,
+        });
+    let mut senders: Vec<mpsc::Sender<Vec<Job>>> = Vec::new();
+    let mut tasks = Vec::new();
+    for b in &world.banks {
+        let (tx, rx) = mpsc::channel::<Vec<Job>>(depth);
+        senders.push(tx);
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            link: b.clone(),
+            stats: stats.clone(),
+            bar: bar.clone(),
+            failover,
+            inflight: Arc::new(Mutex::new(HashMap::new())),
+            last_answer_ms: Arc::new(AtomicU64::new(0)),
+            retry_tx,
+            next_id: 0,
+            outage_since_ms: None,
+            backoff: Duration::ZERO,
+        };
+        tasks.push(tokio::spawn(driver.run(
+            rx,
+            retry_rx,
+            args.window.max(batch_max),
+            stop_at,
+        )));
+    }
+    let t0 = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let started_unix_s = started_unix.as_secs_f64();
+    eprintln!("txgen: running");
+    let stats_t0 = stats.t0;
+    let deadline = t0 + duration;
     let poisson = args.rate.map(|r| rand_distr::Exp::new(r).expect("rate > 0"));
     let mut next_at = t0;
     let mut i: u64 = 0;
@@ -1087,15 +1943,22 @@ async fn run(args: RunArgs) -> Result<()> {
     let elapsed = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
 
-    let inner = std::mem::replace(
-        &mut *stats.inner.lock(),
-        StatsInner {
-            seconds: Vec::new(),
-            hist: Histogram::new(3)?,
-            rejected: BTreeMap::new(),
-            receipts: Receipts::default(),
-        },
-    );
+    let inner = std::mem::replace(&mut *stats.inner.lock(), StatsInner::new(Histogram::new(3)?));
+    // Instants as Unix ms, on the clock `started_unix_s` was read from.
+    let unix_ms = |at: Instant| {
+        let since =
+            at.saturating_duration_since(t0).as_millis() as i128 - t0.saturating_duration_since(at).as_millis() as i128;
+        (started_unix.as_millis() as i128 + since) as u64
+    };
+    let stall = |(from, to): (Instant, Instant)| {
+        let (start_unix_ms, end_unix_ms) = (unix_ms(from), unix_ms(to));
+        Stall {
+            start_unix_ms,
+            end_unix_ms,
+            gap_ms: end_unix_ms - start_unix_ms,
+        }
+    };
+    let stalls: Vec<Stall> = inner.stalls.iter().copied().map(stall).collect();
     let hist = &inner.hist;
     let rejected = inner.rejected.clone();
     let committed = stats.committed.load(Ordering::Relaxed);
@@ -1137,6 +2000,10 @@ async fn run(args: RunArgs) -> Result<()> {
         ceiling_ratio: calibration.as_ref().map(|c| committed_tps / c.verify_ops_per_s),
         calibration,
         per_second,
+        reconnects: stats.reconnects.load(Ordering::Relaxed),
+        stalls,
+        stalls_total: inner.stalls_total,
+        longest_stall_ms: inner.longest_stall.map_or(0, |l| stall(l).gap_ms),
         errors: errors.clone(),
         settings: args.clone(),
     };
@@ -1151,6 +2018,27 @@ async fn run(args: RunArgs) -> Result<()> {
     );
     if !report.rejected.is_empty() {
         println!("  rejected        {:?}", report.rejected);
+    }
+    if report.reconnects > 0 || report.stalls_total > 0 {
+        println!(
+            "  failover        reconnects {}  stalls {} (over {} ms)  longest_stall_ms {}",
+            report.reconnects,
+            report.stalls_total,
+            STALL_GAP.as_millis(),
+            report.longest_stall_ms
+        );
+        for st in report.stalls.iter().take(10) {
+            println!(
+                "  stall           {} ms, unix ms {} to {}",
+                st.gap_ms, st.start_unix_ms, st.end_unix_ms
+            );
+        }
+        if report.stalls.len() > 10 {
+            println!(
+                "  stall           … {} more in the JSON report",
+                report.stalls.len() - 10
+            );
+        }
     }
     if let Some(c) = &report.calibration {
         println!(
