@@ -96,6 +96,8 @@ class Proxy:
             return
         pipe = Pipe(writer, uw)
         link.conns.add(pipe)
+        # A cut that came while connecting upstream did not see this pipe.
+        pipe.cut = self.is_cut(link)
         try:
             await asyncio.gather(self.pump(reader, uw, pipe), self.pump(ur, writer, pipe))
         finally:

@@ -20,5 +20,5 @@ echo "==> crash under load (short): SIGKILL cycles must lose nothing; the unsafe
 ./scripts/crash-test.sh --cycles 4 --profile debug --control
 
 echo "==> replicated cluster under faults (short): each fault once must lose nothing; the unsafe control must be caught"
-./scripts/cluster-test.sh --rounds 1 --profile debug --rate 1000
-./scripts/cluster-test.sh --rounds 3 --profile debug --rate 1000 --control
+./scripts/cluster-test.sh --rounds 1 --profile debug --rate 1000 --duration 8s
+./scripts/cluster-test.sh --rounds 3 --profile debug --rate 1000 --duration 8s --control

@@ -8,7 +8,7 @@
 //!   check the chain offline; prints JSON, exits 0 only if all is well.
 //! - `ruble-node init --dir DIR --chain-id ID`: a new network's genesis,
 //!   central-bank key, CA, certificates and `node.toml` (never overwrites).
-//! - `ruble-node pki issue-bank|issue-node --dir DIR ...`: certificates from
+//! - `ruble-node pki issue-bank|issue-node|issue-peer --dir DIR ...`: certificates from
 //!   the network's CA.
 //!
 //! `init` and `pki` exit 0 on success (and for `--help`, `--version`), 4

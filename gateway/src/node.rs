@@ -73,8 +73,8 @@ pub struct ClusterOptions {
     /// Initialise the membership with `members` when this replica's log is
     /// empty (one replica of a new cluster does it).
     pub bootstrap: bool,
-    /// Where this replica reaches a peer when not at its `members` (or
-    /// membership) address, e.g. through a proxy.
+    /// Where this replica reaches a peer instead of the address the
+    /// membership advertises for it (another route, e.g. through a proxy).
     pub peer_addrs: std::collections::BTreeMap<u64, String>,
     /// FAULT INJECTION for the cluster fault test only: acknowledge a block
     /// before a quorum holds it (`RaftSink::unsafe_ack_before_quorum`).
@@ -338,6 +338,8 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
     let head = ctx.ledger.clone();
     let raft_handle = raft.clone();
     let mut stop = shutdown_rx.clone();
+    let raft_fatal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fatal_seen = raft_fatal.clone();
     let task = tokio::spawn(async move {
         let mut stop2 = stop.clone();
         // A connection over the budget is closed as soon as it is accepted.
@@ -378,9 +380,28 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
         }
         store.flush().ok();
         tracing::info!(height = head.view().height, "node stopped");
+        if fatal_seen.load(std::sync::atomic::Ordering::Acquire) {
+            bail!("the replica's Raft stopped on a fatal error (see the log above)");
+        }
         served.map_err(Into::into)
     });
     tracing::info!(%addr, tls = opts.tls.is_some(), "node serving");
+    if let Some(raft) = &raft {
+        // openraft closes its metrics channel only when its core stops: at
+        // shutdown, or after a fatal error (a panic, a failed log write).
+        // A replica without its Raft would keep claiming its last role, so
+        // the node stops (a supervisor restarts it from its synced log).
+        let mut metrics = raft.metrics();
+        let (stop, fatal) = (shutdown_tx.clone(), raft_fatal.clone());
+        tokio::spawn(async move {
+            while metrics.changed().await.is_ok() {}
+            if !*stop.borrow() {
+                tracing::error!("replication stopped on a fatal error; stopping the node");
+                fatal.store(true, std::sync::atomic::Ordering::Release);
+                let _ = stop.send(true);
+            }
+        });
+    }
     Ok(RunningNode {
         addr,
         metrics_addr,
@@ -494,15 +515,10 @@ async fn start_replica(
             (None, None)
         }
     };
-    // The configuration's address of a peer wins over the one the membership
-    // advertises: it is how this host reaches the peer.
-    let mut peer_addrs: std::collections::BTreeMap<u64, String> =
-        c.members.iter().map(|(id, m)| (*id, m.raft_addr.clone())).collect();
-    peer_addrs.extend(c.peer_addrs.clone());
     let raft = openraft::Raft::new(
         c.node_id,
         Arc::new(config),
-        RaftNet::<TypeConfig>::new(client_tls).with_peer_addrs(peer_addrs),
+        RaftNet::<TypeConfig>::new(client_tls).with_peer_addrs(c.peer_addrs.clone()),
         log,
         sm.clone(),
     )

@@ -265,7 +265,9 @@ struct Shared {
     cfg: PipelineConfig,
     stats: PipelineStats,
     view: RwLock<CommittedView>,
-    committer_busy: AtomicBool,
+    /// Sealed blocks handed to the committer and not yet done with (at
+    /// most two: one committing, one queued behind it).
+    blocks_in_flight: AtomicUsize,
     /// Blocks sealed in an epoch <= this must not be written (a write failed).
     failed_epoch: AtomicU64,
     accepting: AtomicBool,
@@ -319,7 +321,7 @@ impl Pipeline {
             clock,
             cache,
             stats: PipelineStats::default(),
-            committer_busy: AtomicBool::new(false),
+            blocks_in_flight: AtomicUsize::new(0),
             failed_epoch: AtomicU64::new(0),
             accepting: AtomicBool::new(true),
             storage_error: parking_lot::Mutex::new(None),
@@ -598,7 +600,7 @@ fn sequencer(
         // before a block opens on it, once the blocks in flight are done.
         // If that fails, it is a failed commit's recovery from here on.
         if open.is_none() && msg.is_ok() && sh.failed_epoch.load(Ordering::Acquire) < epoch && sh.sink.needs_reload() {
-            while sh.committer_busy.load(Ordering::Acquire) {
+            while sh.blocks_in_flight.load(Ordering::Acquire) > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             match sh.sink.recover() {
@@ -622,7 +624,7 @@ fn sequencer(
                 sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
                 answer_rest(&sh, sub.slots, sub.reply, Reason::Unavailable);
             }
-            while sh.committer_busy.load(Ordering::Acquire) {
+            while sh.blocks_in_flight.load(Ordering::Acquire) > 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             match recover_storage(&rx, &sh) {
@@ -672,7 +674,7 @@ fn sequencer(
                 disconnected
                     || o.ops >= sh.cfg.max_block_ops
                     || o.started.elapsed() >= max_wait
-                    || (!sh.committer_busy.load(Ordering::Acquire) && gap_left(last_seal, min_gap).is_none())
+                    || (sh.blocks_in_flight.load(Ordering::Acquire) == 0 && gap_left(last_seal, min_gap).is_none())
             }
             None => false,
         };
@@ -683,7 +685,7 @@ fn sequencer(
                 state.abort_empty_block();
                 ToCommitter::RepliesOnly { replies: o.replies }
             } else {
-                sh.committer_busy.store(true, Ordering::Release);
+                sh.blocks_in_flight.fetch_add(1, Ordering::AcqRel);
                 let t = Instant::now();
                 let block = Box::new(state.seal_block());
                 let took = t.elapsed();
@@ -826,7 +828,7 @@ fn resolve(sh: &Shared, p: PendingReply, receipts: &[Receipt]) {
 
 fn committer(rx: Receiver<ToCommitter>, idle: Sender<()>, sh: Arc<Shared>, on_commit: CommitHook) {
     let set_idle = || {
-        sh.committer_busy.store(false, Ordering::Release);
+        sh.blocks_in_flight.fetch_sub(1, Ordering::AcqRel);
         let _ = idle.try_send(());
     };
     while let Ok(msg) = rx.recv() {

@@ -1635,6 +1635,8 @@ struct Report {
     stalls_total: u64,
     /// The longest stall (0 without one).
     longest_stall_ms: u64,
+    /// When the last committed transfer was acknowledged (0: none was).
+    last_commit_unix_ms: u64,
     /// Stream failures that ended the run early (empty for a clean run).
     errors: Vec<String>,
 }
@@ -2004,6 +2006,7 @@ async fn run(args: RunArgs) -> Result<()> {
         stalls,
         stalls_total: inner.stalls_total,
         longest_stall_ms: inner.longest_stall.map_or(0, |l| stall(l).gap_ms),
+        last_commit_unix_ms: inner.last_commit.map_or(0, unix_ms),
         errors: errors.clone(),
         settings: args.clone(),
     };
