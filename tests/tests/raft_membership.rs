@@ -7,7 +7,8 @@
 //! packed RocksDB checkpoint); it is added through the SDK (learner, then
 //! voter) and reaches the leader's height and state hash; a replica is
 //! removed and writes go on committing. Refusals: a bank's certificate, a
-//! follower, an id already a member, an unknown id, malformed addresses.
+//! follower, an id already a member, an unknown id, malformed addresses;
+//! with a voter down, the removal of a live one (no live majority left).
 //! And `ruble-admin cluster status --json` against one given replica.
 //!
 //! The CLI part needs `cargo build --workspace --bins` first.
@@ -725,5 +726,89 @@ async fn a_lone_voter_stays_and_changes_wait_for_each_other_and_for_a_quorum() {
         "MEMBERSHIP_CHANGE_TIMEOUT",
     );
     assert!(t.elapsed() < Duration::from_secs(3), "answered before the deadline");
+    net.shutdown_all().await;
+}
+
+/// Three voters, one of them down: removing a live voter is refused up front
+/// (`QUORUM_AT_RISK`, naming the down one), since the voters left could not
+/// form a live majority (the joint configuration would need the down voter
+/// and stall every write); nothing changes and writes go on committing.
+/// Removing the down voter is what gets rid of it, and is made. The cluster
+/// is idle when the live voter's removal is asked for: the down voter's log
+/// still matches the leader's last index, so only a fresh acknowledgement
+/// tells it is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_leaves_no_live_majority_is_refused() {
+    let mut net = Net::new(3).await;
+    let three: BTreeMap<u64, Member> = (1..=3).map(|n| (n, net.members[&n].clone())).collect();
+    for n in 1..=3 {
+        net.start(n, three.clone(), n == 1).await;
+    }
+    net.nodes[&1].wait_for_leader(Duration::from_secs(30)).await.unwrap();
+    let wallet = ClientBuilder::new(net.endpoint(1))
+        .replicas((1..=3).map(|n| net.endpoint(n)))
+        .ca_pem(net.ca_pem.clone())
+        .retries(20)
+        .backoff(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    pay(&wallet, &net, 3).await;
+    let leader = status_with_leader(&net.admin_of(1).await).await.leader_id;
+    let followers: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    let (live, down) = (followers[0], followers[1]);
+    converged(&net, leader, &followers).await;
+    // Idle: the leader's log is matched on every voter up to its end.
+    let lead = net.admin_of(leader).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let s = lead.cluster_status().await.unwrap();
+        if s.members.iter().all(|m| m.matched_index == Some(s.last_log_index)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    // One voter stops; at once (nothing written since) the live one's
+    // removal is asked for. Without the check it would wait out the
+    // deadline (`MEMBERSHIP_CHANGE_TIMEOUT`) with the cluster stalled.
+    net.shutdown(down).await;
+    let lc = || net.cluster(leader, Who::CentralBank);
+    let mut req = tonic::Request::new(pb::RemoveReplicaRequest { id: live });
+    req.set_timeout(Duration::from_secs(15));
+    let t = Instant::now();
+    let r = lc().await.remove_replica(req).await;
+    println!("RemoveReplica refused in {:?}", t.elapsed());
+    let md = refused(r, Code::FailedPrecondition, "QUORUM_AT_RISK");
+    assert_eq!(md.get("id"), Some(&live.to_string()), "{md:?}");
+    assert_eq!(md.get("unreachable"), Some(&down.to_string()), "{md:?}");
+
+    // Nothing changed: the same voters, no joint configuration, and writes
+    // commit (on the leader and the live follower).
+    let ids = |s: &ClusterStatus| s.members.iter().map(|m| (m.id, m.role)).collect::<Vec<_>>();
+    let s = lead.cluster_status().await.unwrap();
+    assert_eq!(ids(&s), ids(&before), "a refused change changed the membership");
+    assert!(!s.joint && s.is_leader, "{s:?}");
+    tokio::time::timeout(Duration::from_secs(20), pay(&wallet, &net, 2))
+        .await
+        .expect("writes stalled after the refusal");
+    converged(&net, leader, &[live]).await;
+
+    // Removing the down voter: the leader and the live one are a majority
+    // of what is left.
+    let mut req = tonic::Request::new(pb::RemoveReplicaRequest { id: down });
+    req.set_timeout(Duration::from_secs(15));
+    let s = lc().await.remove_replica(req).await.unwrap().into_inner();
+    let mut left: Vec<u64> = s.members.iter().map(|m| m.id).collect();
+    left.sort_unstable();
+    let mut want = vec![leader, live];
+    want.sort_unstable();
+    assert_eq!(left, want, "{s:?}");
+    assert!(!s.joint, "{s:?}");
+    tokio::time::timeout(Duration::from_secs(20), pay(&wallet, &net, 2))
+        .await
+        .expect("writes stalled after the removal");
+    converged(&net, leader, &[live]).await;
     net.shutdown_all().await;
 }

@@ -18,6 +18,13 @@
 //! change at a time per leader; openraft refuses a change while the last one
 //! is not committed (`MEMBERSHIP_CHANGE_IN_PROGRESS` both ways).
 //!
+//! A change of the voters (a removal, a promotion) is made only if a
+//! majority of the new voter set is live (`QUORUM_AT_RISK` otherwise, see
+//! [`Replicated::ensure_live_quorum`]): the joint configuration needs a
+//! majority of the new voters as well as of the old ones, so a change to
+//! voters that cannot form one would stall every write, and every later
+//! change, until they come back.
+//!
 //! A single node serves the service too and answers every RPC
 //! `FAILED_PRECONDITION`/`NOT_REPLICATED` (after the role check): it has no
 //! membership.
@@ -59,6 +66,8 @@ pub const MEMBERSHIP_CHANGE_IN_PROGRESS: &str = "MEMBERSHIP_CHANGE_IN_PROGRESS";
 pub const REPLICA_CATCH_UP_TIMEOUT: &str = "REPLICA_CATCH_UP_TIMEOUT";
 /// A membership change was not committed within the deadline (no quorum?).
 pub const MEMBERSHIP_CHANGE_TIMEOUT: &str = "MEMBERSHIP_CHANGE_TIMEOUT";
+/// The new voter set would have no live majority (the leader counted).
+pub const QUORUM_AT_RISK: &str = "QUORUM_AT_RISK";
 
 /// How long a change may take without a deadline on the request.
 pub const DEFAULT_CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,6 +78,10 @@ pub const MAX_CHANGE_TIMEOUT: Duration = Duration::from_secs(600);
 const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 /// Longest wait for the metrics to show a committed change.
 const METRICS_SETTLE: Duration = Duration::from_secs(2);
+/// How long the voters of a new voter set are given to acknowledge the
+/// liveness probe once it is committed (forty heartbeats: a live replica,
+/// even on a loaded machine, answers within a few).
+const LIVENESS_GRACE: Duration = Duration::from_secs(2);
 
 /// What the service needs of a replica.
 pub struct Replicated {
@@ -140,6 +153,95 @@ impl Replicated {
         status_of(&self.metrics(), &self.sm)
     }
 
+    /// Refuses (`FAILED_PRECONDITION`/`QUORUM_AT_RISK`) a change whose
+    /// voter set would be `new`, unless a majority of `new` is live, the
+    /// leader itself counted (when it is in `new`). `change` names the
+    /// change for the message, `id` the replica it is about.
+    ///
+    /// Which voter is live: openraft 0.9 exposes no per-follower
+    /// acknowledgement time (`RaftMetrics::millis_since_quorum_ack` is for a
+    /// quorum as a whole), only `RaftMetrics::replication`, the last log id
+    /// the leader knows each member holds. That alone says nothing on an
+    /// idle cluster: a voter that stopped after the last write still shows
+    /// the leader's last index. So the leader first writes a probe, a
+    /// membership entry that changes nothing (`AddNodes` of no node: the
+    /// same voters and nodes, at a new log index P; it commits with a
+    /// quorum of the current voters, like any write), then gives the new
+    /// voters up to [`LIVENESS_GRACE`] to hold it: a voter is live if its
+    /// matched index reached P, i.e. it acknowledged an append sent after
+    /// this request came, whatever the load (under load its index may pass
+    /// P, which proves the same). A replica down, partitioned, or too far
+    /// behind to reach P in time is not live. No probe is needed when the
+    /// leader alone is a majority of `new` (the only voter left).
+    async fn ensure_live_quorum(
+        &self,
+        m: &Metrics,
+        new: &BTreeSet<NodeId>,
+        deadline: Instant,
+        change: &str,
+        id: NodeId,
+    ) -> Result<(), Status> {
+        let need = new.len() / 2 + 1;
+        if usize::from(new.contains(&m.id)) >= need {
+            return Ok(());
+        }
+        let raft = self.raft.clone();
+        let probe = run_change(
+            self,
+            deadline,
+            "the liveness probe (a membership entry that changes nothing)",
+            async move {
+                raft.change_membership(ChangeMembers::AddNodes(BTreeMap::new()), true)
+                    .await
+            },
+        )
+        .await?;
+        let p = probe.log_id.index;
+        let live = |m: &Metrics| new.iter().filter(|v| holds(m, **v, p)).count();
+        let grace = LIVENESS_GRACE.min(deadline.saturating_duration_since(Instant::now()));
+        let waited = self
+            .raft
+            .wait(Some(grace))
+            .metrics(
+                |m| m.current_leader != Some(m.id) || live(m) >= need,
+                "a live majority of the new voters",
+            )
+            .await;
+        if let Err(openraft::metrics::WaitError::ShuttingDown) = waited {
+            return Err(shutting_down());
+        }
+        let m = self.require_leader()?;
+        let have = live(&m);
+        if have >= need {
+            return Ok(());
+        }
+        let down: Vec<NodeId> = new.iter().copied().filter(|v| !holds(&m, *v, p)).collect();
+        let matched: Vec<String> = down
+            .iter()
+            .map(|v| match matched_index(&m, *v) {
+                Some(i) => format!("{v} at {i}"),
+                None => format!("{v} at none"),
+            })
+            .collect();
+        let list = |s: &[NodeId]| s.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        let new_ids: Vec<NodeId> = new.iter().copied().collect();
+        tracing::warn!(id, voters = ?new, unreachable = ?down, probe = p, "refused a change: its voters would have no live majority");
+        Err(coded_status_with(
+            Code::FailedPrecondition,
+            QUORUM_AT_RISK,
+            format!(
+                "{change} would leave voters {{{}}} without a live majority ({need} needed, {have} live, the leader counted): \
+                 replica(s) {} look unreachable (their log is not matched up to the leader's probe at index {p} \
+                 within {} ms: {}); nothing was changed. Restart them, or remove an unreachable voter first",
+                list(&new_ids).join(", "),
+                list(&down).join(", "),
+                grace.as_millis(),
+                matched.join(", "),
+            ),
+            &[("id", &id.to_string()), ("unreachable", &list(&down).join(","))],
+        ))
+    }
+
     /// The status once the metrics show the membership at `log_index` (or
     /// later): a change's answer shows the change.
     async fn status_after(&self, log_index: u64) -> pb::ClusterStatus {
@@ -155,6 +257,31 @@ impl Replicated {
     }
 }
 
+/// How far the leader knows `id`'s log to match its own (the leader's own:
+/// its last log index).
+fn matched_index(m: &Metrics, id: NodeId) -> Option<u64> {
+    if id == m.id {
+        return m.last_log_index;
+    }
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id))
+        .and_then(|l| l.as_ref().map(|l| l.index))
+}
+
+/// `id` holds the leader's log up to `index` (the leader always does).
+fn holds(m: &Metrics, id: NodeId, index: u64) -> bool {
+    id == m.id || matched_index(m, id).is_some_and(|i| i >= index)
+}
+
+fn shutting_down() -> Status {
+    coded_status(
+        Code::Unavailable,
+        "UNAVAILABLE",
+        "this replica is shutting down; retry on another",
+    )
+}
+
 fn status_of(m: &Metrics, sm: &LedgerStateMachine) -> pb::ClusterStatus {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -167,16 +294,7 @@ fn status_of(m: &Metrics, sm: &LedgerStateMachine) -> pb::ClusterStatus {
             } else {
                 pb::ReplicaRole::Learner
             };
-            let matched_index = if !is_leader {
-                None
-            } else if *id == m.id {
-                m.last_log_index
-            } else {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(id))
-                    .and_then(|l| l.as_ref().map(|l| l.index))
-            };
+            let matched_index = if is_leader { matched_index(m, *id) } else { None };
             pb::ClusterMember {
                 id: *id,
                 raft_addr: n.raft_addr.clone(),
@@ -323,11 +441,7 @@ fn write_error(r: &Replicated, e: WriteError) -> Status {
                 ),
             ),
         },
-        RaftError::Fatal(Fatal::Stopped) => coded_status(
-            Code::Unavailable,
-            "UNAVAILABLE",
-            "this replica is shutting down; retry on another",
-        ),
+        RaftError::Fatal(Fatal::Stopped) => shutting_down(),
         RaftError::Fatal(f) => internal(format!("membership change: {f}")),
     }
 }
@@ -445,13 +559,7 @@ impl ClusterService for ClusterSvc {
                 r.require_leader()?;
             }
             Ok(_) => {}
-            Err(openraft::metrics::WaitError::ShuttingDown) => {
-                return Err(coded_status(
-                    Code::Unavailable,
-                    "UNAVAILABLE",
-                    "this replica is shutting down; retry on another",
-                ))
-            }
+            Err(openraft::metrics::WaitError::ShuttingDown) => return Err(shutting_down()),
             Err(openraft::metrics::WaitError::Timeout(..)) => {
                 return Err(coded_status_with(
                     Code::DeadlineExceeded,
@@ -466,6 +574,13 @@ impl ClusterService for ClusterSvc {
         }
         tracing::info!(id = a.id, "the learner caught up");
         if a.promote {
+            // The learner as a voter too: refused unless a majority of
+            // that voter set is live (see `ensure_live_quorum`).
+            let m = r.require_leader()?;
+            let mut new = voters.clone();
+            new.insert(a.id);
+            r.ensure_live_quorum(&m, &new, deadline, &format!("promoting replica {}", a.id), a.id)
+                .await?;
             let raft = r.raft.clone();
             let id = a.id;
             let resp = run_change(r, deadline, "promoting the learner", async move {
@@ -519,6 +634,11 @@ impl ClusterService for ClusterSvc {
                     &[("id", &id.to_string())],
                 ));
             }
+            // The remaining voters must have a live majority: removing a
+            // live voter while another is down would stall the cluster,
+            // removing the down one is what gets rid of it.
+            r.ensure_live_quorum(&m, &rest, deadline, &format!("removing replica {id}"), id)
+                .await?;
             tracing::info!(id, voters = ?rest, "removing a voter");
             run_change(r, deadline, "removing the voter", async move {
                 raft.change_membership(ChangeMembers::ReplaceAllVoters(rest), false)

@@ -26,7 +26,11 @@
 //! every unanswered batch, the same signed bytes (a resubmitted operation
 //! that had committed is answered with its original receipt), so a leader
 //! change costs a gap in commits, reported as `stalls`, and no transfer is
-//! lost or counted twice.
+//! lost or counted twice. A leader that takes batches but cannot commit
+//! them (no quorum, its Raft gone) and answers them `UNAVAILABLE` is left
+//! the same way. A transfer whose fate is still open when the run ends
+//! (never answered, or only ever `UNAVAILABLE`) is reported as
+//! `unresolved`, and txgen then exits non-zero.
 //!
 //! `txgen calibrate --accounts N --transfers N` runs step 3 alone, offline.
 
@@ -162,8 +166,8 @@ struct RunArgs {
     #[serde(serialize_with = "ser_duration")]
     stall_timeout: humantime::Duration,
     /// With replicas: how long txgen looks for a leader, with nothing
-    /// answered, before it ends the run; also how long it resends one
-    /// transfer answered UNAVAILABLE.
+    /// committed, before it ends the run; also how long it resends one
+    /// transfer answered UNAVAILABLE (then counted as unresolved).
     #[arg(long, default_value = "60s")]
     #[serde(serialize_with = "ser_duration")]
     failover_timeout: humantime::Duration,
@@ -522,6 +526,9 @@ enum Health {
     Dead,
     /// It answered, if only that it does not lead.
     Alive,
+    /// It takes batches but answers them `UNAVAILABLE` (it leads without a
+    /// quorum, or cannot write): tried last, like a dead one.
+    CannotCommit,
     /// No news (it was not tried again).
     Unknown,
 }
@@ -626,7 +633,7 @@ impl Link {
             return Ok(false);
         }
         match health {
-            Health::Dead => suspects.mark(&from),
+            Health::Dead | Health::CannotCommit => suspects.mark(&from),
             Health::Alive => suspects.clear(&from),
             Health::Unknown => {}
         }
@@ -950,6 +957,10 @@ struct Stats {
     submitted: AtomicU64,
     /// Submission streams reopened after a failure or a stall.
     reconnects: AtomicU64,
+    /// With failover: transfers whose fate the run leaves open (never
+    /// answered, or answered only `UNAVAILABLE` or `DUPLICATE` until
+    /// `--failover-timeout`); neither committed nor rejected.
+    unresolved: AtomicU64,
 }
 
 /// Commit gaps longer than this are reported as stalls.
@@ -1123,6 +1134,12 @@ type Retry = (Instant, InFlight);
 /// Delay before a transfer answered `UNAVAILABLE` or `DUPLICATE` goes again.
 const RESEND_DELAY: Duration = Duration::from_millis(200);
 
+/// With failover: this many consecutive batches answered `UNAVAILABLE` in
+/// full, with nothing committed or rejected in between, and the stream's
+/// replica is taken for one that cannot commit (as is one that answers
+/// `UNAVAILABLE`, and nothing else, for the stall time).
+const UNAVAILABLE_RUN: u32 = 2;
+
 /// Following the leader: for a run against replicas. Without it (a single
 /// node) a failed stream ends the run, as a dead node should.
 #[derive(Clone, Copy)]
@@ -1150,6 +1167,11 @@ fn unresolved(r: &pb::SubmitResult, resent: bool) -> bool {
     }
 }
 
+/// A result `UNAVAILABLE`: the node could not commit the transfer (yet).
+fn is_unavailable(r: &pb::SubmitResult) -> bool {
+    matches!(&r.outcome, Some(pb::submit_result::Outcome::Rejected(rj)) if rj.reason == Reason::Unavailable.code())
+}
+
 /// With failover: whether a stream that ended with `e` is worth opening
 /// again (a transport failure, a replica going away or unavailable, a
 /// stream budget still held by the streams just dropped).
@@ -1164,6 +1186,9 @@ enum StreamEnd {
     /// The node ended the stream without a status.
     Closed,
     Failed(tonic::Status),
+    /// With failover: the node answers batches `UNAVAILABLE` and commits
+    /// nothing (why, for the log); the reader stopped reading.
+    CannotCommit(String),
 }
 
 /// Reads one submission stream's results and records them. A batch is
@@ -1175,12 +1200,27 @@ struct Reader {
     stats: Arc<Stats>,
     /// When the bank's latest answer came, in ms since `stats.t0`.
     last_answer_ms: Arc<AtomicU64>,
-    /// With failover: where transfers to resend go, and how long to keep at it.
-    retry: Option<(mpsc::UnboundedSender<Retry>, Duration)>,
+    /// When the bank's latest answer that settled a transfer (committed or
+    /// rejected for good) came, in ms since `stats.t0`.
+    last_progress_ms: Arc<AtomicU64>,
+    /// With failover: where transfers to resend go, and how long to keep at
+    /// it (and how long to take `UNAVAILABLE` answers on one stream).
+    retry: Option<(mpsc::UnboundedSender<Retry>, Failover)>,
+    /// The replica the stream goes to (for the log).
+    endpoint: String,
 }
 
 impl Reader {
+    /// Reads until the stream ends; with failover, also stops (and the
+    /// stream is dropped) once the node answers [`UNAVAILABLE_RUN`] batches
+    /// in a row `UNAVAILABLE` in full, or answers `UNAVAILABLE` for the stall
+    /// time, with nothing settled meanwhile: a leader that cannot commit
+    /// would otherwise be sent the same transfers until `--failover-timeout`.
     async fn run(self, mut responses: tonic::Streaming<pb::SubmitBatchResponse>) -> Result<StreamEnd> {
+        // Batches answered `UNAVAILABLE` in full since the last answer that
+        // settled anything, and when the first `UNAVAILABLE` of them came.
+        let mut unavailable_run = 0u32;
+        let mut unavailable_since: Option<Instant> = None;
         loop {
             let resp = match responses.message().await {
                 Ok(Some(r)) => r,
@@ -1195,11 +1235,24 @@ impl Reader {
             if resp.results.len() != batch.ids.len() {
                 bail!("{} results for {} transfers", resp.results.len(), batch.ids.len());
             }
+            if self.retry.is_none() || resp.results.iter().any(|r| !unresolved(r, batch.resent)) {
+                self.last_progress_ms.store(self.stats.ms_at(now), Ordering::Relaxed);
+            }
             match &self.retry {
-                Some((queue, give_up))
-                    if batch.retry_since.is_none_or(|t| now.duration_since(t) <= *give_up)
-                        && resp.results.iter().any(|r| unresolved(r, batch.resent)) =>
-                {
+                Some((queue, f)) if resp.results.iter().any(|r| unresolved(r, batch.resent)) => {
+                    let unavailable = resp.results.iter().filter(|r| is_unavailable(r)).count();
+                    if resp.results.iter().any(|r| !unresolved(r, batch.resent)) {
+                        unavailable_run = 0;
+                        unavailable_since = None;
+                    } else if unavailable > 0 {
+                        unavailable_since.get_or_insert(now);
+                        if unavailable == resp.results.len() {
+                            unavailable_run += 1;
+                        }
+                    }
+                    // Resent for `--failover-timeout` already: the fate of
+                    // what is still open stays unknown.
+                    let expired = batch.retry_since.is_some_and(|t| now.duration_since(t) > f.give_up);
                     let InFlight {
                         ids,
                         ops,
@@ -1217,25 +1270,44 @@ impl Reader {
                         _permit,
                     };
                     let mut done = Vec::with_capacity(ids.len());
+                    let mut open = 0u64;
                     for (((tx, t), op), r) in ids.into_iter().zip(ops).zip(&resp.results) {
-                        if unresolved(r, resent) {
+                        if !unresolved(r, resent) {
+                            done.push((now.duration_since(t), reason_of(r), tx));
+                        } else if expired {
+                            open += 1;
+                        } else {
                             again.ids.push((tx, t));
                             again.ops.push(op);
-                        } else {
-                            done.push((now.duration_since(t), reason_of(r), tx));
                         }
                     }
                     self.stats.record_batch(now, done.into_iter());
-                    let _ = queue.send((now + RESEND_DELAY, again));
+                    self.stats.unresolved.fetch_add(open, Ordering::Relaxed);
+                    if !again.ids.is_empty() {
+                        let _ = queue.send((now + RESEND_DELAY, again));
+                    }
+                    let stalled_for = unavailable_since.map_or(Duration::ZERO, |t| now.duration_since(t));
+                    if unavailable_run >= UNAVAILABLE_RUN || stalled_for >= f.stall {
+                        return Ok(StreamEnd::CannotCommit(format!(
+                            "{} answers UNAVAILABLE ({unavailable_run} batches in full, over {} ms) \
+                             and commits nothing",
+                            self.endpoint,
+                            stalled_for.as_millis()
+                        )));
+                    }
                 }
-                _ => self.stats.record_batch(
-                    now,
-                    batch
-                        .ids
-                        .iter()
-                        .zip(&resp.results)
-                        .map(|((tx, t), r)| (now.duration_since(*t), reason_of(r), *tx)),
-                ),
+                _ => {
+                    unavailable_run = 0;
+                    unavailable_since = None;
+                    self.stats.record_batch(
+                        now,
+                        batch
+                            .ids
+                            .iter()
+                            .zip(&resp.results)
+                            .map(|((tx, t), r)| (now.duration_since(*t), reason_of(r), *tx)),
+                    )
+                }
             }
         }
     }
@@ -1271,6 +1343,7 @@ struct Driver {
     failover: Option<Failover>,
     inflight: Arc<Mutex<HashMap<u64, InFlight>>>,
     last_answer_ms: Arc<AtomicU64>,
+    last_progress_ms: Arc<AtomicU64>,
     retry_tx: mpsc::UnboundedSender<Retry>,
     next_id: u64,
     /// Since when (ms since `stats.t0`) the bank has been looking for a leader.
@@ -1292,7 +1365,9 @@ impl Driver {
             inflight: self.inflight.clone(),
             stats: self.stats.clone(),
             last_answer_ms: self.last_answer_ms.clone(),
-            retry: self.failover.map(|f| (self.retry_tx.clone(), f.give_up)),
+            last_progress_ms: self.last_progress_ms.clone(),
+            retry: self.failover.map(|f| (self.retry_tx.clone(), f)),
+            endpoint: endpoint.clone(),
         };
         Ok(Session {
             tx,
@@ -1359,6 +1434,7 @@ impl Driver {
             return match end {
                 StreamEnd::Closed => Ok(None),
                 StreamEnd::Failed(s) => bail!("submission stream failed: {s}"),
+                StreamEnd::CannotCommit(why) => bail!("{why}"),
             };
         };
         let st = match end {
@@ -1367,6 +1443,15 @@ impl Driver {
                     why: "the node ended the stream".into(),
                     hint: None,
                     health: Health::Dead,
+                }))
+            }
+            // Another replica may lead (or be about to); this one is tried
+            // again last, unless it is the only one left.
+            StreamEnd::CannotCommit(why) => {
+                return Ok(Some(Trouble {
+                    why,
+                    hint: None,
+                    health: Health::CannotCommit,
                 }))
             }
             StreamEnd::Failed(st) => st,
@@ -1413,7 +1498,8 @@ impl Driver {
     /// Drops the stream, finds the leader (first the replica `t.hint`
     /// names), opens a stream there and resends every unanswered batch: the
     /// same signed operations, their latency still counted from the first
-    /// send. Fails only when no leader has answered for `give_up`.
+    /// send. Fails only when no leader has answered for `give_up` (answers
+    /// that settle nothing, `UNAVAILABLE`, do not count).
     async fn reconnect(&mut self, old: Option<Session>, t: Trouble) -> Result<Session> {
         let f = self.failover.expect("reconnecting needs failover");
         if let Some(mut s) = old {
@@ -1424,13 +1510,13 @@ impl Driver {
         }
         self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
         let now_ms = self.stats.ms_at(Instant::now());
-        let last_answer = self.last_answer_ms.load(Ordering::Relaxed);
+        let last_progress = self.last_progress_ms.load(Ordering::Relaxed);
         let since = match self.outage_since_ms {
-            Some(t) if last_answer <= t => {
-                // Nothing answered since the last reconnect: the replicas
+            Some(t) if last_progress <= t => {
+                // Nothing settled since the last reconnect: the replicas
                 // are electing (a follower opens a stream and then answers
-                // NOT_LEADER at once), so resending every batch at once
-                // again would only load them.
+                // NOT_LEADER at once) or the one left cannot commit, so
+                // resending every batch at once again would only load them.
                 self.backoff = (self.backoff * 2).clamp(Duration::from_millis(100), Duration::from_millis(500));
                 tokio::time::sleep(self.backoff).await;
                 t
@@ -1448,7 +1534,7 @@ impl Driver {
         loop {
             if self.stats.ms_at(Instant::now()).saturating_sub(since) > f.give_up.as_millis() as u64 {
                 bail!(
-                    "{}: no leader answered for {:?} (last: {last_err})",
+                    "{}: no leader answered (or committed) for {:?} (last: {last_err})",
                     self.link.name,
                     f.give_up
                 );
@@ -1513,10 +1599,40 @@ impl Driver {
         n
     }
 
+    /// Drives the bank's stream until every submitted transfer has its
+    /// result (or, without failover, the stream ends). With failover,
+    /// whatever is still open when it ends (it fails only when no leader is
+    /// found: the reader has ended or been stopped by then) is counted as
+    /// unresolved.
     async fn run(
         mut self,
         mut batches: mpsc::Receiver<Vec<Job>>,
         mut retries: mpsc::UnboundedReceiver<Retry>,
+        window: usize,
+        stop_at: Instant,
+    ) -> Result<()> {
+        let mut delayed: VecDeque<Retry> = VecDeque::new();
+        let r = self
+            .drive(&mut batches, &mut retries, &mut delayed, window, stop_at)
+            .await;
+        if self.failover.is_some() {
+            while let Ok(b) = retries.try_recv() {
+                delayed.push_back(b);
+            }
+            let unanswered: usize = self.inflight.lock().drain().map(|(_, b)| b.ids.len()).sum();
+            let put_back: usize = delayed.iter().map(|(_, b)| b.ids.len()).sum();
+            self.stats
+                .unresolved
+                .fetch_add((unanswered + put_back) as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn drive(
+        &mut self,
+        batches: &mut mpsc::Receiver<Vec<Job>>,
+        retries: &mut mpsc::UnboundedReceiver<Retry>,
+        delayed: &mut VecDeque<Retry>,
         window: usize,
         stop_at: Instant,
     ) -> Result<()> {
@@ -1536,7 +1652,6 @@ impl Driver {
         let mut input = true;
         // A batch taken from the queue, waiting for its window.
         let mut waiting: Option<Vec<Job>> = None;
-        let mut delayed: VecDeque<Retry> = VecDeque::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let never = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -1637,6 +1752,11 @@ struct Report {
     longest_stall_ms: u64,
     /// When the last committed transfer was acknowledged (0: none was).
     last_commit_unix_ms: u64,
+    /// With replicas: transfers submitted whose fate the run leaves open
+    /// (never answered, or answered only `UNAVAILABLE`, or `DUPLICATE` for a
+    /// resent copy, until `--failover-timeout`); in neither `committed` nor
+    /// `rejected`, and not in the receipts. Any makes txgen exit non-zero.
+    unresolved: u64,
     /// Stream failures that ended the run early (empty for a clean run).
     errors: Vec<String>,
 }
@@ -1772,6 +1892,7 @@ async fn run(args: RunArgs) -> Result<()> {
         committed: AtomicU64::new(0),
         submitted: AtomicU64::new(0),
         reconnects: AtomicU64::new(0),
+        unresolved: AtomicU64::new(0),
     });
     // Arrivals stop at the deadline; what an open loop still has queued then
     // gets a grace period to be sent, after which it is dropped (not counted).
@@ -1820,6 +1941,7 @@ async fn run(args: RunArgs) -> Result<()> {
             failover,
             inflight: Arc::new(Mutex::new(HashMap::new())),
             last_answer_ms: Arc::new(AtomicU64::new(0)),
+            last_progress_ms: Arc::new(AtomicU64::new(0)),
             retry_tx,
             next_id: 0,
             outage_since_ms: None,
@@ -2007,6 +2129,7 @@ async fn run(args: RunArgs) -> Result<()> {
         stalls_total: inner.stalls_total,
         longest_stall_ms: inner.longest_stall.map_or(0, |l| stall(l).gap_ms),
         last_commit_unix_ms: inner.last_commit.map_or(0, unix_ms),
+        unresolved: stats.unresolved.load(Ordering::Relaxed),
         errors: errors.clone(),
         settings: args.clone(),
     };
@@ -2021,6 +2144,12 @@ async fn run(args: RunArgs) -> Result<()> {
     );
     if !report.rejected.is_empty() {
         println!("  rejected        {:?}", report.rejected);
+    }
+    if report.unresolved > 0 {
+        println!(
+            "  unresolved      {} (never answered, or only UNAVAILABLE: fate unknown, not in the receipts)",
+            report.unresolved
+        );
     }
     if report.reconnects > 0 || report.stalls_total > 0 {
         println!(
@@ -2066,7 +2195,17 @@ async fn run(args: RunArgs) -> Result<()> {
         plot(p, &report.per_second)?;
     }
     if !errors.is_empty() {
-        bail!("the run ended early: {}", errors.join("; "));
+        bail!(
+            "the run ended early ({} transfers unresolved): {}",
+            report.unresolved,
+            errors.join("; ")
+        );
+    }
+    if report.unresolved > 0 {
+        bail!(
+            "{} transfers unresolved: never answered, or answered only UNAVAILABLE until --failover-timeout",
+            report.unresolved
+        );
     }
     Ok(())
 }
