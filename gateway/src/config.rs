@@ -446,6 +446,7 @@ pub fn node_options(c: &NodeConfig) -> Result<NodeOptions> {
             bootstrap: k.bootstrap,
             peer_addrs: Default::default(),
             unsafe_ack_before_quorum: false,
+            rejoining: false,
         }),
     })
 }

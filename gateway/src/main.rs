@@ -514,6 +514,7 @@ async fn dev_cluster(a: DevArgs, genesis: ruble_ledger::state::Genesis, tls: dev
                 bootstrap: n == 1 && !reseeded,
                 peer_addrs: a.peers.iter().cloned().collect(),
                 unsafe_ack_before_quorum: a.unsafe_ack_before_quorum,
+                rejoining: reseeded,
             }),
         };
         running.push(node::start(opts).await?);

@@ -79,6 +79,11 @@ pub struct ClusterOptions {
     /// FAULT INJECTION for the cluster fault test only: acknowledge a block
     /// before a quorum holds it (`RaftSink::unsafe_ack_before_quorum`).
     pub unsafe_ack_before_quorum: bool,
+    /// This replica's id was a member before and its data was lost: it
+    /// stands for no election until its log shows it added back as a
+    /// learner. Catching up, it replays the configurations in which it was a
+    /// voter, and a campaign from it would depose the leader.
+    pub rejoining: bool,
 }
 
 /// Everything needed to start a node.
@@ -486,6 +491,7 @@ async fn start_replica(
         heartbeat_interval: RAFT_HEARTBEAT_MS,
         election_timeout_min: RAFT_ELECTION_MIN_MS,
         election_timeout_max: RAFT_ELECTION_MAX_MS,
+        enable_elect: !c.rejoining,
         install_snapshot_timeout: RAFT_INSTALL_SNAPSHOT_MS,
         ..Default::default()
     }
@@ -525,6 +531,23 @@ async fn start_replica(
     .await
     .context("starting raft")?;
 
+    if c.rejoining {
+        let r = raft.clone();
+        let me = c.node_id;
+        tokio::spawn(async move {
+            let added = r
+                .wait(None)
+                .metrics(
+                    |m| m.membership_config.membership().learner_ids().any(|id| id == me),
+                    "added back as a learner",
+                )
+                .await;
+            if added.is_ok() {
+                tracing::info!(node = me, "added back as a learner; standing for elections again");
+                r.runtime_config().elect(true);
+            }
+        });
+    }
     let listener = TcpListener::bind(c.raft_listen)
         .await
         .with_context(|| format!("binding the replication port {}", c.raft_listen))?;

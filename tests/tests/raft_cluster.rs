@@ -542,6 +542,7 @@ async fn three_nodes_serve_clients_and_fail_over() {
                 bootstrap: n == 1,
                 peer_addrs: Default::default(),
                 unsafe_ack_before_quorum: false,
+                rejoining: false,
             }),
         };
         nodes.insert(members[&n].client_endpoint.clone(), node::start(opts).await.unwrap());

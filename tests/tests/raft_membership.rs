@@ -133,6 +133,7 @@ impl Net {
                 bootstrap,
                 peer_addrs: Default::default(),
                 unsafe_ack_before_quorum: false,
+                rejoining: false,
             }),
         };
         self.nodes.insert(n, node::start(opts).await.unwrap());

@@ -485,7 +485,10 @@ impl Client {
         }
         let now = self.endpoint();
         let target = match e {
-            Error::NotLeader { leader: Some(l) } if *l != now => l.clone(),
+            // The replica names itself: it is coming to lead (or lost its
+            // quorum a moment ago). Stay, and let the retry back off.
+            Error::NotLeader { leader: Some(l) } if *l == now => return false,
+            Error::NotLeader { leader: Some(l) } => l.clone(),
             Error::NotLeader { .. } | Error::Transport(_) | Error::Timeout => {
                 let all = self.cfg.all_endpoints();
                 let at = all.iter().position(|x| *x == now).unwrap_or(0);
