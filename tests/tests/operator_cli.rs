@@ -913,12 +913,27 @@ async fn exit_codes_for_unreachable_nodes_key_and_certificate_problems() {
     let (fc, fk) = (t.path().join("foreign.pem"), t.path().join("foreign-key.pem"));
     let (fc, fk, fca) = (fc.to_str().unwrap(), fk.to_str().unwrap(), foreign_ca.to_str().unwrap());
     for (name, command) in [("ruble-admin", "supply"), ("ruble-bank", "settlement")] {
-        let o = run_with(
-            name,
-            &["--dev-dir", &d, "--cert", fc, "--cert-key", fk, "--json", command],
-            &[],
-        )
-        .await;
+        // The node's alert follows its side of the handshake; on a loaded
+        // machine the client's first request can cross the node's close, and
+        // the client then reads a reset instead of the alert (exit 3). Up to
+        // three runs; any answer but 3 or 4 fails at once, and never seeing 4
+        // fails too.
+        let mut o = None;
+        for _ in 0..3 {
+            let run = run_with(
+                name,
+                &["--dev-dir", &d, "--cert", fc, "--cert-key", fk, "--json", command],
+                &[],
+            )
+            .await;
+            assert!(run.code == 3 || run.code == 4, "{run:?}");
+            let done = run.code == 4;
+            o = Some(run);
+            if done {
+                break;
+            }
+        }
+        let o = o.expect("ran");
         assert_eq!((o.code, o.json()["error"].as_str()), (4, Some("CERTIFICATE")), "{o:?}");
         assert!(
             o.json()["message"]
