@@ -600,9 +600,7 @@ fn sequencer(
         // before a block opens on it, once the blocks in flight are done.
         // If that fails, it is a failed commit's recovery from here on.
         if open.is_none() && msg.is_ok() && sh.failed_epoch.load(Ordering::Acquire) < epoch && sh.sink.needs_reload() {
-            while sh.blocks_in_flight.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_committer(&sh);
             match sh.sink.recover() {
                 Ok(s) => {
                     tracing::info!(height = s.height(), "sequencing on the committed head, reloaded");
@@ -624,9 +622,7 @@ fn sequencer(
                 sh.stats.sequencer_queue.fetch_sub(1, Ordering::Relaxed);
                 answer_rest(&sh, sub.slots, sub.reply, Reason::Unavailable);
             }
-            while sh.blocks_in_flight.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_committer(&sh);
             match recover_storage(&rx, &sh) {
                 Some(s) => state = s,
                 None => return, // shut down while the store was failing
@@ -720,6 +716,14 @@ fn sequencer(
 fn gap_left(last_seal: Instant, min_gap: Duration) -> Option<Duration> {
     let left = min_gap.saturating_sub(last_seal.elapsed());
     (!left.is_zero()).then_some(left)
+}
+
+/// Until every sealed block handed to the committer is done with, so that
+/// a state loaded now is not overtaken by a commit still in flight.
+fn wait_for_committer(sh: &Shared) {
+    while sh.blocks_in_flight.load(Ordering::Acquire) > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// After a failed commit: every `STORAGE_RETRY`, ask the sink for the durable

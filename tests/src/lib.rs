@@ -289,3 +289,13 @@ pub fn bin(name: &str) -> PathBuf {
     );
     p
 }
+
+/// A port free on 127.0.0.1 now (for a node whose addresses must be known
+/// before it starts, as a replica's are to its peers).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

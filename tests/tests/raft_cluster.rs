@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use openraft::{Config, Raft};
-use ruble_e2e::ruble_ledger;
 use ruble_e2e::ruble_proto::raft::raft_service_server::RaftServiceServer;
+use ruble_e2e::{free_port, ruble_ledger};
 use ruble_gateway::raft_net::{RaftNet, RaftRpc};
 use ruble_ledger::codec::{Op, OpBody, SignedOp};
 use ruble_ledger::crypto::{verify_ops_parallel, KeyCache};
@@ -465,14 +465,6 @@ async fn the_leaders_pipeline_commits_through_the_replicas() {
     for (_, r) in std::mem::take(&mut replicas) {
         r.kill().await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Three `ruble-node` replicas (`node::start` with cluster options), each

@@ -20,20 +20,12 @@ use std::time::{Duration, Instant};
 use ruble_e2e::ruble_proto::v1 as pb;
 use ruble_e2e::ruble_proto::v1::cluster_service_client::ClusterServiceClient;
 use ruble_e2e::ruble_proto::v1::wallet_service_client::WalletServiceClient;
-use ruble_e2e::{bin, reason, wire};
+use ruble_e2e::{bin, free_port, reason, wire};
 use ruble_gateway::devnet::{DevManifest, DevTls};
 use ruble_gateway::node::{self, ClusterOptions, Member, NodeOptions, RunningNode, TlsFiles};
 use ruble_wallet::{AdminClient, Client, ClientBuilder, ClusterStatus, Error, ReplicaRole, WalletKey};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The dev network in a tempdir and its replicas' data.
 struct Net {
@@ -185,6 +177,28 @@ impl Net {
 
     /// The SDK's central-bank client that follows the leader among the
     /// first three replicas.
+    /// Replicas 1 to 3 as a new cluster (1 bootstraps it), once they have a
+    /// leader.
+    async fn start_first_three(&mut self) {
+        let three: BTreeMap<u64, Member> = (1..=3).map(|n| (n, self.members[&n].clone())).collect();
+        for n in 1..=3 {
+            self.start(n, three.clone(), n == 1).await;
+        }
+        self.nodes[&1].wait_for_leader(Duration::from_secs(30)).await.unwrap();
+    }
+
+    /// An SDK client given replicas 1 to 3, which finds the leader among them.
+    async fn wallet_of_first_three(&self) -> Client {
+        ClientBuilder::new(self.endpoint(1))
+            .replicas((1..=3).map(|n| self.endpoint(n)))
+            .ca_pem(self.ca_pem.clone())
+            .retries(20)
+            .backoff(Duration::from_millis(100))
+            .connect()
+            .await
+            .unwrap()
+    }
+
     async fn admin(&self) -> AdminClient {
         let cb = &self.manifest.central_bank;
         AdminClient::connect(
@@ -311,21 +325,10 @@ async fn admin_cli(net: &Net, args: &[&str]) -> (i32, serde_json::Value, String)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_joins_from_a_snapshot_and_another_leaves() {
     let mut net = Net::new(4).await;
-    let three: BTreeMap<u64, Member> = (1..=3).map(|n| (n, net.members[&n].clone())).collect();
-    for n in 1..=3 {
-        net.start(n, three.clone(), n == 1).await;
-    }
-    net.nodes[&1].wait_for_leader(Duration::from_secs(30)).await.unwrap();
+    net.start_first_three().await;
 
     // Transfers commit through the SDK, which finds the leader.
-    let wallet = ClientBuilder::new(net.endpoint(1))
-        .replicas((1..=3).map(|n| net.endpoint(n)))
-        .ca_pem(net.ca_pem.clone())
-        .retries(20)
-        .backoff(Duration::from_millis(100))
-        .connect()
-        .await
-        .unwrap();
+    let wallet = net.wallet_of_first_three().await;
     pay(&wallet, &net, 5).await;
     let admin = net.admin().await;
     let s = status_with_leader(&net.admin_of(1).await).await;
@@ -741,19 +744,8 @@ async fn a_lone_voter_stays_and_changes_wait_for_each_other_and_for_a_quorum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_leaves_no_live_majority_is_refused() {
     let mut net = Net::new(3).await;
-    let three: BTreeMap<u64, Member> = (1..=3).map(|n| (n, net.members[&n].clone())).collect();
-    for n in 1..=3 {
-        net.start(n, three.clone(), n == 1).await;
-    }
-    net.nodes[&1].wait_for_leader(Duration::from_secs(30)).await.unwrap();
-    let wallet = ClientBuilder::new(net.endpoint(1))
-        .replicas((1..=3).map(|n| net.endpoint(n)))
-        .ca_pem(net.ca_pem.clone())
-        .retries(20)
-        .backoff(Duration::from_millis(100))
-        .connect()
-        .await
-        .unwrap();
+    net.start_first_three().await;
+    let wallet = net.wallet_of_first_three().await;
     pay(&wallet, &net, 3).await;
     let leader = status_with_leader(&net.admin_of(1).await).await.leader_id;
     let followers: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
