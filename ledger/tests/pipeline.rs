@@ -259,7 +259,14 @@ fn a_submission_held_behind_a_busy_committer_is_timed_in_the_commit_stage() {
     let p = Pipeline::start(ledger, PipelineConfig::default(), hook);
     let (a, b) = (key(500), key(501));
     let until = now_ms() + 60_000;
-    fund(&mut w, &p, &[a.clone(), b.clone()], until);
+    let funded = fund(&mut w, &p, &[a.clone(), b.clone()], until);
+    // The hook runs after a block's replies: wait for the funding block's,
+    // or it could be the one to take the stall meant for `first`.
+    let t0 = Instant::now();
+    while !seen.lock().iter().any(|(h, _)| *h == funded.height) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the funding block's hook ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 
     slow_next.store(true, Ordering::Release);
     let first = committed(&submit(&p, vec![transfer(&mut w, &a, &b, 1, "before the stall", until)])[0]);
