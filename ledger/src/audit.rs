@@ -9,6 +9,7 @@
 //! the stored one and checks the supply invariant. This is what
 //! `ruble-node audit` runs.
 
+use crate::state::Effect;
 use serde::Serialize;
 
 use crate::block::BlockHeader;
@@ -35,6 +36,13 @@ pub struct AuditReport {
     pub state_hash: String,
     pub head_hash: String,
     pub expected_committed: usize,
+    /// Payments held (anti-fraud or signatories) at the head, and their sum in kopecks.
+    pub held_payments: usize,
+    pub held_amount: u128,
+    /// Purpose-bound money at the head (part of `in_circulation`).
+    pub tagged: u128,
+    /// Control records replayed and found as stored.
+    pub control_records: usize,
     /// Hashes that were expected committed but are not in the chain, in id order.
     pub missing: Vec<String>,
     /// Every discrepancy, in the order found (replay stops at the first broken block).
@@ -63,7 +71,7 @@ struct ReadBlock {
     /// Each operation's verdict, stored cursor and large-payment flag, and
     /// where the transaction index says it sits.
     verdicts: Vec<VerifiedOp>,
-    flags: Vec<(u64, bool)>,
+    flags: Vec<(u64, bool, Effect)>,
     indexed: Vec<Option<u64>>,
 }
 
@@ -81,7 +89,7 @@ fn read_window(store: &Store, cache: &KeyCache, from: u64, head: u64) -> Result<
             break;
         };
         let stored = store.block_ops(height)?;
-        let flags: Vec<(u64, bool)> = stored.iter().map(|s| (s.cursor, s.large)).collect();
+        let flags: Vec<(u64, bool, Effect)> = stored.iter().map(|s| (s.cursor, s.large, s.effect)).collect();
         ops.extend(stored.into_iter().map(|s| s.op));
         blocks.push((height, header, hash, flags));
         height += 1;
@@ -164,7 +172,8 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
                     ));
                 }
                 // Where each operation sits, and where the index says it does.
-                for (i, ((v, &(cursor, _)), indexed)) in b.verdicts.iter().zip(&b.flags).zip(&b.indexed).enumerate() {
+                for (i, ((v, &(cursor, _, _)), indexed)) in b.verdicts.iter().zip(&b.flags).zip(&b.indexed).enumerate()
+                {
                     if cursor != cursor_of(height, i as u32) {
                         errors.push(format!("block {height}: operation {i} stored out of place"));
                     }
@@ -213,9 +222,15 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
                     }
                 };
                 operations += sealed.ops.len() as u64;
-                for (i, (a, &(_, large))) in sealed.ops.iter().zip(&b.flags).enumerate() {
+                for (i, (a, &(_, large, effect))) in sealed.ops.iter().zip(&b.flags).enumerate() {
                     if a.large != large {
                         errors.push(format!("block {height} op {i}: large-payment flag differs"));
+                    }
+                    if a.effect != effect {
+                        errors.push(format!(
+                            "block {height} op {i}: stored effect {effect:?}, the replay gives {:?}",
+                            a.effect
+                        ));
                     }
                 }
                 blocks += 1;
@@ -263,6 +278,24 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
     if let Err(e) = state.check_invariants() {
         errors.push(format!("invariant: {e}"));
     }
+    // The control records (holds, lots, keys, ...) as stored, against the replay.
+    let records = state.controls().records();
+    let stored_records = store.control_records()?;
+    if stored_records != records {
+        let differ = records
+            .iter()
+            .map(|(k, _)| k)
+            .chain(stored_records.iter().map(|(k, _)| k))
+            .find(|k| records.iter().find(|(x, _)| x == *k) != stored_records.iter().find(|(x, _)| x == *k))
+            .map(hex::encode)
+            .unwrap_or_default();
+        errors.push(format!(
+            "control records: the store holds {}, the replay gives {} (first difference at key {differ})",
+            stored_records.len(),
+            records.len()
+        ));
+    }
+    let controls = state.controls();
     let stored_sum: u128 = stored_accounts.iter().map(|a| a.balance as u128).sum();
     let totals = state.totals();
     if stored_sum != totals.circulation() as u128 {
@@ -300,6 +333,10 @@ pub fn audit(store: &Store, expect_committed: &[TxId]) -> Result<AuditReport, St
         state_hash: hex::encode(state.state_hash()),
         head_hash: hex::encode(state.head_hash()),
         expected_committed: expect_committed.len(),
+        held_payments: controls.all_pending().count(),
+        held_amount: controls.held_total(),
+        tagged: controls.tagged_total(),
+        control_records: records.len(),
         missing,
         errors,
     })

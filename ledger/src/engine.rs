@@ -55,6 +55,7 @@ pub fn receipts_of(block: &SealedBlock) -> Vec<Receipt> {
             timestamp_ms: block.header.timestamp_ms,
             block_hash: block.hash,
             large: a.large,
+            effect: a.effect,
         })
         .collect()
 }

@@ -4,12 +4,13 @@
 //! |---|---|---|
 //! | `meta` | `genesis`, `format`, `state` | genesis JSON; layout version ([`FORMAT_VERSION`]); params + totals + head JSON |
 //! | `blocks` | height (u64 BE) | header (116 B) ‖ block hash (32 B) |
-//! | `ops` | cursor (u64 BE) | stored op (`u16 len ‖ body ‖ sig`) ‖ large flag |
+//! | `ops` | cursor (u64 BE) | stored op (`u16 len ‖ body ‖ sig`) ‖ large flag ‖ effect (none, or tag ‖ u64: `Effect::encode`) |
 //! | `txs` | tx id | cursor (written at checkpoints) |
 //! | `history` | account ‖ height | cursors (u64 BE) of the account's ops up to that height since its previous record (written at checkpoints) |
 //! | `large` | cursor | empty (large-payment reports) |
 //! | `accounts` | account id | account record (written at checkpoints) |
 //! | `banks` | bank id | bank record |
+//! | `controls` | control record key | control record value (`state::Controls`; written at checkpoints) |
 //! | `recent` | latest valid_until (u64 BE) ‖ height | the block's `(valid_until ‖ tx id)` list (the replay window) |
 //!
 //! A block is written by [`Store::commit`] as one `WriteBatch` with
@@ -38,8 +39,9 @@ use serde::{Deserialize, Serialize};
 use crate::block::BlockHeader;
 use crate::codec::SignedOp;
 use crate::crypto::{verify_ops_parallel, KeyCache};
-use crate::state::{Account, Bank, Genesis, Params, SealedBlock, State, StateParts, Totals};
+use crate::state::{Account, Bank, Controls, Effect, Genesis, Params, SealedBlock, State, StateParts, Totals};
 use crate::types::{cursor_of, cursor_parts, AccountId, Hash32, TxId};
+use std::collections::BTreeMap;
 
 const CF_META: &str = "meta";
 const CF_BLOCKS: &str = "blocks";
@@ -50,6 +52,7 @@ const CF_LARGE: &str = "large";
 const CF_ACCOUNTS: &str = "accounts";
 const CF_BANKS: &str = "banks";
 const CF_RECENT: &str = "recent";
+const CF_CONTROLS: &str = "controls";
 /// `valid_until_ms` (8) ‖ tx id (32), one per operation in a `recent` record.
 const RECENT_ENTRY_BYTES: usize = 40;
 
@@ -63,7 +66,7 @@ const RECENT_PRUNE_EVERY: u64 = 64;
 /// 3: the `txs` index is written at checkpoints, not with each block.
 /// 4: the state accumulator's lanes are two SHA-256 digests, not SHA-512
 ///    (every block's state hash differs from version 3's).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Prefix of the `meta` records written by the replicated state machine
 /// ([`Store::commit_with_meta`], [`Store::put_meta`]).
 pub const RAFT_META_PREFIX: &[u8] = b"raft/";
@@ -73,7 +76,7 @@ pub const RAFT_META_PREFIX: &[u8] = b"raft/";
 type AccountCursors = (AccountId, Vec<u64>);
 
 const RANDOM_KEY_CFS: [&str; 3] = [CF_TXS, CF_HISTORY, CF_ACCOUNTS];
-const ALL_CFS: [&str; 9] = [
+const ALL_CFS: [&str; 10] = [
     CF_META,
     CF_BLOCKS,
     CF_OPS,
@@ -83,6 +86,7 @@ const ALL_CFS: [&str; 9] = [
     CF_ACCOUNTS,
     CF_BANKS,
     CF_RECENT,
+    CF_CONTROLS,
 ];
 
 /// Storage failures.
@@ -128,6 +132,7 @@ pub struct StoredOp {
     pub cursor: u64,
     pub op: SignedOp,
     pub large: bool,
+    pub effect: Effect,
 }
 
 impl StoredOp {
@@ -149,6 +154,9 @@ pub struct Receipt {
     #[serde(with = "hex::serde")]
     pub block_hash: Hash32,
     pub large: bool,
+    /// Held, swept, collected, settled...
+    #[serde(default)]
+    pub effect: Effect,
 }
 
 impl Receipt {
@@ -336,6 +344,9 @@ struct Pending {
     txs: FastMap<TxId, u64>,
     /// Operations committed since the checkpoint.
     ops: usize,
+    /// Latest value of every control record changed since the checkpoint
+    /// (`None`: deleted).
+    controls: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Pending {
@@ -355,10 +366,13 @@ impl Pending {
         }
         self.txs.extend(block_tx_cursors(block));
         self.ops += block.ops.len();
+        for (k, v) in &block.controls {
+            self.controls.insert(k.clone(), v.clone());
+        }
     }
 
     fn is_empty(&self) -> bool {
-        self.ops == 0 && self.accounts.is_empty()
+        self.ops == 0 && self.accounts.is_empty() && self.controls.is_empty()
     }
 
     /// A generation of `txs` entries alone, handed over ahead of their
@@ -380,6 +394,7 @@ impl Pending {
             history: FastMap::with_capacity_and_hasher(like.history.len(), Default::default()),
             txs: FastMap::with_capacity_and_hasher(like.txs.len(), Default::default()),
             ops: 0,
+            controls: BTreeMap::new(),
         }
     }
 }
@@ -792,6 +807,9 @@ impl Store {
             v.clear();
             a.op.write_stored(&mut v);
             v.push(a.large as u8);
+            if let Some(e) = a.effect.encode() {
+                v.extend_from_slice(&e);
+            }
             // Cursors ascend: already in order.
             wb.put_cf(ops, ck, &v);
             if a.large {
@@ -1117,6 +1135,18 @@ impl Store {
             }
             wb.put_cf(history, k, &v);
         }
+        let controls = cf(db, CF_CONTROLS);
+        let mut changes: BTreeMap<&[u8], Option<&[u8]>> =
+            pending.controls.iter().map(|(k, v)| (&k[..], v.as_deref())).collect();
+        if let Some((b, _)) = block {
+            changes.extend(b.controls.iter().map(|(k, v)| (&k[..], v.as_deref())));
+        }
+        for (k, v) in changes {
+            match v {
+                Some(v) => wb.put_cf(controls, k, v),
+                None => wb.delete_cf(controls, k),
+            }
+        }
         wb.put_cf(cf(db, CF_META), b"checkpoint", meta);
     }
 
@@ -1256,6 +1286,12 @@ impl Store {
                 }
             }
         }
+        let mut records = Vec::new();
+        for item in db.iterator_cf_opt(cf(&db, CF_CONTROLS), total_order(), IteratorMode::Start) {
+            let (k, v) = item?;
+            records.push((k.to_vec(), v.to_vec()));
+        }
+        let controls = Controls::from_records(records).map_err(StoreError::Corrupt)?;
         let mut state = State::from_parts(StateParts {
             params: ckpt.params,
             totals: ckpt.totals,
@@ -1265,6 +1301,7 @@ impl Store {
             height: ckpt.height,
             head_hash: ckpt.head_hash,
             timestamp_ms: ckpt.timestamp_ms,
+            controls,
         });
         if state.state_hash() != header.state_hash {
             return Err(StoreError::Corrupt(format!(
@@ -1289,7 +1326,7 @@ impl Store {
             if let Some((i, s)) = misplaced {
                 return Err(bad(&format_args!("operation {i} stored at {:#x}", s.cursor)));
             }
-            let flags: Vec<bool> = stored.iter().map(|s| s.large).collect();
+            let flags: Vec<(bool, Effect)> = stored.iter().map(|s| (s.large, s.effect)).collect();
             let verified = verify_ops_parallel(stored.into_iter().map(|s| s.op).collect(), &cache, 256);
             // The rule for a stored block (every operation applies again, same
             // header and hash, or the start is refused): `exec::replay_block`.
@@ -1298,9 +1335,9 @@ impl Store {
                 .ops
                 .iter()
                 .zip(&flags)
-                .find_map(|(a, &f)| (a.large != f).then_some(a))
+                .find_map(|(a, &f)| ((a.large, a.effect) != f).then_some(a))
             {
-                return Err(bad(&format_args!("large-payment flag of {}", a.op.tx_id)));
+                return Err(bad(&format_args!("large-payment flag or effect of {}", a.op.tx_id)));
             }
             pending.add_block(&sealed, block_history(&sealed));
         }
@@ -1418,13 +1455,15 @@ impl Store {
 
     fn decode_op(cursor: u64, v: &[u8]) -> Result<StoredOp> {
         let (op, rest) = SignedOp::from_stored(v).map_err(|_| StoreError::Corrupt(format!("op at {cursor:#x}")))?;
-        if rest.len() != 1 || rest[0] > 1 {
+        let effect = rest.get(1..).and_then(Effect::decode);
+        let (Some(&flag @ (0 | 1)), Some(effect)) = (rest.first(), effect) else {
             return Err(StoreError::Corrupt(format!("op flags at {cursor:#x}")));
-        }
+        };
         Ok(StoredOp {
             cursor,
             op,
-            large: rest[0] == 1,
+            large: flag == 1,
+            effect,
         })
     }
 
@@ -1523,6 +1562,7 @@ impl Store {
             timestamp_ms: header.timestamp_ms,
             block_hash: hash,
             large: op.large,
+            effect: op.effect,
         })
     }
 
@@ -1661,6 +1701,31 @@ impl Store {
                 out.sort_unstable_by_key(|a| a.id);
             }
         })
+    }
+
+    /// Every control record (holds, purposes, lots, tiers, keys, registry)
+    /// as of the last committed block, in key order: the family as of the
+    /// checkpoint with the pending changes laid over it (for the auditor).
+    pub fn control_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let scan = |db: &DB| -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+            let mut out = BTreeMap::new();
+            for item in db.iterator_cf_opt(cf(db, CF_CONTROLS), total_order(), IteratorMode::Start) {
+                let (k, v) = item?;
+                out.insert(k.to_vec(), v.to_vec());
+            }
+            Ok(out)
+        };
+        let merged = self.scan_then_overlay(scan, |out, gens| {
+            for g in gens {
+                for (k, v) in &g.controls {
+                    match v {
+                        Some(v) => out.insert(k.clone(), v.clone()),
+                        None => out.remove(k),
+                    };
+                }
+            }
+        })?;
+        Ok(merged.into_iter().collect())
     }
 
     /// One page of accounts as of the last committed block: those `filter`
@@ -1846,7 +1911,7 @@ fn group_history(height: u64, mut touches: Vec<(AccountId, u32)>) -> Vec<Account
 fn block_history(block: &SealedBlock) -> Vec<AccountCursors> {
     let mut touches = Vec::with_capacity(2 * block.ops.len());
     for (i, a) in block.ops.iter().enumerate() {
-        for acct in touched_by(&a.op) {
+        for acct in touched_by(&a.op).chain(a.also.iter().copied()) {
             touches.push((acct, i as u32));
         }
     }
@@ -1924,20 +1989,37 @@ pub fn direct_io_supported(dir: &Path) -> bool {
 pub fn touched_by(op: &SignedOp) -> impl Iterator<Item = AccountId> {
     use crate::codec::Op;
     let signer = op.body.signer;
-    let other = match &op.body.op {
-        Op::Transfer { payee, .. } => Some(*payee),
-        Op::Issue { bank, .. } | Op::Redeem { bank, .. } => Some(*bank),
+    let (other, third) = match &op.body.op {
+        Op::Transfer { payee, .. } | Op::PayTagged { payee, .. } => (Some(*payee), None),
+        Op::Issue { bank, .. } | Op::Redeem { bank, .. } => (Some(*bank), None),
         Op::OpenAccount { account, .. }
         | Op::CloseAccount { account }
         | Op::Freeze { account }
-        | Op::Unfreeze { account } => Some(*account),
-        Op::AdmitBank { bank, .. } | Op::SuspendBank { bank } => Some(*bank),
-        Op::SetPhase { .. } | Op::SetLimits { .. } | Op::SetReportingThreshold { .. } => None,
+        | Op::Unfreeze { account }
+        | Op::FreezeReceiveOnly { account }
+        | Op::FlagFraud { account, .. }
+        | Op::SetCategory { account, .. }
+        | Op::SetSweep { account, .. }
+        | Op::SetTier { account, .. }
+        | Op::RotateKey { account, .. }
+        | Op::SetSignatories { account, .. } => (Some(*account), None),
+        Op::Collect { debtor, claimant, .. } => (Some(*debtor), Some(*claimant)),
+        Op::AdmitBank { bank, .. } | Op::SuspendBank { bank } => (Some(*bank), None),
+        Op::SetPhase { .. }
+        | Op::SetLimits { .. }
+        | Op::SetReportingThreshold { .. }
+        | Op::SetControls { .. }
+        | Op::SetTierLimits { .. }
+        | Op::DefinePurpose { .. }
+        | Op::ConfirmPayment { .. }
+        | Op::ReleasePayment { .. }
+        | Op::VoidPayment { .. } => (None, None),
     };
     // An iterator, not a vector: the committer calls this for every
     // operation of every block.
     let other = other.filter(|o| *o != signer);
-    std::iter::once(signer).chain(other)
+    let third = third.filter(|o| *o != signer);
+    std::iter::once(signer).chain(other).chain(third)
 }
 
 impl Drop for Store {

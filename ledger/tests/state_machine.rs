@@ -680,6 +680,7 @@ fn large_blocks_seal_to_the_sequential_commitments() {
             height: t.s.height(),
             head_hash: t.s.head_hash(),
             timestamp_ms: t.s.timestamp_ms(),
+            controls: t.s.controls().clone(),
         });
         assert_eq!(rebuilt.state_hash(), t.s.state_hash());
         assert_eq!(block.header.state_hash, t.s.state_hash());

@@ -11,7 +11,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::reason::Reason;
-use crate::types::{AccountId, AccountKind, Kopecks, Limits, Phase, TxId};
+use crate::types::{AccountId, AccountKind, Kopecks, Limits, Phase, Tier, TxId};
 
 /// Domain-separation prefix of every signed operation.
 pub const OP_DOMAIN: &[u8] = b"ruble-ledger/op/v1\0";
@@ -23,8 +23,13 @@ pub const MAX_PURPOSE_BYTES: usize = 140;
 pub const MAX_NAME_BYTES: usize = 64;
 /// Longest chain id, in bytes (`[a-z0-9-]`).
 pub const MAX_CHAIN_ID_BYTES: usize = 32;
-/// No valid body is longer than this; anything longer is refused before parsing.
-pub const MAX_BODY_BYTES: usize = 1 + 1 + MAX_CHAIN_ID_BYTES + 1 + 32 + 8 + 8 + 32 + 8 + 2 + MAX_PURPOSE_BYTES;
+/// Most payees, payee categories or signatory keys one rule lists.
+pub const MAX_RULE_LIST: usize = 8;
+/// Bytes before the operation-specific part: version, chain id, tag, signer, nonce, validity.
+const HEADER_MAX_BYTES: usize = 1 + 1 + MAX_CHAIN_ID_BYTES + 1 + 32 + 8 + 8;
+/// No valid body is longer than this; anything longer is refused before
+/// parsing. The longest operation is `DefinePurpose` with full lists.
+pub const MAX_BODY_BYTES: usize = HEADER_MAX_BYTES + 4 + 32 + 8 + 8 + 1 + 32 * MAX_RULE_LIST + 1 + 2 * MAX_RULE_LIST;
 /// Ed25519 signature length.
 pub const SIGNATURE_BYTES: usize = 64;
 
@@ -82,6 +87,104 @@ pub enum Op {
     SetReportingThreshold {
         amount: Kopecks,
     },
+    /// The central bank or the servicing bank freezes an account for
+    /// payments only: it can still receive. Lifted by `Unfreeze`.
+    FreezeReceiveOnly {
+        account: AccountId,
+    },
+    /// Central bank: the anti-fraud hold rule and the collection floor.
+    /// A payment of at least `hold_threshold` (0 = off) to a payee the
+    /// payer has not paid that much before is held for `hold_window_ms`;
+    /// collection leaves at least `protected_minimum` in a wallet.
+    SetControls {
+        hold_threshold: Kopecks,
+        hold_window_ms: u64,
+        protected_minimum: Kopecks,
+    },
+    /// A bank (its clients) or the central bank (anyone) puts an account on
+    /// the fraud registry, or takes it off: payments to it are held.
+    FlagFraud {
+        account: AccountId,
+        flagged: bool,
+    },
+    /// The payer confirms its held payment, or a signatory approves one
+    /// waiting for signatures. Executes it once enough have.
+    ConfirmPayment {
+        payment: TxId,
+    },
+    /// The payer's bank or the central bank clears a payment held by the
+    /// anti-fraud rules: it executes.
+    ReleasePayment {
+        payment: TxId,
+    },
+    /// The payer, its bank or the central bank voids a held payment: the
+    /// reserved funds become spendable again.
+    VoidPayment {
+        payment: TxId,
+    },
+    /// Court-ordered collection, by the debtor's bank or the central bank:
+    /// up to `amount` of the debtor's free funds above the protected
+    /// minimum go to `claimant`.
+    Collect {
+        debtor: AccountId,
+        claimant: AccountId,
+        amount: Kopecks,
+    },
+    /// Central bank: a purpose for tagged money. Funds tagged with it may
+    /// pay only the listed payees or payees of the listed categories, not
+    /// before `unlock_at_ms`; at `expires_at_ms` what is left returns to
+    /// `issuer` (destroyed if the issuer is the central bank).
+    DefinePurpose {
+        purpose: u32,
+        issuer: AccountId,
+        unlock_at_ms: u64,
+        expires_at_ms: u64,
+        payees: Vec<AccountId>,
+        categories: Vec<u16>,
+    },
+    /// The purpose's issuer pays `payee` tagged funds (the central bank
+    /// issues them: new money).
+    PayTagged {
+        payee: AccountId,
+        amount: Kopecks,
+        purpose: u32,
+    },
+    /// The servicing bank sets a payee category (merchant category) of its client; 0 = none.
+    SetCategory {
+        account: AccountId,
+        category: u16,
+    },
+    /// The servicing bank turns the holding-limit waterfall on or off: a
+    /// credit past the wallet's cap sends the excess to the bank's
+    /// settlement account instead of being refused.
+    SetSweep {
+        account: AccountId,
+        enabled: bool,
+    },
+    /// The servicing bank moves a retail wallet to another identification tier.
+    SetTier {
+        account: AccountId,
+        tier: Tier,
+    },
+    /// Central bank: the limits of an identification tier below `Full`.
+    SetTierLimits {
+        tier: Tier,
+        limits: Limits,
+    },
+    /// The servicing bank rotates the key that controls a client's account
+    /// (a lost device); the account keeps its id, history and balance.
+    RotateKey {
+        account: AccountId,
+        new_key: AccountId,
+    },
+    /// The servicing bank sets a business account's signatories: payments
+    /// of at least `min_amount` need `required` of `keys` (0 = none).
+    SetSignatories {
+        account: AccountId,
+        min_amount: Kopecks,
+        required: u8,
+        keys: Vec<AccountId>,
+    },
 }
 
 impl Op {
@@ -99,6 +202,21 @@ impl Op {
             Op::SetPhase { .. } => 10,
             Op::SetLimits { .. } => 11,
             Op::SetReportingThreshold { .. } => 12,
+            Op::FreezeReceiveOnly { .. } => 13,
+            Op::SetControls { .. } => 14,
+            Op::FlagFraud { .. } => 15,
+            Op::ConfirmPayment { .. } => 16,
+            Op::ReleasePayment { .. } => 17,
+            Op::VoidPayment { .. } => 18,
+            Op::Collect { .. } => 19,
+            Op::DefinePurpose { .. } => 20,
+            Op::PayTagged { .. } => 21,
+            Op::SetCategory { .. } => 22,
+            Op::SetSweep { .. } => 23,
+            Op::SetTier { .. } => 24,
+            Op::SetTierLimits { .. } => 25,
+            Op::RotateKey { .. } => 26,
+            Op::SetSignatories { .. } => 27,
         }
     }
 
@@ -117,6 +235,21 @@ impl Op {
             Op::SetPhase { .. } => "set_phase",
             Op::SetLimits { .. } => "set_limits",
             Op::SetReportingThreshold { .. } => "set_reporting_threshold",
+            Op::FreezeReceiveOnly { .. } => "freeze_receive_only",
+            Op::SetControls { .. } => "set_controls",
+            Op::FlagFraud { .. } => "flag_fraud",
+            Op::ConfirmPayment { .. } => "confirm_payment",
+            Op::ReleasePayment { .. } => "release_payment",
+            Op::VoidPayment { .. } => "void_payment",
+            Op::Collect { .. } => "collect",
+            Op::DefinePurpose { .. } => "define_purpose",
+            Op::PayTagged { .. } => "pay_tagged",
+            Op::SetCategory { .. } => "set_category",
+            Op::SetSweep { .. } => "set_sweep",
+            Op::SetTier { .. } => "set_tier",
+            Op::SetTierLimits { .. } => "set_tier_limits",
+            Op::RotateKey { .. } => "rotate_key",
+            Op::SetSignatories { .. } => "set_signatories",
         }
     }
 }
@@ -203,6 +336,100 @@ impl OpBody {
                 out.extend_from_slice(&limits.daily_outflow_cap.to_be_bytes());
             }
             Op::SetReportingThreshold { amount } => out.extend_from_slice(&amount.to_be_bytes()),
+            Op::FreezeReceiveOnly { account } => out.extend_from_slice(&account.0),
+            Op::SetControls {
+                hold_threshold,
+                hold_window_ms,
+                protected_minimum,
+            } => {
+                out.extend_from_slice(&hold_threshold.to_be_bytes());
+                out.extend_from_slice(&hold_window_ms.to_be_bytes());
+                out.extend_from_slice(&protected_minimum.to_be_bytes());
+            }
+            Op::FlagFraud { account, flagged } => {
+                out.extend_from_slice(&account.0);
+                out.push(*flagged as u8);
+            }
+            Op::ConfirmPayment { payment } | Op::ReleasePayment { payment } | Op::VoidPayment { payment } => {
+                out.extend_from_slice(&payment.0)
+            }
+            Op::Collect {
+                debtor,
+                claimant,
+                amount,
+            } => {
+                out.extend_from_slice(&debtor.0);
+                out.extend_from_slice(&claimant.0);
+                out.extend_from_slice(&amount.to_be_bytes());
+            }
+            Op::DefinePurpose {
+                purpose,
+                issuer,
+                unlock_at_ms,
+                expires_at_ms,
+                payees,
+                categories,
+            } => {
+                if payees.len() > MAX_RULE_LIST || categories.len() > MAX_RULE_LIST {
+                    return Err(Reason::Malformed);
+                }
+                out.extend_from_slice(&purpose.to_be_bytes());
+                out.extend_from_slice(&issuer.0);
+                out.extend_from_slice(&unlock_at_ms.to_be_bytes());
+                out.extend_from_slice(&expires_at_ms.to_be_bytes());
+                out.push(payees.len() as u8);
+                for p in payees {
+                    out.extend_from_slice(&p.0);
+                }
+                out.push(categories.len() as u8);
+                for c in categories {
+                    out.extend_from_slice(&c.to_be_bytes());
+                }
+            }
+            Op::PayTagged { payee, amount, purpose } => {
+                out.extend_from_slice(&payee.0);
+                out.extend_from_slice(&amount.to_be_bytes());
+                out.extend_from_slice(&purpose.to_be_bytes());
+            }
+            Op::SetCategory { account, category } => {
+                out.extend_from_slice(&account.0);
+                out.extend_from_slice(&category.to_be_bytes());
+            }
+            Op::SetSweep { account, enabled } => {
+                out.extend_from_slice(&account.0);
+                out.push(*enabled as u8);
+            }
+            Op::SetTier { account, tier } => {
+                out.extend_from_slice(&account.0);
+                out.push(*tier as u8);
+            }
+            Op::SetTierLimits { tier, limits } => {
+                out.push(*tier as u8);
+                out.extend_from_slice(&limits.balance_cap.to_be_bytes());
+                out.extend_from_slice(&limits.payment_cap.to_be_bytes());
+                out.extend_from_slice(&limits.daily_outflow_cap.to_be_bytes());
+            }
+            Op::RotateKey { account, new_key } => {
+                out.extend_from_slice(&account.0);
+                out.extend_from_slice(&new_key.0);
+            }
+            Op::SetSignatories {
+                account,
+                min_amount,
+                required,
+                keys,
+            } => {
+                if keys.len() > MAX_RULE_LIST {
+                    return Err(Reason::Malformed);
+                }
+                out.extend_from_slice(&account.0);
+                out.extend_from_slice(&min_amount.to_be_bytes());
+                out.push(*required);
+                out.push(keys.len() as u8);
+                for k in keys {
+                    out.extend_from_slice(&k.0);
+                }
+            }
         }
         debug_assert!(out.len() <= MAX_BODY_BYTES);
         Ok(out)
@@ -279,6 +506,84 @@ impl OpBody {
                 },
             },
             12 => Op::SetReportingThreshold { amount: r.u64()? },
+            13 => Op::FreezeReceiveOnly { account: r.id()? },
+            14 => Op::SetControls {
+                hold_threshold: r.u64()?,
+                hold_window_ms: r.u64()?,
+                protected_minimum: r.u64()?,
+            },
+            15 => Op::FlagFraud {
+                account: r.id()?,
+                flagged: r.bool()?,
+            },
+            16 => Op::ConfirmPayment { payment: r.tx()? },
+            17 => Op::ReleasePayment { payment: r.tx()? },
+            18 => Op::VoidPayment { payment: r.tx()? },
+            19 => Op::Collect {
+                debtor: r.id()?,
+                claimant: r.id()?,
+                amount: r.u64()?,
+            },
+            20 => {
+                let purpose = r.u32()?;
+                let issuer = r.id()?;
+                let unlock_at_ms = r.u64()?;
+                let expires_at_ms = r.u64()?;
+                let n = r.list_len()?;
+                let payees = (0..n).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
+                let n = r.list_len()?;
+                let categories = (0..n).map(|_| r.u16()).collect::<Result<Vec<_>, _>>()?;
+                Op::DefinePurpose {
+                    purpose,
+                    issuer,
+                    unlock_at_ms,
+                    expires_at_ms,
+                    payees,
+                    categories,
+                }
+            }
+            21 => Op::PayTagged {
+                payee: r.id()?,
+                amount: r.u64()?,
+                purpose: r.u32()?,
+            },
+            22 => Op::SetCategory {
+                account: r.id()?,
+                category: r.u16()?,
+            },
+            23 => Op::SetSweep {
+                account: r.id()?,
+                enabled: r.bool()?,
+            },
+            24 => Op::SetTier {
+                account: r.id()?,
+                tier: Tier::from_u8(r.u8()?).ok_or(Reason::Malformed)?,
+            },
+            25 => Op::SetTierLimits {
+                tier: Tier::from_u8(r.u8()?).ok_or(Reason::Malformed)?,
+                limits: Limits {
+                    balance_cap: r.u64()?,
+                    payment_cap: r.u64()?,
+                    daily_outflow_cap: r.u64()?,
+                },
+            },
+            26 => Op::RotateKey {
+                account: r.id()?,
+                new_key: r.id()?,
+            },
+            27 => {
+                let account = r.id()?;
+                let min_amount = r.u64()?;
+                let required = r.u8()?;
+                let n = r.list_len()?;
+                let keys = (0..n).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
+                Op::SetSignatories {
+                    account,
+                    min_amount,
+                    required,
+                    keys,
+                }
+            }
             _ => return Err(Reason::Malformed),
         };
         if !r.b.is_empty() {
@@ -315,6 +620,28 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, Reason> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, Reason> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    /// A boolean is exactly 0 or 1 (one encoding per value).
+    fn bool(&mut self) -> Result<bool, Reason> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Reason::Malformed),
+        }
+    }
+    /// A list length byte, at most [`MAX_RULE_LIST`].
+    fn list_len(&mut self) -> Result<usize, Reason> {
+        let n = self.u8()? as usize;
+        if n > MAX_RULE_LIST {
+            return Err(Reason::Malformed);
+        }
+        Ok(n)
+    }
+    fn tx(&mut self) -> Result<TxId, Reason> {
+        Ok(TxId(self.take(32)?.try_into().unwrap()))
     }
     fn id(&mut self) -> Result<AccountId, Reason> {
         Ok(AccountId(self.take(32)?.try_into().unwrap()))
@@ -444,7 +771,123 @@ mod tests {
                 },
             },
             Op::SetReportingThreshold { amount: 600_000_00 },
+            Op::FreezeReceiveOnly { account: a },
+            Op::SetControls {
+                hold_threshold: 100_000_00,
+                hold_window_ms: 172_800_000,
+                protected_minimum: 1_000_00,
+            },
+            Op::FlagFraud {
+                account: a,
+                flagged: true,
+            },
+            Op::ConfirmPayment { payment: TxId([5; 32]) },
+            Op::ReleasePayment { payment: TxId([5; 32]) },
+            Op::VoidPayment { payment: TxId([5; 32]) },
+            Op::Collect {
+                debtor: a,
+                claimant: AccountId([8; 32]),
+                amount: 77,
+            },
+            Op::DefinePurpose {
+                purpose: 7,
+                issuer: a,
+                unlock_at_ms: 1,
+                expires_at_ms: 2,
+                payees: vec![AccountId([9; 32]); MAX_RULE_LIST],
+                categories: vec![5411; MAX_RULE_LIST],
+            },
+            Op::DefinePurpose {
+                purpose: u32::MAX,
+                issuer: a,
+                unlock_at_ms: 0,
+                expires_at_ms: u64::MAX,
+                payees: vec![],
+                categories: vec![5912],
+            },
+            Op::PayTagged {
+                payee: a,
+                amount: 10,
+                purpose: 7,
+            },
+            Op::SetCategory {
+                account: a,
+                category: 5411,
+            },
+            Op::SetSweep {
+                account: a,
+                enabled: true,
+            },
+            Op::SetTier {
+                account: a,
+                tier: Tier::Anonymous,
+            },
+            Op::SetTierLimits {
+                tier: Tier::Simplified,
+                limits: Limits {
+                    balance_cap: 4,
+                    payment_cap: 5,
+                    daily_outflow_cap: 6,
+                },
+            },
+            Op::RotateKey {
+                account: a,
+                new_key: AccountId([4; 32]),
+            },
+            Op::SetSignatories {
+                account: a,
+                min_amount: 1_000_000_00,
+                required: 2,
+                keys: vec![AccountId([4; 32]); MAX_RULE_LIST],
+            },
         ]
+    }
+
+    #[test]
+    fn longest_body_fits_the_bound() {
+        let longest = sample_ops()
+            .into_iter()
+            .map(|op| {
+                OpBody {
+                    chain_id: "c".repeat(MAX_CHAIN_ID_BYTES),
+                    signer: AccountId([1; 32]),
+                    nonce: 0,
+                    valid_until_ms: 0,
+                    op,
+                }
+                .encode()
+                .len()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(longest, MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn lists_and_flags_have_one_encoding() {
+        let body = OpBody {
+            chain_id: "c".into(),
+            signer: AccountId([1; 32]),
+            nonce: 0,
+            valid_until_ms: 0,
+            op: Op::SetSweep {
+                account: AccountId([2; 32]),
+                enabled: true,
+            },
+        };
+        let mut b = body.encode();
+        *b.last_mut().unwrap() = 2; // a boolean is 0 or 1
+        assert_eq!(OpBody::decode(&b), Err(Reason::Malformed));
+        let body = OpBody {
+            op: Op::SetSignatories {
+                account: AccountId([2; 32]),
+                min_amount: 1,
+                required: 1,
+                keys: vec![AccountId([3; 32]); MAX_RULE_LIST + 1],
+            },
+            ..body
+        };
+        assert_eq!(body.try_encode(), Err(Reason::Malformed));
     }
 
     #[test]

@@ -51,6 +51,36 @@ pub enum Reason {
     BalanceNotZero,
     /// The account kind is not allowed here.
     InvalidKind,
+    /// The account is under a receive-only freeze: it may receive, not pay.
+    AccountReceiveOnly,
+    /// The balance would cover it, but part is reserved by held payments.
+    FundsReserved,
+    /// The balance would cover it, but part is purpose-bound money this payee may not receive (or still time-locked).
+    PurposeRestricted,
+    /// No such purpose, or it has expired.
+    UnknownPurpose,
+    /// A purpose with this id is already defined.
+    PurposeExists,
+    /// No held payment with this id (never held, or already settled or voided).
+    UnknownPayment,
+    /// The held payment's deadline has passed; it is voided.
+    PaymentExpired,
+    /// This signatory already approved the held payment.
+    AlreadyApproved,
+    /// Nothing above the protected minimum can be collected.
+    NothingCollectable,
+    /// The key was rotated away: it no longer controls its account.
+    KeyRevoked,
+    /// The new key already names or controls an account, or was retired.
+    KeyInUse,
+    /// The account is already on the fraud registry.
+    AlreadyFlagged,
+    /// The account is not on the fraud registry.
+    NotFlagged,
+    /// A control rule's parameters are out of range (see `docs/errors.md`).
+    InvalidRule,
+    /// A bound on held payments, purposes or purpose-bound lots is reached.
+    CapacityReached,
     /// A queue is full; try again later.
     Overloaded,
     /// The node cannot commit (for example, the disk is full); nothing was applied.
@@ -87,6 +117,21 @@ impl Reason {
         Reason::UnsafeKey,
         Reason::BalanceNotZero,
         Reason::InvalidKind,
+        Reason::AccountReceiveOnly,
+        Reason::FundsReserved,
+        Reason::PurposeRestricted,
+        Reason::UnknownPurpose,
+        Reason::PurposeExists,
+        Reason::UnknownPayment,
+        Reason::PaymentExpired,
+        Reason::AlreadyApproved,
+        Reason::NothingCollectable,
+        Reason::KeyRevoked,
+        Reason::KeyInUse,
+        Reason::AlreadyFlagged,
+        Reason::NotFlagged,
+        Reason::InvalidRule,
+        Reason::CapacityReached,
         Reason::Overloaded,
         Reason::Unavailable,
     ];
@@ -122,6 +167,21 @@ impl Reason {
             Reason::UnsafeKey => "UNSAFE_KEY",
             Reason::BalanceNotZero => "BALANCE_NOT_ZERO",
             Reason::InvalidKind => "INVALID_KIND",
+            Reason::AccountReceiveOnly => "ACCOUNT_RECEIVE_ONLY",
+            Reason::FundsReserved => "FUNDS_RESERVED",
+            Reason::PurposeRestricted => "PURPOSE_RESTRICTED",
+            Reason::UnknownPurpose => "UNKNOWN_PURPOSE",
+            Reason::PurposeExists => "PURPOSE_EXISTS",
+            Reason::UnknownPayment => "UNKNOWN_PAYMENT",
+            Reason::PaymentExpired => "PAYMENT_EXPIRED",
+            Reason::AlreadyApproved => "ALREADY_APPROVED",
+            Reason::NothingCollectable => "NOTHING_COLLECTABLE",
+            Reason::KeyRevoked => "KEY_REVOKED",
+            Reason::KeyInUse => "KEY_IN_USE",
+            Reason::AlreadyFlagged => "ALREADY_FLAGGED",
+            Reason::NotFlagged => "NOT_FLAGGED",
+            Reason::InvalidRule => "INVALID_RULE",
+            Reason::CapacityReached => "CAPACITY_REACHED",
             Reason::Overloaded => "OVERLOADED",
             Reason::Unavailable => "UNAVAILABLE",
         }
@@ -162,6 +222,23 @@ impl Reason {
             Reason::UnsafeKey => "the public key is small-order, mixed-order or non-canonical",
             Reason::BalanceNotZero => "the account balance must be zero",
             Reason::InvalidKind => "this account kind is not allowed here",
+            Reason::AccountReceiveOnly => "the account is frozen for payments: it may receive but not pay",
+            Reason::FundsReserved => "the balance is enough, but part of it is reserved by held payments",
+            Reason::PurposeRestricted => {
+                "the balance is enough, but part of it is purpose-bound money this payee may not receive"
+            }
+            Reason::UnknownPurpose => "no such purpose (or it has expired)",
+            Reason::PurposeExists => "a purpose with this id is already defined",
+            Reason::UnknownPayment => "no held payment with this id",
+            Reason::PaymentExpired => "the held payment's deadline has passed",
+            Reason::AlreadyApproved => "this signatory already approved the payment",
+            Reason::NothingCollectable => "nothing above the protected minimum can be collected",
+            Reason::KeyRevoked => "this key no longer controls its account (rotated)",
+            Reason::KeyInUse => "the key already names or controls an account, or was retired",
+            Reason::AlreadyFlagged => "the account is already on the fraud registry",
+            Reason::NotFlagged => "the account is not on the fraud registry",
+            Reason::InvalidRule => "a rule's parameters are out of range",
+            Reason::CapacityReached => "a bound on held payments, purposes or purpose-bound lots is reached",
             Reason::Overloaded => "the node is overloaded; retry later",
             Reason::Unavailable => "the node cannot commit right now",
         }

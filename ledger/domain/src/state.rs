@@ -14,6 +14,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+mod controls;
+mod rules;
+
+pub use controls::{
+    AccountControls, ControlParams, Controls, HoldKind, Lot, Pending, Purpose, Signatories, DEFAULT_HOLD_WINDOW_MS,
+    EXPIRIES_MAX_PER_BLOCK, MAX_FRAUD_REGISTRY, MAX_HOLD_WINDOW_MS, MAX_LOTS_PER_ACCOUNT, MAX_PENDING_PER_ACCOUNT,
+    MAX_PENDING_TOTAL, MAX_PURPOSES,
+};
+
 /// Maps keyed by public keys and tx ids: foldhash, seeded per process (so a
 /// client cannot pick keys that collide), several times cheaper than SipHash
 /// on 32-byte keys. Iteration order never reaches a hash or a block.
@@ -275,6 +284,71 @@ impl Genesis {
     }
 }
 
+/// What an applied operation did beyond its plain meaning. Stored with the
+/// operation (the store's `ops` record) so receipts, statements and the
+/// bank's sweep report can show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    #[default]
+    None,
+    /// The payment is held (anti-fraud rule or signatories) until this
+    /// block timestamp; its id is the operation's tx id.
+    Held { until_ms: u64 },
+    /// The payee's holding limit sent this much of the credit to its bank's
+    /// settlement account (the waterfall).
+    Swept { amount: Kopecks },
+    /// Court-ordered collection moved this much.
+    Collected { amount: Kopecks },
+    /// A held payment executed; `swept` as in `Swept`.
+    Settled { swept: Kopecks },
+    /// A signatory's approval was recorded; the payment still waits.
+    Approved,
+}
+
+impl Effect {
+    /// Storage form: empty for `None`, else a tag byte and a u64.
+    pub fn encode(&self) -> Option<[u8; 9]> {
+        let (tag, v) = match *self {
+            Effect::None => return None,
+            Effect::Held { until_ms } => (1, until_ms),
+            Effect::Swept { amount } => (2, amount),
+            Effect::Collected { amount } => (3, amount),
+            Effect::Settled { swept } => (4, swept),
+            Effect::Approved => (5, 0),
+        };
+        let mut o = [0u8; 9];
+        o[0] = tag;
+        o[1..].copy_from_slice(&v.to_be_bytes());
+        Some(o)
+    }
+    /// Inverse of [`Effect::encode`] (empty bytes are `None`).
+    pub fn decode(b: &[u8]) -> Option<Effect> {
+        if b.is_empty() {
+            return Some(Effect::None);
+        }
+        if b.len() != 9 {
+            return None;
+        }
+        let v = u64::from_be_bytes(b[1..].try_into().ok()?);
+        Some(match b[0] {
+            1 => Effect::Held { until_ms: v },
+            2 => Effect::Swept { amount: v },
+            3 => Effect::Collected { amount: v },
+            4 => Effect::Settled { swept: v },
+            5 if v == 0 => Effect::Approved,
+            _ => return None,
+        })
+    }
+    /// Money the waterfall sent to the payee's bank.
+    pub fn swept(&self) -> Kopecks {
+        match *self {
+            Effect::Swept { amount } | Effect::Settled { swept: amount } => amount,
+            _ => 0,
+        }
+    }
+}
+
 /// The outcome of applying one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Applied {
@@ -282,6 +356,7 @@ pub struct Applied {
     pub index: u32,
     /// A transfer at or above the reporting threshold.
     pub large: bool,
+    pub effect: Effect,
 }
 
 /// An operation as it sits in a block.
@@ -289,6 +364,11 @@ pub struct Applied {
 pub struct AppliedOp {
     pub op: SignedOp,
     pub large: bool,
+    pub effect: Effect,
+    /// Accounts the operation moved money of without naming them (a held
+    /// payment's payer and payee when it settles, the bank a sweep
+    /// credited): their statements list it too. Derived, not stored.
+    pub also: Vec<AccountId>,
 }
 
 /// A finished block with everything the store must write for it.
@@ -308,6 +388,8 @@ pub struct SealedBlock {
     pub recent_added: Vec<(u64, TxId)>,
     /// Replay-set entries with `valid_until_ms` below this were dropped.
     pub prune_below: u64,
+    /// Control records the block changed (`None` = deleted), by key.
+    pub controls: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// An account in memory, with what it contributes to the state accumulator.
@@ -320,6 +402,10 @@ struct Slot {
     lanes: Option<Lanes>,
     /// Whether the open block touched it (listed in `OpenBlock::touched`).
     touched: bool,
+    /// Whether a control record ever named it since the state was loaded
+    /// (a hint, never cleared): transfers between accounts without it skip
+    /// the control rules, which could not change their outcome.
+    ctl: bool,
 }
 
 struct OpenBlock {
@@ -359,6 +445,11 @@ pub struct State {
     head_hash: Hash32,
     timestamp_ms: u64,
     open: OpenBlockBox,
+    /// Holds, purpose-bound money, tiers, keys and the other control records.
+    controls: Controls,
+    /// `AppliedOp::also` of the operation being applied (pushed only once
+    /// its checks passed).
+    also: Vec<AccountId>,
     /// Operations in the last sealed block: the next block's vectors start
     /// with room for as many (a capacity hint only; grown by doubling, a
     /// 4,096-op block's ~1 MiB of operations was copied over again).
@@ -415,6 +506,8 @@ pub struct StateParts {
     pub height: u64,
     pub head_hash: Hash32,
     pub timestamp_ms: u64,
+    /// Built by [`Controls::from_records`] from the stored records.
+    pub controls: Controls,
 }
 
 impl State {
@@ -458,6 +551,7 @@ impl State {
             height: 0,
             head_hash: [0; 32],
             timestamp_ms: g.timestamp_ms,
+            controls: Controls::default(),
         });
         let header = BlockHeader {
             height: 0,
@@ -487,8 +581,15 @@ impl State {
                     account: a,
                     lanes: Some(lanes),
                     touched: false,
+                    ctl: false,
                 },
             );
+        }
+        for id in p.controls.mentioned() {
+            if let Some(&at) = index.get(&id) {
+                let slot: &mut Slot = &mut slots[at as usize];
+                slot.ctl = true;
+            }
         }
         let banks: BTreeMap<_, _> = p.banks.into_iter().map(|b| (b.id, b)).collect();
         let mut recent: BTreeMap<u64, FastSet<TxId>> = BTreeMap::new();
@@ -511,6 +612,8 @@ impl State {
             timestamp_ms: p.timestamp_ms,
             open: OpenBlockBox(None),
             last_block_ops: 0,
+            controls: p.controls,
+            also: Vec::new(),
         }
     }
 
@@ -556,6 +659,10 @@ impl State {
     pub fn accumulator(&self) -> StateAccumulator {
         self.accumulator
     }
+    /// The control records: holds, purposes, lots, tiers, keys, registry.
+    pub fn controls(&self) -> &Controls {
+        &self.controls
+    }
     /// True while a block is open.
     pub fn block_open(&self) -> bool {
         self.open.0.is_some()
@@ -574,6 +681,12 @@ impl State {
         h.update(self.totals.redeemed.to_be_bytes());
         h.update(self.banks_digest);
         h.update(self.accumulator.to_bytes());
+        // A ledger without control records hashes as it did before they
+        // existed, so its stored chain still verifies.
+        if !self.controls.is_empty() {
+            h.update(b"controls");
+            h.update(self.controls.accumulator().to_bytes());
+        }
         h.finalize().into()
     }
 
@@ -602,6 +715,7 @@ impl State {
     pub fn abort_empty_block(&mut self) {
         let open = self.open.0.take().expect("no open block");
         assert!(open.ops.is_empty() && open.touched.is_empty() && !open.banks_changed);
+        assert!(self.controls.changes.is_empty());
     }
 
     fn open_block(&mut self) -> &mut OpenBlock {
@@ -633,6 +747,7 @@ impl State {
                 account,
                 lanes: None,
                 touched: true,
+                ctl: false,
             },
         );
         self.open_block().touched.push(at);
@@ -700,8 +815,14 @@ impl State {
             return Err(Reason::Duplicate);
         }
         let signer = body.signer;
+        let tx_id = op.tx_id;
+        let mut effect = Effect::None;
         let large = match &body.op {
-            &Op::Transfer { payee, amount, .. } => self.transfer(ts, signer, payee, amount)?,
+            &Op::Transfer { payee, amount, .. } => {
+                let (large, e) = self.transfer(ts, tx_id, signer, payee, amount)?;
+                effect = e;
+                large
+            }
             &Op::Issue { bank, amount } => self.issue(signer, bank, amount)?,
             &Op::Redeem { bank, amount } => self.redeem(signer, bank, amount)?,
             &Op::OpenAccount { account, kind } => self.open_account(signer, account, kind)?,
@@ -731,7 +852,17 @@ impl State {
                 self.params.reporting_threshold = amount;
                 false
             }
+            other => {
+                effect = self.apply_control(ts, signer, other)?;
+                false
+            }
         };
+        // Signed by a rotated-in key: the account's statement lists it.
+        if let Ok(account) = self.controls.resolve(&signer) {
+            if account != signer {
+                self.also.push(account);
+            }
+        }
         // Past this point the operation has applied: record it.
         let until = body.valid_until_ms;
         let tx = op.tx_id;
@@ -740,34 +871,66 @@ impl State {
         self.recent_len += 1;
         let o = self.open_block();
         o.recent_added.push((until, tx));
+        let also = std::mem::take(&mut self.also);
+        let o = self.open_block();
         o.ops.push(AppliedOp {
             op: op.into_inner(),
             large,
+            effect,
+            also,
         });
-        Ok(Applied { index, large })
+        Ok(Applied { index, large, effect })
     }
 
+    /// May `a` pay? A receive-only freeze stops payments only.
+    fn payable(a: &Account) -> Result<(), Reason> {
+        match a.status {
+            AccountStatus::ReceiveOnly => Err(Reason::AccountReceiveOnly),
+            _ => Self::usable(a),
+        }
+    }
+
+    /// May `a` receive? Active or receive-only.
     fn usable(a: &Account) -> Result<(), Reason> {
         match a.status {
-            AccountStatus::Active => Ok(()),
+            AccountStatus::Active | AccountStatus::ReceiveOnly => Ok(()),
             AccountStatus::Frozen => Err(Reason::AccountFrozen),
             AccountStatus::Closed => Err(Reason::AccountClosed),
         }
     }
 
-    fn transfer(&mut self, ts: u64, payer_id: AccountId, payee_id: AccountId, amount: Kopecks) -> Result<bool, Reason> {
+    /// A transfer signed by `signer` (the payer's key). Returns the large
+    /// flag and the effect (held, swept).
+    fn transfer(
+        &mut self,
+        ts: u64,
+        tx_id: TxId,
+        signer: AccountId,
+        payee_id: AccountId,
+        amount: Kopecks,
+    ) -> Result<(bool, Effect), Reason> {
         if amount == 0 {
             return Err(Reason::ZeroAmount);
         }
+        let payer_id = self.controls.resolve(&signer).map_err(|()| Reason::KeyRevoked)?;
         if payer_id == payee_id {
             return Err(Reason::SelfTransfer);
         }
         // One map lookup per side; everything after goes by slot index.
         let pi = self.slot_of(&payer_id).ok_or(Reason::UnknownAccount)?;
         let qi = self.slot_of(&payee_id).ok_or(Reason::UnknownAccount)?;
+        let t = self.params.reporting_threshold;
+        let large = t > 0 && amount >= t;
+        // Accounts that no control record names, and a payment below the
+        // hold threshold: the control rules cannot change the outcome.
+        let hold = self.controls.params.hold_threshold;
+        if self.slots[pi as usize].ctl || self.slots[qi as usize].ctl || (hold > 0 && amount >= hold) {
+            let effect = self.transfer_controlled(ts, tx_id, signer, pi, qi, amount)?;
+            return Ok((large, effect));
+        }
         let payer = &self.slots[pi as usize].account;
         let payee = &self.slots[qi as usize].account;
-        Self::usable(payer)?;
+        Self::payable(payer)?;
         Self::usable(payee)?;
         if payer.kind == AccountKind::CentralBank || payee.kind == AccountKind::CentralBank {
             return Err(Reason::NotAuthorised);
@@ -801,8 +964,7 @@ impl State {
         payer.outflow_day = day;
         payer.outflow_today = outflow;
         self.slots[qi as usize].account.balance = payee_balance;
-        let t = self.params.reporting_threshold;
-        Ok(t > 0 && amount >= t)
+        Ok((large, Effect::None))
     }
 
     fn issue(&mut self, signer: AccountId, bank: AccountId, amount: Kopecks) -> Result<bool, Reason> {
@@ -853,6 +1015,10 @@ impl State {
         if self.exists(&account) {
             return Err(Reason::AccountExists);
         }
+        // A key that controls (or controlled) another account cannot name a new one.
+        if self.controls.resolve(&account) != Ok(account) {
+            return Err(Reason::KeyInUse);
+        }
         check_account_key(&account.0)?;
         let height = self.open_block().height;
         self.create(Account::new_active(account, kind, signer, height));
@@ -896,8 +1062,10 @@ impl State {
             (AccountStatus::Closed, _) => return Err(Reason::AccountClosed),
             (AccountStatus::Frozen, true) => return Err(Reason::AccountFrozen),
             (AccountStatus::Active, false) => return Err(Reason::AccountNotFrozen),
-            // A bank may not lift the regulator's freeze.
-            (AccountStatus::Frozen, false) if !by_cb && a.frozen_by == FreezeAuthority::CentralBank => {
+            // A bank may not lift the regulator's freeze (full or receive-only).
+            (AccountStatus::Frozen | AccountStatus::ReceiveOnly, false)
+                if !by_cb && a.frozen_by == FreezeAuthority::CentralBank =>
+            {
                 return Err(Reason::NotAuthorised)
             }
             _ => {}
@@ -905,11 +1073,18 @@ impl State {
         self.remember(account);
         let a = self.acct_mut(&account);
         if freeze {
-            a.status = AccountStatus::Frozen;
-            a.frozen_by = if by_cb {
+            // A receive-only freeze escalated to a full one keeps the
+            // stronger authority: a bank cannot take over the regulator's.
+            let by = if by_cb {
                 FreezeAuthority::CentralBank
             } else {
                 FreezeAuthority::Bank
+            };
+            a.status = AccountStatus::Frozen;
+            a.frozen_by = if a.frozen_by == FreezeAuthority::CentralBank {
+                FreezeAuthority::CentralBank
+            } else {
+                by
             };
         } else {
             a.status = AccountStatus::Active;
@@ -930,6 +1105,9 @@ impl State {
         }
         if self.exists(&bank) {
             return Err(Reason::AccountExists);
+        }
+        if self.controls.resolve(&bank) != Ok(bank) {
+            return Err(Reason::KeyInUse);
         }
         check_account_key(&bank.0)?;
         let height = self.open_block().height;
@@ -961,6 +1139,9 @@ impl State {
     /// Closes the open block: updates the state commitment for the touched
     /// accounts only and returns the block with everything to store.
     pub fn seal_block(&mut self) -> SealedBlock {
+        // Held payments past their deadline are voided and expired purposes
+        // return their funds, as of this block's timestamp (bounded per block).
+        self.run_expiries();
         let mut open = *self.open.0.take().expect("no open block");
         self.last_block_ops = open.ops.len();
         // The block lists its accounts sorted by id.
@@ -1036,6 +1217,7 @@ impl State {
             accumulator: self.accumulator,
             recent_added: open.recent_added,
             prune_below: open.timestamp_ms,
+            controls: self.controls.take_changes(),
         }
     }
 
@@ -1066,10 +1248,13 @@ impl State {
             if matches!(a.kind, AccountKind::Business | AccountKind::Retail) && !self.banks.contains_key(&a.bank) {
                 return Err(format!("account {} is served by unknown bank", a.id));
             }
-            if (a.status == AccountStatus::Frozen) != (a.frozen_by != FreezeAuthority::None) {
+            let frozen = matches!(a.status, AccountStatus::Frozen | AccountStatus::ReceiveOnly);
+            if frozen != (a.frozen_by != FreezeAuthority::None) {
                 return Err(format!("account {} freeze authority inconsistent", a.id));
             }
         }
+        self.controls.check()?;
+        self.check_control_invariants()?;
         if self.recent.values().map(FastSet::len).sum::<usize>() != self.recent_len {
             return Err("replay set count disagrees with its contents".into());
         }

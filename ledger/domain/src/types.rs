@@ -196,6 +196,9 @@ pub enum AccountStatus {
     Frozen = 2,
     /// Terminal; the id is never reused.
     Closed = 3,
+    /// Receive-only freeze: credits arrive, nothing leaves (a court order
+    /// or an investigation that must not starve the account of incoming funds).
+    ReceiveOnly = 4,
 }
 
 impl AccountStatus {
@@ -204,6 +207,7 @@ impl AccountStatus {
             1 => AccountStatus::Active,
             2 => AccountStatus::Frozen,
             3 => AccountStatus::Closed,
+            4 => AccountStatus::ReceiveOnly,
             _ => return None,
         })
     }
@@ -212,6 +216,7 @@ impl AccountStatus {
             AccountStatus::Active => "active",
             AccountStatus::Frozen => "frozen",
             AccountStatus::Closed => "closed",
+            AccountStatus::ReceiveOnly => "receive_only",
         }
     }
 }
@@ -240,6 +245,44 @@ impl Phase {
             Phase::Business => "business",
             Phase::Retail => "retail",
         }
+    }
+}
+
+/// Identification level of a retail wallet. Each level has its own limits:
+/// `Full` uses the retail kind's limits, the others their own
+/// (`SetTierLimits`). Business wallets have no tier.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum Tier {
+    /// No identification: the tightest caps.
+    Anonymous = 1,
+    /// Simplified identification (for example through a public-services login).
+    Simplified = 2,
+    /// Full in-person identification; the default of every wallet.
+    Full = 3,
+}
+
+impl Tier {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Tier::Anonymous,
+            2 => Tier::Simplified,
+            3 => Tier::Full,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Anonymous => "anonymous",
+            Tier::Simplified => "simplified",
+            Tier::Full => "full",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Tier::Anonymous, Tier::Simplified, Tier::Full]
+            .into_iter()
+            .find(|t| t.as_str() == s)
     }
 }
 
