@@ -670,7 +670,7 @@ impl Model {
                 if moved == 0 {
                     return Err(Reason::NothingCollectable);
                 }
-                let credit = self.plan_credit(claimant, moved, true)?;
+                let credit = self.plan_credit(claimant, moved, false)?;
                 self.bal[debtor] -= moved;
                 self.credit(claimant, credit);
                 Ok(Effect::Collected { amount: moved })

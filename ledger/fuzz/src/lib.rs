@@ -32,8 +32,8 @@ use ruble_domain::codec::{
 use ruble_domain::crypto::{verify_op, verify_ops, verify_single, KeyCache, Verified};
 use ruble_domain::query::{history_params, method, Query, QueryGuard};
 use ruble_domain::reason::Reason;
-use ruble_domain::state::{Account, Bank, Genesis, GenesisBank, State};
-use ruble_domain::types::{AccountId, AccountKind, Kopecks, Limits, Phase, TxId, MS_PER_DAY};
+use ruble_domain::state::{Account, Bank, Effect, Genesis, GenesisBank, State};
+use ruble_domain::types::{AccountId, AccountKind, Kopecks, Limits, Phase, Tier, TxId, MS_PER_DAY};
 use sha2::{Digest, Sha256};
 
 /// Chain id of the fuzz world.
@@ -465,6 +465,10 @@ pub mod opcode {
     /// 14 and 15 are transfers too (they are most of the traffic).
     pub const TRANSFER2: u8 = 14;
     pub const TRANSFER3: u8 = 15;
+    /// An opcode byte with this bit whose low four bits are `TRANSFER3` is
+    /// a central-bank control operation instead, chosen by the next byte
+    /// (`Run::control_op`).
+    pub const CONTROL: u8 = 0x80;
 }
 
 /// Flags byte of an operation instruction.
@@ -571,7 +575,13 @@ fn pick_text(r: &mut Bytes, max: usize) -> String {
 impl Run {
     fn step(&mut self, w: &World, r: &mut Bytes) {
         use opcode::*;
-        let code = r.u8() % 16;
+        let raw = r.u8();
+        let code = raw % 16;
+        if code == TRANSFER3 && raw & CONTROL != 0 {
+            let (signer, op) = self.control_op(w, r);
+            self.submit(w, r, signer, op);
+            return;
+        }
         let (signer, op) = match code {
             ISSUE | REDEEM => {
                 let bank = w.ids[pick_party(r)];
@@ -659,6 +669,132 @@ impl Run {
         self.submit(w, r, signer, op);
     }
 
+    /// One of the control operations (tags 13-27), its fields drawn from
+    /// the parties, amounts and the payments held or recently submitted.
+    fn control_op(&mut self, w: &World, r: &mut Bytes) -> (usize, Op) {
+        let account = w.ids[pick_party(r)];
+        let payment = match r.u8() % 3 {
+            0 if !self.history.is_empty() => self.history[r.u8() as usize % self.history.len()].tx_id,
+            1 => {
+                let held: Vec<TxId> = self.state.controls().all_pending().map(|(id, _)| *id).collect();
+                if held.is_empty() {
+                    TxId([r.u8(); 32])
+                } else {
+                    held[r.u8() as usize % held.len()]
+                }
+            }
+            _ => TxId([r.u8(); 32]),
+        };
+        let tier = Tier::from_u8(1 + r.u8() % 3).unwrap();
+        let purpose = r.u8() as u32 % 3;
+        match r.u8() % 15 {
+            0 => (pick_authority(r), Op::FreezeReceiveOnly { account }),
+            1 => (
+                party::CB,
+                Op::SetControls {
+                    hold_threshold: pick_amount(r),
+                    hold_window_ms: match r.u8() % 3 {
+                        0 => 0,
+                        1 => 1 + r.u16() as u64,
+                        _ => r.u64(),
+                    },
+                    protected_minimum: pick_amount(r),
+                },
+            ),
+            2 => (
+                pick_authority(r),
+                Op::FlagFraud {
+                    account,
+                    flagged: r.u8() & 1 == 1,
+                },
+            ),
+            3 => (pick_party(r), Op::ConfirmPayment { payment }),
+            4 => (pick_authority(r), Op::ReleasePayment { payment }),
+            5 => (pick_party(r), Op::VoidPayment { payment }),
+            6 => (
+                pick_authority(r),
+                Op::Collect {
+                    debtor: account,
+                    claimant: w.ids[pick_party(r)],
+                    amount: pick_amount(r),
+                },
+            ),
+            7 => {
+                let n = r.u8() as usize % 3;
+                let payees = (0..n).map(|_| w.ids[pick_party(r)]).collect();
+                let categories = (0..r.u8() % 3).map(|_| r.u16() % 4).collect();
+                let unlock = self.ts.saturating_add(r.u8() as u64 * 100);
+                let expires = match r.u8() % 3 {
+                    0 => self.ts,
+                    1 => self.ts.saturating_add(1 + r.u16() as u64),
+                    _ => u64::MAX,
+                };
+                (
+                    party::CB,
+                    Op::DefinePurpose {
+                        purpose,
+                        issuer: w.ids[pick_party(r)],
+                        unlock_at_ms: unlock.min(expires),
+                        expires_at_ms: expires,
+                        payees,
+                        categories,
+                    },
+                )
+            }
+            8 => (
+                pick_party(r),
+                Op::PayTagged {
+                    payee: account,
+                    amount: pick_amount(r),
+                    purpose,
+                },
+            ),
+            9 => (
+                pick_authority(r),
+                Op::SetCategory {
+                    account,
+                    category: r.u16() % 4,
+                },
+            ),
+            10 => (
+                pick_authority(r),
+                Op::SetSweep {
+                    account,
+                    enabled: r.u8() & 1 == 1,
+                },
+            ),
+            11 => (pick_authority(r), Op::SetTier { account, tier }),
+            12 => {
+                let limits = Limits {
+                    balance_cap: pick_amount(r),
+                    payment_cap: pick_amount(r),
+                    daily_outflow_cap: pick_amount(r),
+                };
+                (party::CB, Op::SetTierLimits { tier, limits })
+            }
+            13 => (
+                pick_authority(r),
+                Op::RotateKey {
+                    account,
+                    new_key: w.ids[pick_party(r)],
+                },
+            ),
+            _ => {
+                let n = r.u8() as usize % 4;
+                let keys = (0..n).map(|_| w.ids[pick_party(r)]).collect();
+                (
+                    pick_authority(r),
+                    Op::SetSignatories {
+                        account,
+                        min_amount: pick_amount(r),
+                        required: r.u8() % 4,
+                        keys,
+                    },
+                )
+            }
+        }
+    }
+
     /// How far the next block's timestamp is after the last sealed one.
     fn pick_delta(&self, r: &mut Bytes) -> u64 {
         match r.u8() % 8 {
@@ -743,6 +879,15 @@ impl Run {
         let threshold = self.state.params().reporting_threshold;
         let max_validity = self.state.params().max_validity_ms;
         let was_open_len = self.state.open_block_len();
+        // What a settling operation settles, and who a key pays for: read
+        // before the operation changes them.
+        let held = match &v.body.op {
+            Op::ConfirmPayment { payment } | Op::ReleasePayment { payment } => {
+                self.state.controls().pending(payment).cloned()
+            }
+            _ => None,
+        };
+        let payer = self.state.controls().resolve(&v.body.signer).unwrap_or(v.body.signer);
         match self.state.apply(v.clone()) {
             Err(_) => {
                 assert_eq!(
@@ -790,16 +935,70 @@ impl Run {
                     }
                     Op::Transfer { payee, amount, .. } => {
                         assert!(*amount > 0, "zero transfer applied");
-                        assert_ne!(signer, *payee, "self-payment applied");
-                        assert_ne!(signer, cb, "the central bank paid");
+                        assert_ne!(payer, *payee, "self-payment applied");
+                        assert_ne!(payer, cb, "the central bank paid");
                         assert_ne!(*payee, cb, "the central bank was paid");
-                        let p = self.model.get_mut(&signer).expect("payer known to the model");
-                        *p = p.checked_sub(*amount).expect("payer overdrawn");
-                        let q = self.model.get_mut(payee).expect("payee known to the model");
-                        *q = q.checked_add(*amount).expect("payee overflows");
-                        touched.push(*payee);
+                        touched.extend([payer, *payee]);
+                        match applied.effect {
+                            // Held: reserved, nothing moves yet.
+                            Effect::Held { .. } => {}
+                            Effect::None | Effect::Swept { .. } => {
+                                let swept = applied.effect.swept();
+                                self.pay(payer, *payee, *amount, swept);
+                                touched.push(self.state.account(payee).unwrap().bank);
+                            }
+                            e => panic!("a transfer with effect {e:?}"),
+                        }
                         threshold > 0 && *amount >= threshold
                     }
+                    Op::ConfirmPayment { .. } | Op::ReleasePayment { .. } => {
+                        match applied.effect {
+                            Effect::Approved => {}
+                            Effect::Settled { swept } => {
+                                let h = held.expect("settled a held payment");
+                                self.pay(h.payer, h.payee, h.amount, swept);
+                                let bank = self.state.account(&h.payee).unwrap().bank;
+                                touched.extend([h.payer, h.payee, bank]);
+                            }
+                            e => panic!("a settlement with effect {e:?}"),
+                        }
+                        false
+                    }
+                    Op::Collect {
+                        debtor,
+                        claimant,
+                        amount,
+                    } => {
+                        let Effect::Collected { amount: moved } = applied.effect else {
+                            panic!("a collection with effect {:?}", applied.effect);
+                        };
+                        assert!(moved > 0 && moved <= *amount, "collected {moved} of {amount}");
+                        self.pay(*debtor, *claimant, moved, 0);
+                        touched.extend([*debtor, *claimant]);
+                        false
+                    }
+                    Op::PayTagged { payee, amount, .. } => {
+                        assert!(*amount > 0);
+                        if signer == cb {
+                            self.issued = self.issued.checked_add(*amount).expect("issued overflows");
+                            *self.model.get_mut(payee).expect("payee known") += amount;
+                        } else {
+                            self.pay(payer, *payee, *amount, 0);
+                        }
+                        touched.extend([payer, *payee]);
+                        false
+                    }
+                    Op::FreezeReceiveOnly { .. }
+                    | Op::SetControls { .. }
+                    | Op::FlagFraud { .. }
+                    | Op::VoidPayment { .. }
+                    | Op::DefinePurpose { .. }
+                    | Op::SetCategory { .. }
+                    | Op::SetSweep { .. }
+                    | Op::SetTier { .. }
+                    | Op::SetTierLimits { .. }
+                    | Op::RotateKey { .. }
+                    | Op::SetSignatories { .. } => false,
                     Op::OpenAccount { account, .. } => {
                         assert!(self.model.insert(*account, 0).is_none(), "account opened twice");
                         touched.push(*account);
@@ -844,6 +1043,18 @@ impl Run {
         }
     }
 
+    /// Moves `amount` from `p` to `q` in the model; `swept` of it lands in
+    /// `q`'s bank's settlement account instead (the waterfall).
+    fn pay(&mut self, p: AccountId, q: AccountId, amount: Kopecks, swept: Kopecks) {
+        let b = self.model.get_mut(&p).expect("payer known to the model");
+        *b = b.checked_sub(amount).expect("payer overdrawn");
+        let bank = self.state.account(&q).expect("payee exists").bank;
+        let b = self.model.get_mut(&q).expect("payee known to the model");
+        *b = b.checked_add(amount - swept).expect("payee overflows");
+        let b = self.model.get_mut(&bank).expect("bank known to the model");
+        *b = b.checked_add(swept).expect("bank overflows");
+    }
+
     /// Closes the open block: seals it, or, if nothing applied and
     /// `!seal_empty`, aborts it as the node's sequencer does.
     fn end_block(&mut self, seal_empty: bool) {
@@ -855,7 +1066,24 @@ impl Run {
         }
         let prev_hash = self.state.head_hash();
         let prev_height = self.state.height();
+        // Purposes due to expire return their funds at this seal: the model
+        // takes those balances from the state (the invariants still check
+        // the sum); everything an operation moved it checked above.
+        let expiring = self
+            .state
+            .controls()
+            .purposes()
+            .any(|(_, p)| p.expires_at_ms <= self.ts);
         let sealed = self.state.seal_block();
+        if expiring {
+            for a in &sealed.accounts {
+                self.model.insert(a.id, a.balance);
+            }
+            let t = self.state.totals();
+            assert_eq!(t.issued, self.issued, "an expiry issued money");
+            assert!(t.redeemed >= self.redeemed, "an expiry un-redeemed money");
+            self.redeemed = t.redeemed;
+        }
         self.seals += 1;
         assert_eq!(sealed.header.prev_hash, prev_hash, "hash chain links");
         assert_eq!(sealed.header.height, prev_height + 1);
@@ -995,6 +1223,105 @@ pub fn sample_ops() -> Vec<(usize, Op)> {
             },
         ),
         (party::CB, Op::SetReportingThreshold { amount: 600_000_00 }),
+        (
+            party::CB,
+            Op::FreezeReceiveOnly {
+                account: ids[party::CLIENT0 + 1],
+            },
+        ),
+        (
+            party::CB,
+            Op::SetControls {
+                hold_threshold: 100_000_00,
+                hold_window_ms: 172_800_000,
+                protected_minimum: 1_000_00,
+            },
+        ),
+        (
+            party::BANK0,
+            Op::FlagFraud {
+                account: ids[party::CLIENT0 + 3],
+                flagged: true,
+            },
+        ),
+        (party::CLIENT0, Op::ConfirmPayment { payment: TxId([5; 32]) }),
+        (party::BANK0, Op::ReleasePayment { payment: TxId([5; 32]) }),
+        (party::CLIENT0, Op::VoidPayment { payment: TxId([5; 32]) }),
+        (
+            party::BANK0,
+            Op::Collect {
+                debtor: ids[party::CLIENT0],
+                claimant: ids[party::CLIENT0 + 2],
+                amount: 10_00,
+            },
+        ),
+        (
+            party::CB,
+            Op::DefinePurpose {
+                purpose: 1,
+                issuer: ids[party::CB],
+                unlock_at_ms: 0,
+                expires_at_ms: T0 + MS_PER_DAY,
+                payees: vec![ids[party::CLIENT0 + 2]],
+                categories: vec![5912],
+            },
+        ),
+        (
+            party::CB,
+            Op::PayTagged {
+                payee: ids[party::CLIENT0],
+                amount: 50_00,
+                purpose: 1,
+            },
+        ),
+        (
+            party::BANK0,
+            Op::SetCategory {
+                account: ids[party::CLIENT0],
+                category: 5912,
+            },
+        ),
+        (
+            party::BANK0,
+            Op::SetSweep {
+                account: ids[party::CLIENT0],
+                enabled: true,
+            },
+        ),
+        (
+            party::BANK0,
+            Op::SetTier {
+                account: ids[party::CLIENT0],
+                tier: Tier::Simplified,
+            },
+        ),
+        (
+            party::CB,
+            Op::SetTierLimits {
+                tier: Tier::Anonymous,
+                limits: Limits {
+                    balance_cap: 15_000_00,
+                    payment_cap: 5_000_00,
+                    daily_outflow_cap: 15_000_00,
+                },
+            },
+        ),
+        (
+            party::BANK0,
+            Op::RotateKey {
+                account: ids[party::CLIENT0],
+                new_key: ids[party::STRANGER],
+            },
+        ),
+        (
+            party::BANK0,
+            Op::SetSignatories {
+                account: ids[party::CLIENT0],
+                min_amount: 1_000_000_00,
+                required: 2,
+                keys: vec![ids[party::UNOPENED0], ids[party::UNOPENED1]],
+            },
+        ),
     ]
 }
 

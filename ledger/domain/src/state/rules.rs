@@ -675,7 +675,8 @@ impl State {
         if c.kind == AccountKind::CentralBank {
             return Err(Reason::NotAuthorised);
         }
-        let credit = self.plan_credit(qi, moved, true)?;
+        // No waterfall: the claimant gets what the court ordered, or nothing.
+        let credit = self.plan_credit(qi, moved, false)?;
         self.remember_at(di);
         self.slots[di as usize].account.balance -= moved;
         self.do_credit(qi, &credit);
