@@ -2,11 +2,12 @@
 //! the mapping of rejection reasons to gRPC status codes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ruble_ledger::codec::{Op, SignedOp};
-use ruble_ledger::state::{Account, Params};
+use ruble_ledger::state::{Account, ControlParams, Controls, Effect, HoldKind, Params, Pending, Purpose};
 use ruble_ledger::store::{Receipt, Store, StoredOp};
-use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Limits, Phase};
+use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, Tier, TxId};
 use ruble_ledger::{Outcome, Reason};
 use ruble_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -26,15 +27,22 @@ pub fn reason_code(r: Reason) -> Code {
         Malformed | WrongChain | Expired | ValidityTooLong | ZeroAmount | SelfTransfer | UnsafeKey | InvalidKind => {
             Code::InvalidArgument
         }
+        // A rule whose parameters are out of range is a bad request, like a zero amount.
+        InvalidRule => Code::InvalidArgument,
         BadSignature => Code::Unauthenticated,
-        NotAuthorised => Code::PermissionDenied,
-        UnknownAccount | UnknownBank => Code::NotFound,
-        Duplicate | AccountExists | BankAlreadyAdmitted => Code::AlreadyExists,
-        Overloaded => Code::ResourceExhausted,
+        // A rotated-away key signs validly but may no longer act for its account.
+        NotAuthorised | KeyRevoked => Code::PermissionDenied,
+        UnknownAccount | UnknownBank | UnknownPurpose | UnknownPayment => Code::NotFound,
+        Duplicate | AccountExists | BankAlreadyAdmitted | PurposeExists | KeyInUse | AlreadyApproved => {
+            Code::AlreadyExists
+        }
+        Overloaded | CapacityReached => Code::ResourceExhausted,
         Unavailable => Code::Unavailable,
+        // The state the operation needs is not there (as for freezing a frozen account).
         AccountFrozen | AccountNotFrozen | AccountClosed | InsufficientFunds | BalanceLimitExceeded
         | PaymentLimitExceeded | DailyLimitExceeded | PhaseNotOpen | PhaseNotForward | BankSuspended
-        | BankAlreadySuspended | Overflow | BalanceNotZero => Code::FailedPrecondition,
+        | BankAlreadySuspended | Overflow | BalanceNotZero | AccountReceiveOnly | FundsReserved | PurposeRestricted
+        | PaymentExpired | NothingCollectable | AlreadyFlagged | NotFlagged => Code::FailedPrecondition,
     }
 }
 
@@ -74,6 +82,42 @@ pub fn receipt_pb(r: &Receipt) -> pb::Receipt {
         block_hash: r.block_hash.to_vec(),
         large: r.large,
         cursor: r.cursor(),
+        effect: Some(effect_pb(&r.effect)),
+    }
+}
+
+/// What an applied operation did beyond its plain meaning.
+pub fn effect_pb(e: &Effect) -> pb::Effect {
+    let none = pb::Effect::default();
+    match *e {
+        Effect::None => pb::Effect {
+            kind: "none".into(),
+            ..none
+        },
+        Effect::Held { until_ms } => pb::Effect {
+            kind: "held".into(),
+            held_until_ms: until_ms,
+            ..none
+        },
+        Effect::Swept { amount } => pb::Effect {
+            kind: "swept".into(),
+            swept: amount,
+            ..none
+        },
+        Effect::Collected { amount } => pb::Effect {
+            kind: "collected".into(),
+            collected: amount,
+            ..none
+        },
+        Effect::Settled { swept } => pb::Effect {
+            kind: "settled".into(),
+            swept,
+            ..none
+        },
+        Effect::Approved => pb::Effect {
+            kind: "approved".into(),
+            ..none
+        },
     }
 }
 
@@ -123,6 +167,7 @@ pub fn status_pb(s: AccountStatus) -> pb::AccountStatus {
         AccountStatus::Active => pb::AccountStatus::Active,
         AccountStatus::Frozen => pb::AccountStatus::Frozen,
         AccountStatus::Closed => pb::AccountStatus::Closed,
+        AccountStatus::ReceiveOnly => pb::AccountStatus::ReceiveOnly,
     }
 }
 
@@ -141,10 +186,54 @@ pub fn limits_pb(l: Limits) -> pb::Limits {
     }
 }
 
-/// An account as the API shows it, with the limits of its kind and its
-/// outflow counter as of `now_ms` (yesterday's outflow reads as 0).
-pub fn account_pb(a: &Account, params: &Params, now_ms: u64) -> pb::Account {
+/// The limits that bind `a`: its kind's, or its tier's below full (the
+/// gateway's copy of `State::limits_of`, from the committed params and
+/// control records).
+pub fn limits_of(a: &Account, params: &Params, controls: &Controls) -> Limits {
+    if a.kind == AccountKind::Retail {
+        match controls.account(&a.id).tier {
+            Tier::Anonymous => return controls.params().anonymous,
+            Tier::Simplified => return controls.params().simplified,
+            Tier::Full => {}
+        }
+    }
+    params.limits(a.kind)
+}
+
+/// `(free, tagged, reserved)` of `a` (the gateway's copy of
+/// `State::balance_parts`): free = balance − tagged − the free funds held
+/// payments reserve; reserved counts both reserved free and tagged funds.
+pub fn balance_parts(a: &Account, controls: &Controls) -> (Kopecks, Kopecks, Kopecks) {
+    let reserved_free = controls.reserved_free(&a.id);
+    let (mut tagged, mut reserved) = (0u64, reserved_free);
+    for (_, l) in controls.lots_of(&a.id) {
+        tagged = tagged.saturating_add(l.amount);
+        reserved = reserved.saturating_add(l.reserved);
+    }
+    let free = a.balance.saturating_sub(tagged).saturating_sub(reserved_free);
+    (free, tagged, reserved)
+}
+
+/// An account as the API shows it: the limits that bind it, its outflow
+/// counter as of `now_ms` (yesterday's outflow reads as 0), its balance
+/// parts and its control settings.
+pub fn account_pb(a: &Account, params: &Params, controls: &Controls, now_ms: u64) -> pb::Account {
     let day = now_ms / ruble_ledger::types::MS_PER_DAY;
+    let (free, tagged, reserved) = balance_parts(a, controls);
+    let c = controls.account(&a.id);
+    let lots = controls
+        .lots_of(&a.id)
+        .map(|(purpose, l)| {
+            let p = controls.purpose(purpose);
+            pb::Lot {
+                purpose,
+                amount: l.amount,
+                reserved: l.reserved,
+                unlock_at_ms: p.map_or(0, |p| p.unlock_at_ms),
+                expires_at_ms: p.map_or(0, |p| p.expires_at_ms),
+            }
+        })
+        .collect();
     pb::Account {
         id: a.id.0.to_vec(),
         kind: kind_pb(a.kind) as i32,
@@ -154,81 +243,274 @@ pub fn account_pb(a: &Account, params: &Params, now_ms: u64) -> pb::Account {
         outflow_today: a.outflow_on(day),
         outflow_day: day,
         opened_height: a.opened_height,
-        limits: Some(limits_pb(params.limits(a.kind))),
-    }
-}
-
-/// A committed operation as the API shows it.
-pub fn record_pb(
-    op: &SignedOp,
-    cursor: u64,
-    timestamp_ms: u64,
-    large: bool,
-    central_bank: &AccountId,
-) -> pb::OperationRecord {
-    let signer = op.body.signer;
-    let (from, to, amount, purpose): (Option<AccountId>, Option<AccountId>, u64, String) = match &op.body.op {
-        Op::Transfer { payee, amount, purpose } => (Some(signer), Some(*payee), *amount, purpose.clone()),
-        Op::Issue { bank, amount } => (Some(*central_bank), Some(*bank), *amount, String::new()),
-        Op::Redeem { bank, amount } => (Some(*bank), Some(*central_bank), *amount, String::new()),
-        Op::OpenAccount { account, .. }
-        | Op::CloseAccount { account }
-        | Op::Freeze { account }
-        | Op::Unfreeze { account } => (None, Some(*account), 0, String::new()),
-        Op::AdmitBank { bank, name } => (None, Some(*bank), 0, name.clone()),
-        Op::SuspendBank { bank } => (None, Some(*bank), 0, String::new()),
-        Op::SetPhase { .. } | Op::SetLimits { .. } | Op::SetReportingThreshold { .. } => (None, None, 0, String::new()),
-    };
-    let (height, index) = ruble_ledger::types::cursor_parts(cursor);
-    pb::OperationRecord {
-        tx_id: op.tx_id.0.to_vec(),
-        height,
-        index,
-        timestamp_ms,
-        cursor,
-        operation: Some(pb::SignedOperation {
-            body: op.body_bytes.clone(),
-            signature: op.signature.to_vec(),
+        limits: Some(limits_pb(limits_of(a, params, controls))),
+        free,
+        tagged,
+        reserved,
+        tier: if a.kind == AccountKind::Retail {
+            c.tier.as_str().to_string()
+        } else {
+            String::new()
+        },
+        category: c.category as u32,
+        sweep: c.sweep,
+        controller: controls.controller(&a.id).0.to_vec(),
+        signatories: c.signatories.map(|s| pb::SignatoryRule {
+            min_amount: s.min_amount,
+            required: s.required as u32,
+            keys: s.keys.iter().map(|k| k.0.to_vec()).collect(),
         }),
-        kind: op.body.op.name().to_string(),
-        signer: signer.0.to_vec(),
-        from: from.map(|a| a.0.to_vec()).unwrap_or_default(),
-        to: to.map(|a| a.0.to_vec()).unwrap_or_default(),
-        amount,
-        purpose,
-        large,
+        lots,
+        fraud_flagged_by: controls.flagged_by(&a.id).map(|b| b.0.to_vec()).unwrap_or_default(),
     }
 }
 
-/// Loads the records at `cursors`, reading each block header once.
-pub fn records_at(
-    store: &Store,
-    cursors: &[u64],
-    central_bank: &AccountId,
-) -> Result<Vec<pb::OperationRecord>, Status> {
-    let mut ts_cache: HashMap<u64, u64> = HashMap::new();
-    let mut out = Vec::with_capacity(cursors.len());
-    for &c in cursors {
-        let s: StoredOp = store
-            .op_at(c)
-            .map_err(internal)?
-            .ok_or_else(|| internal(format!("operation at cursor {c:#x} is indexed but missing")))?;
-        let h = s.height();
-        let ts = match ts_cache.get(&h) {
-            Some(t) => *t,
-            None => {
-                let t = store
-                    .header(h)
-                    .map_err(internal)?
-                    .map(|(hd, _)| hd.timestamp_ms)
-                    .unwrap_or_default();
-                ts_cache.insert(h, t);
-                t
-            }
-        };
-        out.push(record_pb(&s.op, c, ts, s.large, central_bank));
+/// A held payment as the API shows it; `required` is the payer's signatory
+/// count for a payment waiting for signatures (0 otherwise).
+pub fn held_pb(id: &TxId, p: &Pending, controls: &Controls) -> pb::HeldPayment {
+    let required = match p.kind {
+        HoldKind::Signatures => controls.account(&p.payer).signatories.map_or(0, |s| s.required as u32),
+        HoldKind::NewPayee | HoldKind::FraudRegistry => 0,
+    };
+    pb::HeldPayment {
+        payment_id: id.0.to_vec(),
+        payer: p.payer.0.to_vec(),
+        payee: p.payee.0.to_vec(),
+        amount: p.amount,
+        kind: p.kind.as_str().to_string(),
+        deadline_ms: p.deadline_ms,
+        approvals: p.approvals.iter().map(|k| k.0.to_vec()).collect(),
+        required,
+        tagged_part: p.lot_parts.iter().fold(0u64, |s, &(_, a)| s.saturating_add(a)),
     }
-    Ok(out)
+}
+
+/// Held payments `keep` accepts, by payment id.
+pub fn held_list(controls: &Controls, keep: impl Fn(&Pending) -> bool) -> pb::HeldPaymentList {
+    pb::HeldPaymentList {
+        payments: controls
+            .all_pending()
+            .filter(|(_, p)| keep(p))
+            .take(MAX_LISTED)
+            .map(|(id, p)| held_pb(id, p, controls))
+            .collect(),
+    }
+}
+
+/// Most entries one held-payment or fraud-registry listing holds (those
+/// lists are not paged; the first ones by id are listed).
+pub const MAX_LISTED: usize = 10_000;
+
+pub fn purpose_pb(id: u32, p: &Purpose) -> pb::Purpose {
+    pb::Purpose {
+        id,
+        issuer: p.issuer.0.to_vec(),
+        unlock_at_ms: p.unlock_at_ms,
+        expires_at_ms: p.expires_at_ms,
+        payees: p.payees.iter().map(|a| a.0.to_vec()).collect(),
+        categories: p.categories.iter().map(|&c| c as u32).collect(),
+    }
+}
+
+/// Every defined purpose, by id.
+pub fn purpose_list(controls: &Controls) -> pb::PurposeList {
+    pb::PurposeList {
+        purposes: controls.purposes().map(|(&id, p)| purpose_pb(id, p)).collect(),
+    }
+}
+
+/// The chain-wide control settings; the full tier's limits are the retail kind's.
+pub fn control_settings_pb(c: &ControlParams, params: &Params) -> pb::ControlSettings {
+    pb::ControlSettings {
+        hold_threshold: c.hold_threshold,
+        hold_window_ms: c.hold_window_ms,
+        protected_minimum: c.protected_minimum,
+        anonymous_limits: Some(limits_pb(c.anonymous)),
+        simplified_limits: Some(limits_pb(c.simplified)),
+        full_limits: Some(limits_pb(params.limits(AccountKind::Retail))),
+    }
+}
+
+/// The fraud registry, by account.
+pub fn fraud_registry_pb(controls: &Controls) -> pb::FraudRegistry {
+    pb::FraudRegistry {
+        entries: controls
+            .fraud_registry()
+            .take(MAX_LISTED)
+            .map(|(a, by)| pb::FraudEntry {
+                account: a.0.to_vec(),
+                flagged_by: by.0.to_vec(),
+            })
+            .collect(),
+    }
+}
+
+/// Turns committed operations into records: what that needs besides the
+/// operations is the central bank (the other side of issue and redeem), the
+/// control records (the account a rotated-in key pays for) and the store
+/// (the payment a settling confirm or release executes).
+pub struct Recorder<'a> {
+    pub store: &'a Store,
+    pub central_bank: AccountId,
+    pub controls: Arc<Controls>,
+}
+
+impl<'a> Recorder<'a> {
+    /// As of the committed head.
+    pub fn new(ctx: &'a Ctx) -> Result<Recorder<'a>, Status> {
+        Ok(Recorder {
+            store: &ctx.store,
+            central_bank: ctx.ledger.view().params.central_bank,
+            controls: ctx.controls()?,
+        })
+    }
+
+    /// The account `key` signs for (itself unless a rotation put it in control).
+    pub fn account_of(&self, key: &AccountId) -> AccountId {
+        self.controls.resolve(key).unwrap_or(*key)
+    }
+
+    /// Payer, payee and amount of the held transfer `payment` (its tx id).
+    fn held_transfer(&self, payment: &TxId) -> Option<(AccountId, AccountId, u64)> {
+        let cursor = self.store.tx_cursor(payment).ok()??;
+        let s = self.store.op_at(cursor).ok()??;
+        match &s.op.body.op {
+            Op::Transfer { payee, amount, .. } => Some((self.account_of(&s.op.body.signer), *payee, *amount)),
+            _ => None,
+        }
+    }
+
+    /// A committed operation as the API shows it. A transfer (or tagged
+    /// payment) is from the account its key signs for; a confirm or
+    /// release that executed a held payment shows that payment's parties
+    /// and amount; a collection shows the amount it moved.
+    pub fn record(
+        &self,
+        op: &SignedOp,
+        cursor: u64,
+        timestamp_ms: u64,
+        large: bool,
+        effect: Effect,
+    ) -> pb::OperationRecord {
+        let signer = op.body.signer;
+        let cb = self.central_bank;
+        let none = (None, None, 0, String::new());
+        let (from, to, amount, purpose): (Option<AccountId>, Option<AccountId>, u64, String) = match &op.body.op {
+            Op::Transfer { payee, amount, purpose } => {
+                (Some(self.account_of(&signer)), Some(*payee), *amount, purpose.clone())
+            }
+            Op::PayTagged { payee, amount, .. } => {
+                (Some(self.account_of(&signer)), Some(*payee), *amount, String::new())
+            }
+            Op::Collect {
+                debtor,
+                claimant,
+                amount,
+            } => {
+                let moved = match effect {
+                    Effect::Collected { amount } => amount,
+                    _ => *amount,
+                };
+                (Some(*debtor), Some(*claimant), moved, String::new())
+            }
+            Op::ConfirmPayment { payment } | Op::ReleasePayment { payment } => match effect {
+                Effect::Settled { .. } => match self.held_transfer(payment) {
+                    Some((payer, payee, amount)) => (Some(payer), Some(payee), amount, String::new()),
+                    None => none,
+                },
+                _ => none,
+            },
+            Op::Issue { bank, amount } => (Some(cb), Some(*bank), *amount, String::new()),
+            Op::Redeem { bank, amount } => (Some(*bank), Some(cb), *amount, String::new()),
+            Op::OpenAccount { account, .. }
+            | Op::CloseAccount { account }
+            | Op::Freeze { account }
+            | Op::Unfreeze { account }
+            | Op::FreezeReceiveOnly { account }
+            | Op::FlagFraud { account, .. }
+            | Op::SetCategory { account, .. }
+            | Op::SetSweep { account, .. }
+            | Op::SetTier { account, .. }
+            | Op::RotateKey { account, .. }
+            | Op::SetSignatories { account, .. } => (None, Some(*account), 0, String::new()),
+            Op::AdmitBank { bank, name } => (None, Some(*bank), 0, name.clone()),
+            Op::SuspendBank { bank } => (None, Some(*bank), 0, String::new()),
+            Op::SetPhase { .. }
+            | Op::SetLimits { .. }
+            | Op::SetReportingThreshold { .. }
+            | Op::SetControls { .. }
+            | Op::SetTierLimits { .. }
+            | Op::DefinePurpose { .. }
+            | Op::VoidPayment { .. } => none,
+        };
+        let (height, index) = ruble_ledger::types::cursor_parts(cursor);
+        pb::OperationRecord {
+            tx_id: op.tx_id.0.to_vec(),
+            height,
+            index,
+            timestamp_ms,
+            cursor,
+            operation: Some(pb::SignedOperation {
+                body: op.body_bytes.clone(),
+                signature: op.signature.to_vec(),
+            }),
+            kind: op.body.op.name().to_string(),
+            signer: signer.0.to_vec(),
+            from: from.map(|a| a.0.to_vec()).unwrap_or_default(),
+            to: to.map(|a| a.0.to_vec()).unwrap_or_default(),
+            amount,
+            purpose,
+            large,
+            effect: Some(effect_pb(&effect)),
+        }
+    }
+
+    /// A stored operation's record.
+    pub fn stored(&self, s: &StoredOp, timestamp_ms: u64) -> pb::OperationRecord {
+        self.record(&s.op, s.cursor, timestamp_ms, s.large, s.effect)
+    }
+
+    /// The stored operations at `cursors`.
+    pub fn ops_at(&self, cursors: &[u64]) -> Result<Vec<StoredOp>, Status> {
+        cursors
+            .iter()
+            .map(|&c| {
+                self.store
+                    .op_at(c)
+                    .map_err(internal)?
+                    .ok_or_else(|| internal(format!("operation at cursor {c:#x} is indexed but missing")))
+            })
+            .collect()
+    }
+
+    /// Records of stored operations, reading each block header once.
+    pub fn records_of(&self, ops: &[StoredOp]) -> Result<Vec<pb::OperationRecord>, Status> {
+        let mut ts_cache: HashMap<u64, u64> = HashMap::new();
+        let mut out = Vec::with_capacity(ops.len());
+        for s in ops {
+            let h = s.height();
+            let ts = match ts_cache.get(&h) {
+                Some(t) => *t,
+                None => {
+                    let t = self
+                        .store
+                        .header(h)
+                        .map_err(internal)?
+                        .map(|(hd, _)| hd.timestamp_ms)
+                        .unwrap_or_default();
+                    ts_cache.insert(h, t);
+                    t
+                }
+            };
+            out.push(self.stored(s, ts));
+        }
+        Ok(out)
+    }
+
+    /// Loads the records at `cursors`.
+    pub fn records_at(&self, cursors: &[u64]) -> Result<Vec<pb::OperationRecord>, Status> {
+        self.records_of(&self.ops_at(cursors)?)
+    }
 }
 
 pub fn block_header_pb(h: &ruble_ledger::block::BlockHeader, hash: &[u8; 32]) -> pb::BlockHeader {
@@ -291,4 +573,58 @@ pub fn account_id(b: &[u8], field: &str) -> Result<AccountId, Status> {
 
 pub fn first_cursor_of_height(h: u64) -> u64 {
     cursor_of(h, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal is a client-facing code, never INTERNAL; the control
+    /// reasons map as `docs/errors.md` lists them.
+    #[test]
+    fn reasons_map_to_client_codes() {
+        for &r in Reason::ALL {
+            assert!(
+                !matches!(reason_code(r), Code::Internal | Code::Unknown | Code::Ok),
+                "{r:?}"
+            );
+        }
+        use Reason::*;
+        for (r, code) in [
+            (AccountReceiveOnly, Code::FailedPrecondition),
+            (FundsReserved, Code::FailedPrecondition),
+            (PurposeRestricted, Code::FailedPrecondition),
+            (UnknownPurpose, Code::NotFound),
+            (PurposeExists, Code::AlreadyExists),
+            (UnknownPayment, Code::NotFound),
+            (PaymentExpired, Code::FailedPrecondition),
+            (AlreadyApproved, Code::AlreadyExists),
+            (NothingCollectable, Code::FailedPrecondition),
+            (KeyRevoked, Code::PermissionDenied),
+            (KeyInUse, Code::AlreadyExists),
+            (AlreadyFlagged, Code::FailedPrecondition),
+            (NotFlagged, Code::FailedPrecondition),
+            (InvalidRule, Code::InvalidArgument),
+            (CapacityReached, Code::ResourceExhausted),
+        ] {
+            assert_eq!(reason_code(r), code, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn effects_have_their_kind_and_amounts() {
+        let e = effect_pb(&Effect::Held { until_ms: 7 });
+        assert_eq!((e.kind.as_str(), e.held_until_ms), ("held", 7));
+        let e = effect_pb(&Effect::Settled { swept: 5 });
+        assert_eq!((e.kind.as_str(), e.swept), ("settled", 5));
+        let e = effect_pb(&Effect::Collected { amount: 3 });
+        assert_eq!((e.kind.as_str(), e.collected), ("collected", 3));
+        for (e, kind) in [
+            (Effect::None, "none"),
+            (Effect::Swept { amount: 1 }, "swept"),
+            (Effect::Approved, "approved"),
+        ] {
+            assert_eq!(effect_pb(&e).kind, kind);
+        }
+    }
 }

@@ -1,13 +1,14 @@
 //! What every service shares: the ledger backend, the store, the commit feed,
 //! metrics and the limits on what clients may ask for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruble_ledger::codec::SignedOp;
-use ruble_ledger::query::QueryGuard;
-use ruble_ledger::state::SealedBlock;
+use ruble_ledger::crypto::verify_single;
+use ruble_ledger::query::{Query, QueryError};
+use ruble_ledger::state::{Controls, SealedBlock};
 use ruble_ledger::store::{Store, StoreError};
 use ruble_ledger::types::{AccountId, AccountKind};
 use ruble_ledger::{Outcome, Reason};
@@ -16,7 +17,7 @@ use tonic::Status;
 
 use crate::backend::{LedgerBackend, Refusal};
 use crate::budget::{Caller, StreamBudget, StreamPermit};
-use crate::convert::{coded_status_with, reason_status};
+use crate::convert::{coded_status_with, internal, reason_status};
 use crate::metrics::Metrics;
 
 /// Limits on what a client controls.
@@ -118,6 +119,9 @@ pub struct Ctx {
     /// Which bank serves an account, for the per-operation "is this your
     /// client" check of bank submissions.
     pub servicing: ServicingCache,
+    /// The control records (holds, purposes, lots, keys, registry) as of
+    /// the committed head, rebuilt from the store when the head moves.
+    pub controls: ControlsCache,
     /// Flips to true when the node begins shutting down; long-lived streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -162,12 +166,115 @@ impl ServicingCache {
     }
 }
 
+/// The control records of the committed head, read from the store
+/// ([`Store::control_records`]: the checkpoint's family with the pending
+/// changes over it, so a receipt's effect is visible as soon as the receipt
+/// is) and kept until the head moves.
+///
+/// The copy is tagged with the head height seen before the read: the store
+/// is written before the head moves, so the copy is at least that recent,
+/// and it serves every read while the head stays there.
+#[derive(Default)]
+pub struct ControlsCache {
+    cached: parking_lot::Mutex<Option<(u64, Arc<Controls>)>>,
+}
+
+impl ControlsCache {
+    pub fn new() -> Self {
+        ControlsCache::default()
+    }
+
+    /// The controls as of (at least) head `height`.
+    pub fn get(&self, store: &Store, height: u64) -> Result<Arc<Controls>, Status> {
+        if let Some((h, c)) = &*self.cached.lock() {
+            if *h == height {
+                return Ok(c.clone());
+            }
+        }
+        let records = store.control_records().map_err(internal)?;
+        let controls = Arc::new(Controls::from_records(records).map_err(internal)?);
+        let mut cached = self.cached.lock();
+        if cached.as_ref().is_none_or(|(h, _)| *h <= height) {
+            *cached = Some((height, controls.clone()));
+        }
+        Ok(controls)
+    }
+}
+
+/// Freshness and single use of signed queries, checked against the key
+/// that controls the account now: the account's own key, or the key its
+/// bank rotated in (`ruble_ledger::query::QueryGuard` checks the
+/// signature against the account id, which a rotation retires).
+///
+/// A query is accepted if issued within ±`window_ms` of the node's clock,
+/// its signature verifies under the controlling key, and its
+/// `(account, nonce)` was not accepted before. Bounded: when full it
+/// refuses new queries rather than grow.
+pub struct QueryGuard {
+    window_ms: u64,
+    capacity: usize,
+    seen: HashSet<(AccountId, u64)>,
+    by_expiry: BTreeSet<(u64, AccountId, u64)>,
+}
+
+impl QueryGuard {
+    pub fn new(window_ms: u64, capacity: usize) -> Self {
+        QueryGuard {
+            window_ms,
+            capacity,
+            seen: HashSet::new(),
+            by_expiry: BTreeSet::new(),
+        }
+    }
+
+    /// Checks `q`, signed by `key`, at time `now_ms`; records it.
+    pub fn check(&mut self, now_ms: u64, q: &Query, key: &AccountId, signature: &[u8]) -> Result<(), QueryError> {
+        if q.issued_at_ms.abs_diff(now_ms) > self.window_ms {
+            return Err(QueryError::Stale);
+        }
+        if !query_signed_by(q, key, signature) {
+            return Err(QueryError::BadSignature);
+        }
+        while let Some(&(exp, a, n)) = self.by_expiry.first() {
+            if exp >= now_ms {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.seen.remove(&(a, n));
+        }
+        if self.seen.contains(&(q.account, q.nonce)) {
+            return Err(QueryError::Reused);
+        }
+        if self.seen.len() >= self.capacity {
+            return Err(QueryError::Overloaded);
+        }
+        self.seen.insert((q.account, q.nonce));
+        // Kept until it could no longer pass the freshness check.
+        self.by_expiry
+            .insert((q.issued_at_ms.saturating_add(self.window_ms), q.account, q.nonce));
+        Ok(())
+    }
+}
+
+/// Whether `signature` over the query verifies under `key` (ZIP-215).
+pub fn query_signed_by(q: &Query, key: &AccountId, signature: &[u8]) -> bool {
+    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    verify_single(&key.0, &q.message(), &sig)
+}
+
 impl Ctx {
     /// A stream slot charged to `caller`, or RESOURCE_EXHAUSTED.
     pub fn stream_permit(&self, caller: Caller) -> Result<StreamPermit, Status> {
         self.streams
             .acquire(caller)
             .inspect_err(|_| self.metrics.inc_refused("TOO_MANY_STREAMS"))
+    }
+
+    /// The control records as of the committed head (see [`ControlsCache`]).
+    pub fn controls(&self) -> Result<Arc<Controls>, Status> {
+        self.controls.get(&self.store, self.ledger.view().height)
     }
 
     /// Resolves when shutdown begins.
@@ -337,6 +444,7 @@ mod tests {
             }),
             queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 16)),
             servicing: ServicingCache::new(16),
+            controls: ControlsCache::new(),
             shutdown: tokio::sync::watch::channel(false).1,
         }
     }
@@ -401,5 +509,60 @@ mod tests {
             (tonic::Code::Unavailable, NOT_LEADER)
         );
         assert!(info.metadata.is_empty());
+    }
+
+    /// A query is checked against the key given (the account's controlling
+    /// key), not the id it names; each `(account, nonce)` passes once.
+    #[test]
+    fn queries_are_checked_against_the_controlling_key() {
+        use ed25519_dalek::SigningKey;
+        let (old, new) = (SigningKey::from_bytes(&[3; 32]), SigningKey::from_bytes(&[4; 32]));
+        let account = AccountId(old.verifying_key().to_bytes());
+        let controller = AccountId(new.verifying_key().to_bytes());
+        let q = |nonce| Query {
+            chain_id: "ruble-test".into(),
+            method: "GetAccount".into(),
+            account,
+            issued_at_ms: 1_000_000,
+            nonce,
+            params: Vec::new(),
+        };
+        let mut g = QueryGuard::new(30_000, 16);
+        let by_new = q(1).sign(&new);
+        assert_eq!(
+            g.check(1_000_000, &q(1), &account, &by_new),
+            Err(QueryError::BadSignature)
+        );
+        assert_eq!(g.check(1_000_000, &q(1), &controller, &by_new), Ok(()));
+        assert_eq!(g.check(1_000_000, &q(1), &controller, &by_new), Err(QueryError::Reused));
+        let by_old = q(2).sign(&old);
+        assert_eq!(
+            g.check(1_000_000, &q(2), &controller, &by_old),
+            Err(QueryError::BadSignature)
+        );
+        assert!(query_signed_by(&q(2), &account, &by_old));
+        assert_eq!(
+            g.check(1_100_000, &q(3), &controller, &q(3).sign(&new)),
+            Err(QueryError::Stale)
+        );
+    }
+
+    /// Without control records every account shows its plain form: its
+    /// id as controller, everything free, its kind's limits.
+    #[test]
+    fn accounts_show_their_controls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ctx(dir.path(), None);
+        let controls = ctx.controls().unwrap();
+        assert!(controls.is_empty());
+        let cb = ctx.ledger.view().params.central_bank;
+        let a = ctx.store.account(&cb).unwrap().unwrap();
+        let pb = crate::convert::account_pb(&a, &ctx.ledger.view().params, &controls, 0);
+        assert_eq!(pb.controller, cb.0.to_vec());
+        assert_eq!((pb.free, pb.tagged, pb.reserved), (a.balance, 0, 0));
+        assert_eq!(pb.tier, "");
+        assert!(pb.fraud_flagged_by.is_empty() && pb.lots.is_empty() && pb.signatories.is_none());
+        // The copy is reused while the head stays.
+        assert!(Arc::ptr_eq(&controls, &ctx.controls().unwrap()));
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ruble_ledger::pipeline::{CommitTimes, Pipeline, PipelineConfig};
-use ruble_ledger::query::QueryGuard;
 use ruble_ledger::state::Genesis;
 use ruble_ledger::Ledger;
 use ruble_proto::v1::bank_service_server::BankServiceServer;
@@ -209,8 +208,9 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
             per_ip: opts.limits.max_streams_per_ip,
             per_participant: opts.limits.max_streams_per_participant,
         }),
-        queries: parking_lot::Mutex::new(QueryGuard::new(30_000, 1_000_000)),
+        queries: parking_lot::Mutex::new(crate::ctx::QueryGuard::new(30_000, 1_000_000)),
         servicing: crate::ctx::ServicingCache::new(1 << 20),
+        controls: crate::ctx::ControlsCache::new(),
         limits: opts.limits.clone(),
         shutdown: shutdown_rx.clone(),
     });

@@ -55,8 +55,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use ruble_gateway::devnet::{DevManifest, DevParticipant};
-use ruble_ledger::codec::{Op, OpBody};
-use ruble_ledger::types::{AccountId, AccountKind, Limits, Phase};
+use ruble_ledger::codec::{Op, OpBody, MAX_RULE_LIST};
+use ruble_ledger::types::{AccountId, AccountKind, Limits, Phase, Tier, TxId};
 use serde::Serialize;
 use tonic::client::GrpcService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -1004,6 +1004,7 @@ fn byte_seeds(target: &FuzzTarget, rng: &mut StdRng) -> HashMap<String, Vec<(Str
         AccountId(a)
     };
     let stranger = random_id();
+    let payment = TxId(random_id().0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -1078,6 +1079,123 @@ fn byte_seeds(target: &FuzzTarget, rng: &mut StdRng) -> HashMap<String, Vec<(Str
             },
         ),
         ("set-reporting-threshold", cb, Op::SetReportingThreshold { amount: 0 }),
+        ("freeze-receive-only", bank0, Op::FreezeReceiveOnly { account: biz }),
+        (
+            "set-controls",
+            cb,
+            Op::SetControls {
+                hold_threshold: 1,
+                hold_window_ms: u64::MAX,
+                protected_minimum: u64::MAX,
+            },
+        ),
+        (
+            "flag-fraud",
+            bank0,
+            Op::FlagFraud {
+                account: biz,
+                flagged: true,
+            },
+        ),
+        ("confirm-payment", biz, Op::ConfirmPayment { payment }),
+        ("release-payment", bank0, Op::ReleasePayment { payment }),
+        ("void-payment", stranger, Op::VoidPayment { payment }),
+        (
+            "collect",
+            bank0,
+            Op::Collect {
+                debtor: biz,
+                claimant: bank0,
+                amount: u64::MAX,
+            },
+        ),
+        (
+            "define-purpose-full",
+            cb,
+            Op::DefinePurpose {
+                purpose: u32::MAX,
+                issuer: cb,
+                unlock_at_ms: 0,
+                expires_at_ms: u64::MAX,
+                payees: vec![biz; MAX_RULE_LIST],
+                categories: vec![0; MAX_RULE_LIST],
+            },
+        ),
+        (
+            "define-purpose-empty",
+            cb,
+            Op::DefinePurpose {
+                purpose: 0,
+                issuer: stranger,
+                unlock_at_ms: u64::MAX,
+                expires_at_ms: 1,
+                payees: Vec::new(),
+                categories: Vec::new(),
+            },
+        ),
+        (
+            "pay-tagged",
+            cb,
+            Op::PayTagged {
+                payee: biz,
+                amount: 1,
+                purpose: 0,
+            },
+        ),
+        (
+            "set-category",
+            bank0,
+            Op::SetCategory {
+                account: biz,
+                category: u16::MAX,
+            },
+        ),
+        (
+            "set-sweep",
+            bank0,
+            Op::SetSweep {
+                account: biz,
+                enabled: false,
+            },
+        ),
+        (
+            "set-tier",
+            bank0,
+            Op::SetTier {
+                account: biz,
+                tier: Tier::Anonymous,
+            },
+        ),
+        (
+            "set-tier-limits-full",
+            cb,
+            Op::SetTierLimits {
+                tier: Tier::Full,
+                limits: Limits {
+                    balance_cap: 0,
+                    payment_cap: u64::MAX,
+                    daily_outflow_cap: 0,
+                },
+            },
+        ),
+        (
+            "rotate-key",
+            bank0,
+            Op::RotateKey {
+                account: biz,
+                new_key: cb,
+            },
+        ),
+        (
+            "set-signatories",
+            bank0,
+            Op::SetSignatories {
+                account: biz,
+                min_amount: 0,
+                required: u8::MAX,
+                keys: vec![stranger; MAX_RULE_LIST],
+            },
+        ),
     ];
     let mut bodies = Vec::new();
     for (i, (name, signer, op)) in ops.into_iter().enumerate() {
@@ -1097,6 +1215,111 @@ fn byte_seeds(target: &FuzzTarget, rng: &mut StdRng) -> HashMap<String, Vec<(Str
         if let Ok(b) = body.try_encode() {
             let variant = ["", "+wrong-chain", "+expired", "+until-max"][i % 4];
             bodies.push((format!("opbody:{name}{variant}"), Bytes::from(b)));
+        }
+    }
+    // Bodies one field away from canonical (the decoder must refuse them):
+    // a boolean byte that is not 0/1, a list count over MAX_RULE_LIST with
+    // its entries present, a tier byte out of range, a tag past the last op.
+    let canonical = |signer: AccountId, op: Op| {
+        OpBody {
+            chain_id: target.chain_id.clone(),
+            signer,
+            nonce: 0,
+            valid_until_ms: now + 60_000,
+            op,
+        }
+        .try_encode()
+        .ok()
+    };
+    let tag_at = 1 + 1 + target.chain_id.len();
+    let payload_at = tag_at + 1 + 32 + 8 + 8;
+    let mut mutated: Vec<(&str, Option<Vec<u8>>)> = Vec::new();
+    let flag = canonical(
+        bank0,
+        Op::FlagFraud {
+            account: biz,
+            flagged: true,
+        },
+    );
+    mutated.push((
+        "flag-fraud-bool-2",
+        flag.map(|mut b| {
+            *b.last_mut().expect("a payload") = 2;
+            b
+        }),
+    ));
+    let tier = canonical(
+        bank0,
+        Op::SetTier {
+            account: biz,
+            tier: Tier::Full,
+        },
+    );
+    for (name, t) in [("set-tier-0", 0u8), ("set-tier-4", 4), ("set-tier-ff", 0xff)] {
+        mutated.push((
+            name,
+            tier.clone().map(|mut b| {
+                *b.last_mut().expect("a payload") = t;
+                b
+            }),
+        ));
+    }
+    let keys = canonical(
+        bank0,
+        Op::SetSignatories {
+            account: biz,
+            min_amount: 1,
+            required: 1,
+            keys: vec![stranger; MAX_RULE_LIST],
+        },
+    );
+    mutated.push((
+        "set-signatories-9-keys",
+        keys.clone().map(|mut b| {
+            b[payload_at + 32 + 8 + 1] += 1;
+            b.extend_from_slice(&stranger.0);
+            b
+        }),
+    ));
+    mutated.push((
+        "set-signatories-count-ff",
+        keys.map(|mut b| {
+            b[payload_at + 32 + 8 + 1] = 0xff;
+            b
+        }),
+    ));
+    let purpose = canonical(
+        cb,
+        Op::DefinePurpose {
+            purpose: 1,
+            issuer: cb,
+            unlock_at_ms: 0,
+            expires_at_ms: u64::MAX,
+            payees: vec![biz; MAX_RULE_LIST],
+            categories: vec![1],
+        },
+    );
+    mutated.push((
+        "define-purpose-9-payees",
+        purpose.map(|mut b| {
+            let count_at = payload_at + 4 + 32 + 8 + 8;
+            b[count_at] += 1;
+            let end = count_at + 1 + 32 * MAX_RULE_LIST;
+            b.splice(end..end, biz.0);
+            b
+        }),
+    ));
+    mutated.push((
+        "tag-past-last",
+        canonical(cb, Op::ConfirmPayment { payment }).map(|mut b| {
+            b[tag_at] = 28;
+            b
+        }),
+    ));
+    for (name, b) in mutated {
+        if let Some(b) = b {
+            debug_assert!(OpBody::decode(&b).is_err(), "{name}");
+            bodies.push((format!("opbody:{name}"), Bytes::from(b)));
         }
     }
     seeds.insert("ruble.v1.SignedOperation.body".into(), bodies);
@@ -2433,6 +2656,48 @@ pub async fn run(target: &FuzzTarget, opts: &FuzzOptions) -> Result<FuzzReport> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operation-body seeds cover every operation kind, and the
+    /// mutated ones are all refused by the decoder.
+    #[test]
+    fn op_body_seeds_cover_every_kind() {
+        let target = FuzzTarget {
+            endpoint: "https://127.0.0.1:1".into(),
+            ca_pem: String::new(),
+            bank_identity: (String::new(), String::new()),
+            cb_identity: (String::new(), String::new()),
+            known_ids: (1..=3u8).map(|b| vec![b; 32]).collect(),
+            chain_id: "ruble-dev".into(),
+        };
+        let seeds = byte_seeds(&target, &mut StdRng::seed_from_u64(7));
+        let bodies = &seeds["ruble.v1.SignedOperation.body"];
+        let mut tags = BTreeSet::new();
+        let mut refused = BTreeSet::new();
+        for (name, b) in bodies {
+            match OpBody::decode(b) {
+                Ok(body) => {
+                    tags.insert(body.op.tag());
+                }
+                Err(_) => {
+                    refused.insert(name.as_str());
+                }
+            }
+        }
+        assert_eq!(tags, (1..=27).collect::<BTreeSet<u8>>());
+        let mutated: BTreeSet<&str> = [
+            "opbody:flag-fraud-bool-2",
+            "opbody:set-tier-0",
+            "opbody:set-tier-4",
+            "opbody:set-tier-ff",
+            "opbody:set-signatories-9-keys",
+            "opbody:set-signatories-count-ff",
+            "opbody:define-purpose-9-payees",
+            "opbody:tag-past-last",
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(refused, mutated);
+    }
 
     #[test]
     fn frames_and_varints() {

@@ -1640,6 +1640,7 @@ slow_node_service! {
         get_receipt(GetReceiptRequest) -> OperationRecord;
         get_account(GetAccountRequest) -> Account;
         get_history(GetHistoryRequest) -> HistoryPage;
+        list_held_payments(GetAccountRequest) -> HeldPaymentList;
     }
 }
 
@@ -1694,6 +1695,19 @@ slow_node_service! {
         get_any_account(GetClientAccountRequest) -> Account;
         get_block(GetBlockRequest) -> BlockEvent;
         list_accounts(ListAccountsRequest) -> AccountPage;
+        freeze_receive_only(SubmitRequest) -> SubmitResult;
+        set_controls(SubmitRequest) -> SubmitResult;
+        set_tier_limits(SubmitRequest) -> SubmitResult;
+        define_purpose(SubmitRequest) -> SubmitResult;
+        issue_tagged(SubmitRequest) -> SubmitResult;
+        flag_fraud(SubmitRequest) -> SubmitResult;
+        release_payment(SubmitRequest) -> SubmitResult;
+        void_payment(SubmitRequest) -> SubmitResult;
+        collect(SubmitRequest) -> SubmitResult;
+        list_held_payments(ListHeldPaymentsRequest) -> HeldPaymentList;
+        list_purposes(ListPurposesRequest) -> PurposeList;
+        get_controls(GetControlsRequest) -> ControlSettings;
+        list_fraud_registry(ListFraudRegistryRequest) -> FraudRegistry;
     }
 }
 

@@ -14,16 +14,17 @@
 use std::sync::Mutex;
 
 use futures::Stream;
-use ruble_domain::codec::{Op, SignedOp, MAX_NAME_BYTES};
-use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase};
+use ruble_domain::codec::{Op, SignedOp};
+use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, Tier, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::central_bank_service_client::CentralBankServiceClient;
 use ruble_proto::v1::cluster_service_client::ClusterServiceClient;
 use tonic::transport::Channel;
 
 use crate::client::{
-    account_from, block_from, limits_from, record_from, result_from, submit_request, AccountInfo, Block, Client,
-    ClientBuilder, Payment, Record,
+    account_from, block_from, controls_from, held_from, limits_from, purpose_from, record_from, result_from,
+    submit_request, AccountInfo, Block, Client, ClientBuilder, Controls, FraudEntry, HeldPayment, Payment, Purpose,
+    Record,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Address, WalletKey};
@@ -223,6 +224,40 @@ fn cluster_status_from(s: pb::ClusterStatus) -> ClusterStatus {
 /// up): the configured timeout if longer.
 pub const ADD_REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Whether the central bank signs `op` (through `CentralBankService`).
+/// `PayTagged` is the central bank's `IssueTagged`.
+pub fn is_central_bank_op(op: &Op) -> bool {
+    match op {
+        Op::Issue { .. }
+        | Op::Redeem { .. }
+        | Op::AdmitBank { .. }
+        | Op::SuspendBank { .. }
+        | Op::SetPhase { .. }
+        | Op::SetLimits { .. }
+        | Op::SetReportingThreshold { .. }
+        | Op::Freeze { .. }
+        | Op::Unfreeze { .. }
+        | Op::FreezeReceiveOnly { .. }
+        | Op::SetControls { .. }
+        | Op::SetTierLimits { .. }
+        | Op::DefinePurpose { .. }
+        | Op::PayTagged { .. }
+        | Op::FlagFraud { .. }
+        | Op::ReleasePayment { .. }
+        | Op::VoidPayment { .. }
+        | Op::Collect { .. } => true,
+        Op::Transfer { .. }
+        | Op::OpenAccount { .. }
+        | Op::CloseAccount { .. }
+        | Op::ConfirmPayment { .. }
+        | Op::SetCategory { .. }
+        | Op::SetSweep { .. }
+        | Op::SetTier { .. }
+        | Op::RotateKey { .. }
+        | Op::SetSignatories { .. } => false,
+    }
+}
+
 /// The central bank's client. Cheap to clone; clones share the connection.
 ///
 /// ```no_run
@@ -285,21 +320,10 @@ impl AdminClient {
     /// bank's). Keep the result to retry it safely with [`AdminClient::submit`].
     pub fn sign(&self, key: &WalletKey, op: Op) -> Result<SignedOp> {
         self.check_key(key)?;
-        if let Op::AdmitBank { name, .. } = &op {
-            if name.len() > MAX_NAME_BYTES {
-                return Err(Error::Config(format!(
-                    "bank name is {} bytes; at most {MAX_NAME_BYTES}",
-                    name.len()
-                )));
-            }
-        }
-        if matches!(
-            op,
-            Op::Transfer { .. } | Op::OpenAccount { .. } | Op::CloseAccount { .. }
-        ) {
+        if !is_central_bank_op(&op) {
             return Err(Error::Config(format!("{} is not a central-bank operation", op.name())));
         }
-        Ok(self.client.sign(key, op))
+        self.client.try_sign(key, op)
     }
 
     /// Submits a signed central-bank operation through the RPC of its kind
@@ -322,7 +346,24 @@ impl AdminClient {
                         Op::SetReportingThreshold { .. } => cb.set_reporting_threshold(r).await,
                         Op::Freeze { .. } => cb.freeze_account(r).await,
                         Op::Unfreeze { .. } => cb.unfreeze_account(r).await,
-                        other @ (Op::Transfer { .. } | Op::OpenAccount { .. } | Op::CloseAccount { .. }) => {
+                        Op::FreezeReceiveOnly { .. } => cb.freeze_receive_only(r).await,
+                        Op::SetControls { .. } => cb.set_controls(r).await,
+                        Op::SetTierLimits { .. } => cb.set_tier_limits(r).await,
+                        Op::DefinePurpose { .. } => cb.define_purpose(r).await,
+                        Op::PayTagged { .. } => cb.issue_tagged(r).await,
+                        Op::FlagFraud { .. } => cb.flag_fraud(r).await,
+                        Op::ReleasePayment { .. } => cb.release_payment(r).await,
+                        Op::VoidPayment { .. } => cb.void_payment(r).await,
+                        Op::Collect { .. } => cb.collect(r).await,
+                        other @ (Op::Transfer { .. }
+                        | Op::OpenAccount { .. }
+                        | Op::CloseAccount { .. }
+                        | Op::ConfirmPayment { .. }
+                        | Op::SetCategory { .. }
+                        | Op::SetSweep { .. }
+                        | Op::SetTier { .. }
+                        | Op::RotateKey { .. }
+                        | Op::SetSignatories { .. }) => {
                             return Err(Error::Config(format!(
                                 "{} is not a central-bank operation",
                                 other.name()
@@ -388,6 +429,185 @@ impl AdminClient {
 
     pub async fn unfreeze(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
         self.sign_submit(key, Op::Unfreeze { account }).await
+    }
+
+    /// A receive-only freeze of any account but the central bank's: it may
+    /// receive, not pay (`ACCOUNT_RECEIVE_ONLY`), until
+    /// [`AdminClient::unfreeze`]. Tagged funds and collection still work.
+    pub async fn freeze_receive_only(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(key, Op::FreezeReceiveOnly { account }).await
+    }
+
+    /// The anti-fraud hold rule and the collection floor: a payment of at
+    /// least `hold_threshold` (0 = off) to a payee the payer never paid that
+    /// much is held for `hold_window_ms` (1 ms..=7 days, else
+    /// `INVALID_RULE`); collection leaves `protected_minimum` in a wallet.
+    pub async fn set_controls(
+        &self,
+        key: &WalletKey,
+        hold_threshold: Kopecks,
+        hold_window_ms: u64,
+        protected_minimum: Kopecks,
+    ) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::SetControls {
+                hold_threshold,
+                hold_window_ms,
+                protected_minimum,
+            },
+        )
+        .await
+    }
+
+    /// The caps of an identification tier below `Full` (the full tier's are
+    /// the retail kind's: [`AdminClient::set_limits`]).
+    pub async fn set_tier_limits(&self, key: &WalletKey, tier: Tier, limits: Limits) -> Result<Payment> {
+        self.sign_submit(key, Op::SetTierLimits { tier, limits }).await
+    }
+
+    /// Defines a purpose for tagged money (`PURPOSE_EXISTS` if its id is
+    /// taken): at most 8 payees and 8 non-zero categories.
+    pub async fn define_purpose(&self, key: &WalletKey, purpose: &Purpose) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::DefinePurpose {
+                purpose: purpose.id,
+                issuer: purpose.issuer,
+                unlock_at_ms: purpose.unlock_at_ms,
+                expires_at_ms: purpose.expires_at_ms,
+                payees: purpose.payees.clone(),
+                categories: purpose.categories.clone(),
+            },
+        )
+        .await
+    }
+
+    /// Issues purpose-bound money to `payee` (a business or retail wallet):
+    /// new money (issued grows by `amount`) for a purpose whose issuer is
+    /// the central bank.
+    pub async fn issue_tagged(
+        &self,
+        key: &WalletKey,
+        payee: AccountId,
+        amount: Kopecks,
+        purpose: u32,
+    ) -> Result<Payment> {
+        self.sign_submit(key, Op::PayTagged { payee, amount, purpose }).await
+    }
+
+    /// Puts a client account on the fraud registry: payments to it are held.
+    pub async fn flag_fraud(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(key, Op::FlagFraud { account, flagged: true }).await
+    }
+
+    /// Takes an account off the fraud registry (whoever reported it).
+    pub async fn unflag_fraud(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::FlagFraud {
+                account,
+                flagged: false,
+            },
+        )
+        .await
+    }
+
+    /// Releases a payment held by the anti-fraud rules: it executes
+    /// (effect `settled`). Not for one waiting for signatures.
+    pub async fn release_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        self.sign_submit(key, Op::ReleasePayment { payment }).await
+    }
+
+    /// Voids a held payment: the reserved funds become spendable again.
+    pub async fn void_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        self.sign_submit(key, Op::VoidPayment { payment }).await
+    }
+
+    /// Court-ordered collection from any client account (frozen ones too):
+    /// moves `min(amount, free − protected minimum)` to `claimant` (effect
+    /// `collected`); tagged funds are never collected.
+    pub async fn collect(
+        &self,
+        key: &WalletKey,
+        debtor: AccountId,
+        claimant: AccountId,
+        amount: Kopecks,
+    ) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::Collect {
+                debtor,
+                claimant,
+                amount,
+            },
+        )
+        .await
+    }
+
+    /// Held payments: all of them, or those of `account` (as payer or payee).
+    pub async fn held_payments(&self, account: Option<AccountId>) -> Result<Vec<HeldPayment>> {
+        let req = pb::ListHeldPaymentsRequest {
+            account: account.map(|a| a.0.to_vec()).unwrap_or_default(),
+        };
+        self.client
+            .with_retries(|| {
+                let mut cb = self.cb();
+                let r = self.client.request(req.clone());
+                async move {
+                    let list = cb.list_held_payments(r).await?.into_inner();
+                    Ok(list.payments.into_iter().map(held_from).collect())
+                }
+            })
+            .await
+    }
+
+    /// Every defined purpose.
+    pub async fn purposes(&self) -> Result<Vec<Purpose>> {
+        self.client
+            .with_retries(|| {
+                let mut cb = self.cb();
+                let r = self.client.request(pb::ListPurposesRequest {});
+                async move {
+                    let list = cb.list_purposes(r).await?.into_inner();
+                    Ok(list.purposes.into_iter().map(purpose_from).collect())
+                }
+            })
+            .await
+    }
+
+    /// The chain-wide control settings: hold rule, protected minimum, tier limits.
+    pub async fn controls(&self) -> Result<Controls> {
+        self.client
+            .with_retries(|| {
+                let mut cb = self.cb();
+                let r = self.client.request(pb::GetControlsRequest {});
+                async move { Ok(controls_from(cb.get_controls(r).await?.into_inner())) }
+            })
+            .await
+    }
+
+    /// The fraud registry: each account on it and who reported it.
+    pub async fn fraud_registry(&self) -> Result<Vec<FraudEntry>> {
+        self.client
+            .with_retries(|| {
+                let mut cb = self.cb();
+                let r = self.client.request(pb::ListFraudRegistryRequest {});
+                async move {
+                    let list = cb.list_fraud_registry(r).await?.into_inner();
+                    Ok(list
+                        .entries
+                        .into_iter()
+                        .filter_map(|e| {
+                            Some(FraudEntry {
+                                account: AccountId::from_slice(&e.account)?,
+                                flagged_by: AccountId::from_slice(&e.flagged_by).unwrap_or_default(),
+                            })
+                        })
+                        .collect())
+                }
+            })
+            .await
     }
 
     /// Issued, redeemed, in circulation, the sum of balances, per bank.

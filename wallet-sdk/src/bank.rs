@@ -10,18 +10,51 @@ use std::sync::{Arc, Mutex};
 
 use futures::Stream;
 use ruble_domain::codec::{Op, SignedOp};
-use ruble_domain::types::{AccountId, AccountKind};
+use ruble_domain::types::{AccountId, AccountKind, Kopecks, Tier, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::bank_service_client::BankServiceClient;
 use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
 use crate::client::{
-    account_from, block_from, record_from, result_from, submit_request, AccountInfo, Block, Client, ClientBuilder,
-    HistoryPage, Payment,
+    account_from, block_from, held_from, purpose_from, record_from, result_from, submit_request, AccountInfo, Block,
+    Client, ClientBuilder, HeldPayment, HistoryPage, Payment, Purpose,
 };
 use crate::error::{Error, Result};
 use crate::keys::{Address, WalletKey};
+
+/// Whether a bank signs `op` (through `BankService`).
+pub fn is_bank_op(op: &Op) -> bool {
+    match op {
+        Op::OpenAccount { .. }
+        | Op::CloseAccount { .. }
+        | Op::Freeze { .. }
+        | Op::Unfreeze { .. }
+        | Op::FreezeReceiveOnly { .. }
+        | Op::FlagFraud { .. }
+        | Op::ReleasePayment { .. }
+        | Op::VoidPayment { .. }
+        | Op::Collect { .. }
+        | Op::SetCategory { .. }
+        | Op::SetSweep { .. }
+        | Op::SetTier { .. }
+        | Op::RotateKey { .. }
+        | Op::SetSignatories { .. } => true,
+        Op::Issue { .. }
+        | Op::Redeem { .. }
+        | Op::Transfer { .. }
+        | Op::AdmitBank { .. }
+        | Op::SuspendBank { .. }
+        | Op::SetPhase { .. }
+        | Op::SetLimits { .. }
+        | Op::SetReportingThreshold { .. }
+        | Op::SetControls { .. }
+        | Op::ConfirmPayment { .. }
+        | Op::DefinePurpose { .. }
+        | Op::PayTagged { .. }
+        | Op::SetTierLimits { .. } => false,
+    }
+}
 
 /// A bank's client. Cheap to clone; clones share the connection.
 ///
@@ -103,14 +136,11 @@ impl BankClient {
     /// Signs a bank operation with `key` (checked to be this bank's). Keep the
     /// result to retry it safely with [`BankClient::submit`].
     pub async fn sign(&self, key: &WalletKey, op: Op) -> Result<SignedOp> {
-        if !matches!(
-            op,
-            Op::OpenAccount { .. } | Op::CloseAccount { .. } | Op::Freeze { .. } | Op::Unfreeze { .. }
-        ) {
+        if !is_bank_op(&op) {
             return Err(Error::Config(format!("{} is not a bank operation", op.name())));
         }
         self.check_key(key).await?;
-        Ok(self.client.sign(key, op))
+        self.client.try_sign(key, op)
     }
 
     /// Submits a signed bank operation through the RPC of its kind and waits
@@ -127,7 +157,31 @@ impl BankClient {
                         Op::CloseAccount { .. } => b.close_account(r).await,
                         Op::Freeze { .. } => b.freeze_account(r).await,
                         Op::Unfreeze { .. } => b.unfreeze_account(r).await,
-                        other => return Err(Error::Config(format!("{} is not a bank operation", other.name()))),
+                        Op::FreezeReceiveOnly { .. } => b.freeze_receive_only(r).await,
+                        Op::FlagFraud { .. } => b.flag_fraud(r).await,
+                        Op::ReleasePayment { .. } => b.release_payment(r).await,
+                        Op::VoidPayment { .. } => b.void_payment(r).await,
+                        Op::Collect { .. } => b.collect(r).await,
+                        Op::SetCategory { .. } => b.set_category(r).await,
+                        Op::SetSweep { .. } => b.set_sweep(r).await,
+                        Op::SetTier { .. } => b.set_tier(r).await,
+                        Op::RotateKey { .. } => b.rotate_key(r).await,
+                        Op::SetSignatories { .. } => b.set_signatories(r).await,
+                        other @ (Op::Issue { .. }
+                        | Op::Redeem { .. }
+                        | Op::Transfer { .. }
+                        | Op::AdmitBank { .. }
+                        | Op::SuspendBank { .. }
+                        | Op::SetPhase { .. }
+                        | Op::SetLimits { .. }
+                        | Op::SetReportingThreshold { .. }
+                        | Op::SetControls { .. }
+                        | Op::ConfirmPayment { .. }
+                        | Op::DefinePurpose { .. }
+                        | Op::PayTagged { .. }
+                        | Op::SetTierLimits { .. }) => {
+                            return Err(Error::Config(format!("{} is not a bank operation", other.name())))
+                        }
                     };
                     result_from(resp?.into_inner())
                 }
@@ -159,6 +213,184 @@ impl BankClient {
     /// Unfreezes a client's wallet (not one the central bank froze).
     pub async fn unfreeze(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
         self.sign_submit(key, Op::Unfreeze { account }).await
+    }
+
+    /// A receive-only freeze of a client's wallet: it may receive, not pay,
+    /// until [`BankClient::unfreeze`].
+    pub async fn freeze_receive_only(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(key, Op::FreezeReceiveOnly { account }).await
+    }
+
+    /// Puts any business or retail account on the fraud registry (payments
+    /// to it are held).
+    pub async fn flag_fraud(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(key, Op::FlagFraud { account, flagged: true }).await
+    }
+
+    /// Takes an account this bank reported off the fraud registry.
+    pub async fn unflag_fraud(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::FlagFraud {
+                account,
+                flagged: false,
+            },
+        )
+        .await
+    }
+
+    /// Releases a client's payment held by the anti-fraud rules: it
+    /// executes (effect `settled`). Not for one waiting for signatures.
+    pub async fn release_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        self.sign_submit(key, Op::ReleasePayment { payment }).await
+    }
+
+    /// Voids a client's held payment: its reserved funds become spendable again.
+    pub async fn void_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        self.sign_submit(key, Op::VoidPayment { payment }).await
+    }
+
+    /// Court-ordered collection from one of this bank's clients (frozen ones
+    /// too): moves `min(amount, free − protected minimum)` to `claimant`
+    /// (effect `collected`).
+    pub async fn collect(
+        &self,
+        key: &WalletKey,
+        debtor: AccountId,
+        claimant: AccountId,
+        amount: Kopecks,
+    ) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::Collect {
+                debtor,
+                claimant,
+                amount,
+            },
+        )
+        .await
+    }
+
+    /// A client's payee category (merchant category, 0 = none), which
+    /// purposes may allow.
+    pub async fn set_category(&self, key: &WalletKey, account: AccountId, category: u16) -> Result<Payment> {
+        self.sign_submit(key, Op::SetCategory { account, category }).await
+    }
+
+    /// Turns a client's holding-limit waterfall on or off: with it, a
+    /// credit past the balance cap sends the excess to this bank's
+    /// settlement account ([`BankClient::sweeps`]) instead of being refused.
+    pub async fn set_sweep(&self, key: &WalletKey, account: AccountId, enabled: bool) -> Result<Payment> {
+        self.sign_submit(key, Op::SetSweep { account, enabled }).await
+    }
+
+    /// Moves a retail client to another identification tier.
+    pub async fn set_tier(&self, key: &WalletKey, account: AccountId, tier: Tier) -> Result<Payment> {
+        self.sign_submit(key, Op::SetTier { account, tier }).await
+    }
+
+    /// Rotates the key that controls a client's account (a lost device):
+    /// the account keeps its id, balance and history; `new_key` signs for
+    /// it from now on and the old key is refused (`KEY_REVOKED`).
+    pub async fn rotate_key(&self, key: &WalletKey, account: AccountId, new_key: AccountId) -> Result<Payment> {
+        self.sign_submit(key, Op::RotateKey { account, new_key }).await
+    }
+
+    /// A business client's signatories: its payments of at least
+    /// `min_amount` wait until `required` of `keys` (at most 8) approve.
+    pub async fn set_signatories(
+        &self,
+        key: &WalletKey,
+        account: AccountId,
+        min_amount: Kopecks,
+        required: u8,
+        keys: Vec<AccountId>,
+    ) -> Result<Payment> {
+        self.sign_submit(
+            key,
+            Op::SetSignatories {
+                account,
+                min_amount,
+                required,
+                keys,
+            },
+        )
+        .await
+    }
+
+    /// Removes a business client's signatory rule.
+    pub async fn clear_signatories(&self, key: &WalletKey, account: AccountId) -> Result<Payment> {
+        self.set_signatories(key, account, 0, 0, Vec::new()).await
+    }
+
+    /// Held payments of this bank's clients (as payer or payee), or of one.
+    pub async fn held_payments(&self, account: Option<AccountId>) -> Result<Vec<HeldPayment>> {
+        let req = pb::ListHeldPaymentsRequest {
+            account: account.map(|a| a.0.to_vec()).unwrap_or_default(),
+        };
+        self.client
+            .with_retries(|| {
+                let mut b = self.bank();
+                let r = self.client.request(req.clone());
+                async move {
+                    let list = b.list_held_payments(r).await?.into_inner();
+                    Ok(list.payments.into_iter().map(held_from).collect())
+                }
+            })
+            .await
+    }
+
+    /// One page of the operations whose holding-limit sweep credited this
+    /// bank's settlement account (entries after `cursor`, oldest first):
+    /// each record's `to` is the client, its effect the swept amount, to
+    /// credit to the client's deposit.
+    pub async fn sweeps(&self, cursor: u64, limit: u32) -> Result<HistoryPage> {
+        self.client
+            .with_retries(|| {
+                let mut b = self.bank();
+                let r = self.client.request(pb::ListSweepsRequest { cursor, limit });
+                async move {
+                    let p = b.list_sweeps(r).await?.into_inner();
+                    Ok(HistoryPage {
+                        entries: p.entries.into_iter().map(record_from).collect(),
+                        next_cursor: p.next_cursor,
+                        more: p.more,
+                    })
+                }
+            })
+            .await
+    }
+
+    /// Every sweep after `cursor`, walking the pages.
+    pub async fn sweeps_all(&self, cursor: u64) -> Result<HistoryPage> {
+        let mut out = HistoryPage {
+            entries: Vec::new(),
+            next_cursor: cursor,
+            more: false,
+        };
+        loop {
+            let page = self.sweeps(out.next_cursor, 1000).await?;
+            let progressed = page.next_cursor != out.next_cursor;
+            out.entries.extend(page.entries);
+            out.next_cursor = page.next_cursor;
+            if !page.more || !progressed {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Every defined purpose (what clients' tagged money may pay).
+    pub async fn purposes(&self) -> Result<Vec<Purpose>> {
+        self.client
+            .with_retries(|| {
+                let mut b = self.bank();
+                let r = self.client.request(pb::ListPurposesRequest {});
+                async move {
+                    let list = b.list_purposes(r).await?.into_inner();
+                    Ok(list.purposes.into_iter().map(purpose_from).collect())
+                }
+            })
+            .await
     }
 
     /// One of this bank's clients' accounts.
@@ -289,5 +521,157 @@ impl BankClient {
                 Some(block)
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruble_domain::codec::Op;
+    use ruble_domain::types::{AccountId, AccountKind, Limits, Phase, Tier, TxId};
+
+    use super::is_bank_op;
+    use crate::admin::is_central_bank_op;
+
+    /// Every operation goes to exactly one service, but PayTagged, which the
+    /// central bank sends (IssueTagged) and a budget payer's wallet too;
+    /// the wallet service takes what neither operator signs.
+    #[test]
+    fn every_operation_has_its_service() {
+        let a = AccountId([1; 32]);
+        let t = TxId([2; 32]);
+        let l = Limits::UNLIMITED;
+        let ops = vec![
+            (Op::Issue { bank: a, amount: 1 }, "cb"),
+            (Op::Redeem { bank: a, amount: 1 }, "cb"),
+            (
+                Op::OpenAccount {
+                    account: a,
+                    kind: AccountKind::Retail,
+                },
+                "bank",
+            ),
+            (Op::CloseAccount { account: a }, "bank"),
+            (
+                Op::Transfer {
+                    payee: a,
+                    amount: 1,
+                    purpose: String::new(),
+                },
+                "wallet",
+            ),
+            (Op::Freeze { account: a }, "both"),
+            (Op::Unfreeze { account: a }, "both"),
+            (
+                Op::AdmitBank {
+                    bank: a,
+                    name: "b".into(),
+                },
+                "cb",
+            ),
+            (Op::SuspendBank { bank: a }, "cb"),
+            (Op::SetPhase { phase: Phase::Retail }, "cb"),
+            (
+                Op::SetLimits {
+                    kind: AccountKind::Retail,
+                    limits: l,
+                },
+                "cb",
+            ),
+            (Op::SetReportingThreshold { amount: 1 }, "cb"),
+            (Op::FreezeReceiveOnly { account: a }, "both"),
+            (
+                Op::SetControls {
+                    hold_threshold: 1,
+                    hold_window_ms: 1,
+                    protected_minimum: 1,
+                },
+                "cb",
+            ),
+            (
+                Op::FlagFraud {
+                    account: a,
+                    flagged: true,
+                },
+                "both",
+            ),
+            (Op::ConfirmPayment { payment: t }, "wallet"),
+            (Op::ReleasePayment { payment: t }, "both"),
+            (Op::VoidPayment { payment: t }, "both+wallet"),
+            (
+                Op::Collect {
+                    debtor: a,
+                    claimant: a,
+                    amount: 1,
+                },
+                "both",
+            ),
+            (
+                Op::DefinePurpose {
+                    purpose: 1,
+                    issuer: a,
+                    unlock_at_ms: 0,
+                    expires_at_ms: 1,
+                    payees: vec![],
+                    categories: vec![1],
+                },
+                "cb",
+            ),
+            (
+                Op::PayTagged {
+                    payee: a,
+                    amount: 1,
+                    purpose: 1,
+                },
+                "cb+wallet",
+            ),
+            (
+                Op::SetCategory {
+                    account: a,
+                    category: 1,
+                },
+                "bank",
+            ),
+            (
+                Op::SetSweep {
+                    account: a,
+                    enabled: true,
+                },
+                "bank",
+            ),
+            (
+                Op::SetTier {
+                    account: a,
+                    tier: Tier::Simplified,
+                },
+                "bank",
+            ),
+            (
+                Op::SetTierLimits {
+                    tier: Tier::Anonymous,
+                    limits: l,
+                },
+                "cb",
+            ),
+            (Op::RotateKey { account: a, new_key: a }, "bank"),
+            (
+                Op::SetSignatories {
+                    account: a,
+                    min_amount: 1,
+                    required: 1,
+                    keys: vec![a],
+                },
+                "bank",
+            ),
+        ];
+        // One of each tag.
+        let mut tags: Vec<u8> = ops.iter().map(|(op, _)| op.tag()).collect();
+        tags.sort_unstable();
+        assert_eq!(tags, (1..=27).collect::<Vec<u8>>());
+        for (op, who) in &ops {
+            let cb = who.starts_with("cb") || who.starts_with("both");
+            let bank = who.starts_with("bank") || who.starts_with("both");
+            assert_eq!(is_central_bank_op(op), cb, "{}", op.name());
+            assert_eq!(is_bank_op(op), bank, "{}", op.name());
+        }
     }
 }

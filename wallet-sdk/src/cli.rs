@@ -21,11 +21,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use ruble_domain::types::AccountId;
+use ruble_domain::state::Effect;
+use ruble_domain::types::{AccountId, Tier, TxId};
 use serde_json::{json, Value};
 
 use crate::amount::{format_rubles, parse_rubles};
-use crate::client::{AccountInfo, Payment, Record};
+use crate::client::{AccountInfo, Controls, HeldPayment, Payment, Purpose, Record};
 use crate::error::Error;
 use crate::keys::{Address, WalletKey};
 use crate::operator::Credentials;
@@ -337,6 +338,58 @@ pub fn parse_account(s: &str, flag: &str) -> Result<AccountId, Failure> {
         .map_err(|e| usage(format!("{flag}: {e}")))
 }
 
+/// A payment's (a transaction's) id: 64 hex characters.
+pub fn parse_tx_id(s: &str, what: &str) -> Result<TxId, Failure> {
+    TxId::from_hex(s.trim()).map_err(|_| usage(format!("{what}: {s:?} is not a transaction id (64 hex characters)")))
+}
+
+/// A duration: `48h`, `2d`, `90min`, `1d 12h` (as humantime reads them),
+/// or bare digits, milliseconds.
+pub fn parse_duration_ms(s: &str, flag: &str) -> Result<u64, Failure> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map_err(|_| usage(format!("{flag}: {t:?} milliseconds is too large")));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| {
+        usage(format!(
+            "{flag}: {s:?} is not a duration like 48h, 2d or 172800000 (ms): {e}"
+        ))
+    })?;
+    u64::try_from(d.as_millis()).map_err(|_| usage(format!("{flag}: {s:?} is too long")))
+}
+
+/// A point in time: an RFC 3339 time or a date ([`parse_time_ms`]), bare
+/// digits (Unix milliseconds), or `+DURATION` from `now_ms` (`+2d`, `+90min`).
+pub fn parse_when_ms(s: &str, flag: &str, now_ms: u64) -> Result<u64, Failure> {
+    let t = s.trim();
+    if let Some(rest) = t.strip_prefix('+') {
+        let d = parse_duration_ms(rest, flag)?;
+        return Ok(now_ms.saturating_add(d));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map_err(|_| usage(format!("{flag}: {t:?} is too large for Unix milliseconds")));
+    }
+    parse_time_ms(t).ok_or_else(|| {
+        usage(format!(
+            "{flag}: {s:?} is not a time: give RFC 3339 (2026-03-01T00:00:00Z), a date (2026-03-01), Unix ms, or +DURATION (+2d)"
+        ))
+    })
+}
+
+/// A duration in milliseconds for people: `2days`, `1h 30m`.
+pub fn duration_text(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+/// A tier name: `anonymous`, `simplified` or `full`.
+pub fn tier_text(t: Option<Tier>) -> &'static str {
+    t.map_or("", |t| t.as_str())
+}
+
 /// Rubles (`1250.50`) to kopecks, exactly.
 pub fn parse_amount(s: &str, flag: &str) -> Result<u64, Failure> {
     parse_rubles(s).map_err(|e| usage(format!("{flag}: {e}")))
@@ -629,9 +682,11 @@ pub fn addr(a: Option<AccountId>) -> String {
     a.map(|a| Address(a).to_string()).unwrap_or_default()
 }
 
-/// JSON of a committed submission.
+/// JSON of a committed submission. `effect` says what it did beyond its
+/// plain meaning ([`effect_json`]); a held payment also has `held: true`
+/// and its `payment_id` (the tx id).
 pub fn payment_json(p: &Payment) -> Value {
-    json!({
+    let mut v = json!({
         "tx_id": p.receipt.tx_id.to_hex(),
         "height": p.receipt.height,
         "index": p.receipt.index,
@@ -640,6 +695,71 @@ pub fn payment_json(p: &Payment) -> Value {
         "time": time_text(p.receipt.timestamp_ms),
         "block_hash": p.receipt.block_hash,
         "duplicate": p.duplicate,
+        "large": p.receipt.large,
+        "effect": effect_json(&p.receipt.effect),
+        "held": p.held_until_ms().is_some(),
+    });
+    if p.held_until_ms().is_some() {
+        v["payment_id"] = p.payment_id().to_hex().into();
+    }
+    v
+}
+
+/// The API name of an effect's kind: `none`, `held`, `swept`,
+/// `collected`, `settled`, `approved`.
+pub fn effect_kind(e: &Effect) -> &'static str {
+    match e {
+        Effect::None => "none",
+        Effect::Held { .. } => "held",
+        Effect::Swept { .. } => "swept",
+        Effect::Collected { .. } => "collected",
+        Effect::Settled { .. } => "settled",
+        Effect::Approved => "approved",
+    }
+}
+
+/// JSON of an effect: `{"kind": ...}` with `held_until_ms` and
+/// `held_until` (held), `swept` and `swept_kopecks` (swept, settled),
+/// `collected` and `collected_kopecks` (collected).
+pub fn effect_json(e: &Effect) -> Value {
+    let mut v = json!({"kind": effect_kind(e)});
+    match *e {
+        Effect::Held { until_ms } => {
+            v["held_until_ms"] = until_ms.into();
+            v["held_until"] = time_text(until_ms).into();
+        }
+        Effect::Swept { amount: swept } | Effect::Settled { swept } => {
+            v["swept"] = format_rubles(swept).into();
+            v["swept_kopecks"] = swept.into();
+        }
+        Effect::Collected { amount } => {
+            v["collected"] = format_rubles(amount).into();
+            v["collected_kopecks"] = amount.into();
+        }
+        Effect::None | Effect::Approved => {}
+    }
+    v
+}
+
+/// The people's sentence for an effect of operation `tx`, if it had one.
+pub fn effect_text(e: &Effect, tx: TxId) -> Option<String> {
+    Some(match *e {
+        Effect::None => return None,
+        Effect::Held { until_ms } => format!(
+            "held until {} (payment id {tx}): it executes once confirmed, released or approved, else it is voided then",
+            time_text(until_ms)
+        ),
+        Effect::Swept { amount } => format!(
+            "{} ₽ of it went past the payee's holding limit to its bank's settlement account",
+            format_rubles(amount)
+        ),
+        Effect::Collected { amount } => format!("collected {} ₽", format_rubles(amount)),
+        Effect::Settled { swept: 0 } => "the held payment executed".to_string(),
+        Effect::Settled { swept } => format!(
+            "the held payment executed; {} ₽ of it went past the payee's holding limit to its bank",
+            format_rubles(swept)
+        ),
+        Effect::Approved => "approval recorded; the payment still waits for more signatures".to_string(),
     })
 }
 
@@ -661,6 +781,7 @@ pub fn record_json(r: &Record) -> Value {
         "amount_kopecks": r.amount,
         "purpose": r.purpose,
         "large": r.large,
+        "effect": effect_json(&r.effect),
     })
 }
 
@@ -679,7 +800,187 @@ pub fn account_json(a: &AccountInfo) -> Value {
         "outflow_today_kopecks": a.outflow_today,
         "opened_height": a.opened_height,
         "limits": limits_json(&a.limits),
+        "free": format_rubles(a.free),
+        "free_kopecks": a.free,
+        "tagged": format_rubles(a.tagged),
+        "tagged_kopecks": a.tagged,
+        "reserved": format_rubles(a.reserved),
+        "reserved_kopecks": a.reserved,
+        "tier": a.tier.map(|t| t.as_str()),
+        "category": a.category,
+        "sweep": a.sweep,
+        "controller": a.controller.to_hex(),
+        "controller_address": Address(a.controller).to_string(),
+        "key_rotated": a.key_rotated(),
+        "signatories": a.signatories.as_ref().map(|s| json!({
+            "min_amount": format_rubles(s.min_amount),
+            "min_amount_kopecks": s.min_amount,
+            "required": s.required,
+            "keys": s.keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+        })),
+        "lots": a.lots.iter().map(|l| json!({
+            "purpose": l.purpose,
+            "amount": format_rubles(l.amount),
+            "amount_kopecks": l.amount,
+            "reserved": format_rubles(l.reserved),
+            "reserved_kopecks": l.reserved,
+            "unlock_at_ms": l.unlock_at_ms,
+            "expires_at_ms": l.expires_at_ms,
+            "expires_at": time_text(l.expires_at_ms),
+        })).collect::<Vec<_>>(),
+        "fraud_flagged_by": a.fraud_flagged_by.map(|f| f.to_hex()),
     })
+}
+
+/// JSON of a held payment.
+pub fn held_json(h: &HeldPayment) -> Value {
+    json!({
+        "payment_id": h.payment_id.to_hex(),
+        "payer": h.payer.to_hex(),
+        "payer_address": Address(h.payer).to_string(),
+        "payee": h.payee.to_hex(),
+        "payee_address": Address(h.payee).to_string(),
+        "amount": format_rubles(h.amount),
+        "amount_kopecks": h.amount,
+        "kind": h.kind.map_or("unknown", |k| k.as_str()),
+        "deadline_ms": h.deadline_ms,
+        "deadline": time_text(h.deadline_ms),
+        "approvals": h.approvals.iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+        "required": h.required,
+        "tagged_part": format_rubles(h.tagged_part),
+        "tagged_part_kopecks": h.tagged_part,
+    })
+}
+
+/// A table of held payments.
+pub fn held_table(list: &[HeldPayment]) -> Table {
+    let mut t = Table::new(&[
+        "PAYMENT_ID",
+        "KIND",
+        "PAYER",
+        "PAYEE",
+        ">AMOUNT_RUB",
+        ">AMOUNT_KOPECKS",
+        "DEADLINE",
+        ">APPROVALS",
+    ]);
+    for h in list {
+        t.push(vec![
+            h.payment_id.to_hex(),
+            h.kind.map_or("unknown", |k| k.as_str()).into(),
+            Address(h.payer).to_string(),
+            Address(h.payee).to_string(),
+            format_rubles(h.amount),
+            h.amount.to_string(),
+            time_text(h.deadline_ms),
+            if h.required > 0 {
+                format!("{}/{}", h.approvals.len(), h.required)
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    t
+}
+
+/// JSON of a purpose.
+pub fn purpose_json(p: &Purpose) -> Value {
+    json!({
+        "id": p.id,
+        "issuer": p.issuer.to_hex(),
+        "issuer_address": Address(p.issuer).to_string(),
+        "unlock_at_ms": p.unlock_at_ms,
+        "unlock_at": time_text(p.unlock_at_ms),
+        "expires_at_ms": p.expires_at_ms,
+        "expires_at": time_text(p.expires_at_ms),
+        "payees": p.payees.iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+        "categories": p.categories,
+    })
+}
+
+/// A table of purposes; the central bank's key shows as `central-bank`.
+pub fn purposes_table(list: &[Purpose], central_bank: AccountId) -> Table {
+    let mut t = Table::new(&[">ID", "ISSUER", "UNLOCK_AT", "EXPIRES_AT", "PAYEES", "CATEGORIES"]);
+    for p in list {
+        t.push(vec![
+            p.id.to_string(),
+            if p.issuer == central_bank {
+                "central-bank".into()
+            } else {
+                Address(p.issuer).to_string()
+            },
+            if p.unlock_at_ms == 0 {
+                String::new()
+            } else {
+                time_text(p.unlock_at_ms)
+            },
+            time_text(p.expires_at_ms),
+            p.payees
+                .iter()
+                .map(|k| Address(*k).to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+            p.categories.iter().map(u16::to_string).collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    t
+}
+
+/// JSON of the control settings.
+pub fn controls_json(c: &Controls) -> Value {
+    json!({
+        "hold_threshold": format_rubles(c.hold_threshold),
+        "hold_threshold_kopecks": c.hold_threshold,
+        "hold_rule_on": c.hold_threshold > 0,
+        "hold_window_ms": c.hold_window_ms,
+        "hold_window": duration_text(c.hold_window_ms),
+        "protected_minimum": format_rubles(c.protected_minimum),
+        "protected_minimum_kopecks": c.protected_minimum,
+        "tier_limits": {
+            "anonymous": limits_json(&c.anonymous_limits),
+            "simplified": limits_json(&c.simplified_limits),
+            "full": limits_json(&c.full_limits),
+        },
+    })
+}
+
+/// The people's view of the control settings.
+pub fn controls_text(c: &Controls) -> String {
+    let mut out = if c.hold_threshold == 0 {
+        "hold rule          off (no new-payee holds; fraud-registry holds still apply)
+"
+        .to_string()
+    } else {
+        format!(
+            "hold rule          payments of {} ₽ or more to a new payee are held
+",
+            format_rubles(c.hold_threshold)
+        )
+    };
+    out += &format!(
+        "hold window        {} ({} ms)
+protected minimum  {} ₽
+
+",
+        duration_text(c.hold_window_ms),
+        c.hold_window_ms,
+        format_rubles(c.protected_minimum)
+    );
+    let mut t = Table::new(&["TIER", ">BALANCE_CAP_RUB", ">PAYMENT_CAP_RUB", ">DAILY_CAP_RUB"]);
+    for (name, l) in [
+        ("anonymous", c.anonymous_limits),
+        ("simplified", c.simplified_limits),
+        ("full", c.full_limits),
+    ] {
+        t.push(vec![
+            name.into(),
+            cap_text(l.balance_cap),
+            cap_text(l.payment_cap),
+            cap_text(l.daily_outflow_cap),
+        ]);
+    }
+    out += &t.text();
+    out
 }
 
 /// JSON of limits: rubles (or "unlimited") and kopecks.
@@ -707,11 +1008,26 @@ pub fn records_table(records: &[Record]) -> Table {
         ">AMOUNT_KOPECKS",
         "PURPOSE",
         "TX_ID",
+        "EFFECT",
     ]);
     for r in records {
         t.push(record_row(r));
     }
     t
+}
+
+/// An effect in a table cell: empty, `held until TIME`, `swept 12.00`,
+/// `collected 5.00`, `settled`, `approved`.
+pub fn effect_cell(e: &Effect) -> String {
+    match *e {
+        Effect::None => String::new(),
+        Effect::Held { until_ms } => format!("held until {}", time_text(until_ms)),
+        Effect::Swept { amount } => format!("swept {}", format_rubles(amount)),
+        Effect::Collected { amount } => format!("collected {}", format_rubles(amount)),
+        Effect::Settled { swept: 0 } => "settled".into(),
+        Effect::Settled { swept } => format!("settled, swept {}", format_rubles(swept)),
+        Effect::Approved => "approved".into(),
+    }
 }
 
 /// One row of [`records_table`].
@@ -727,6 +1043,7 @@ pub fn record_row(r: &Record) -> Vec<String> {
         r.amount.to_string(),
         r.purpose.clone(),
         r.tx_id.to_hex(),
+        effect_cell(&r.effect),
     ]
 }
 
@@ -757,25 +1074,96 @@ pub fn accounts_table(accounts: &[AccountInfo]) -> Table {
 
 /// The people's view of one account.
 pub fn account_text(a: &AccountInfo) -> String {
-    format!(
-        "account      {}\n             {}\nkind         {}\nstatus       {}\nbank         {}\nbalance      {} ₽\nspent today  {} ₽\nlimits       payment {} / daily {} / balance {}\nopened in    block {}\n",
+    let mut out = format!(
+        "account      {}\n             {}\nkind         {}\nstatus       {}\nbank         {}\nbalance      {} ₽\n{}spent today  {} ₽\nlimits       payment {} / daily {} / balance {}\nopened in    block {}\n",
         Address(a.id),
         a.id.to_hex(),
         a.kind.map_or("unknown", |k| k.as_str()),
         a.status.map_or("unknown", |s| s.as_str()),
         Address(a.bank),
         format_rubles(a.balance),
+        balance_parts_text(a, "             "),
         format_rubles(a.outflow_today),
         cap_text(a.limits.payment_cap),
         cap_text(a.limits.daily_outflow_cap),
         cap_text(a.limits.balance_cap),
         a.opened_height,
-    )
+    );
+    out += &account_controls_text(a);
+    out
 }
 
-/// The people's line for a committed submission.
+/// `free … / tagged … / reserved …` under a balance (each line after
+/// `indent`), and one line per purpose-bound lot; empty when all of the
+/// balance is free.
+pub fn balance_parts_text(a: &AccountInfo, indent: &str) -> String {
+    if a.tagged == 0 && a.reserved == 0 && a.lots.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "{indent}free {} ₽ / tagged {} ₽ / reserved {} ₽\n",
+        format_rubles(a.free),
+        format_rubles(a.tagged),
+        format_rubles(a.reserved)
+    );
+    for l in &a.lots {
+        out += &format!(
+            "{indent}  purpose {}: {} ₽{}{}, expires {}\n",
+            l.purpose,
+            format_rubles(l.amount),
+            if l.reserved > 0 {
+                format!(" ({} ₽ reserved)", format_rubles(l.reserved))
+            } else {
+                String::new()
+            },
+            if l.unlock_at_ms > 0 {
+                format!(", locked until {}", time_text(l.unlock_at_ms))
+            } else {
+                String::new()
+            },
+            time_text(l.expires_at_ms)
+        );
+    }
+    out
+}
+
+/// The account's control settings that differ from the defaults, a line each:
+/// tier, category, sweep, a rotated key, signatories, the fraud registry.
+pub fn account_controls_text(a: &AccountInfo) -> String {
+    let mut out = String::new();
+    if let Some(t) = a.tier {
+        out += &format!("tier         {}\n", t.as_str());
+    }
+    if a.category != 0 {
+        out += &format!("category     {}\n", a.category);
+    }
+    if a.sweep {
+        out += "sweep        on: credits past the balance cap go to the bank\n";
+    }
+    if a.key_rotated() {
+        out += &format!("signed by    {} (rotated key)\n", a.controller.to_hex());
+    }
+    if let Some(s) = &a.signatories {
+        out += &format!(
+            "signatories  {} of {} for payments of {} ₽ or more\n",
+            s.required,
+            s.keys.len(),
+            format_rubles(s.min_amount)
+        );
+        for k in &s.keys {
+            out += &format!("               {}\n", k.to_hex());
+        }
+    }
+    if let Some(f) = a.fraud_flagged_by {
+        out += &format!("fraud flag   on the registry, reported by {}\n", Address(f));
+    }
+    out
+}
+
+/// The people's line for a committed submission, and its effect's on the
+/// next line if it had one.
 pub fn committed_text(p: &Payment) -> String {
-    format!(
+    let mut out = format!(
         "committed: tx {} in block {}{}",
         p.receipt.tx_id,
         p.receipt.height,
@@ -784,12 +1172,202 @@ pub fn committed_text(p: &Payment) -> String {
         } else {
             ""
         }
-    )
+    );
+    if let Some(e) = effect_text(&p.receipt.effect, p.receipt.tx_id) {
+        out.push('\n');
+        out.push_str(&e);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_times_and_payment_ids() {
+        assert_eq!(parse_duration_ms("48h", "--w").unwrap(), 172_800_000);
+        assert_eq!(parse_duration_ms("2d", "--w").unwrap(), 172_800_000);
+        assert_eq!(parse_duration_ms("1d 12h", "--w").unwrap(), 129_600_000);
+        assert_eq!(parse_duration_ms("90min", "--w").unwrap(), 5_400_000);
+        assert_eq!(parse_duration_ms("172800000", "--w").unwrap(), 172_800_000);
+        for bad in ["", "soon", "-1h", "99999999999999999999"] {
+            assert!(parse_duration_ms(bad, "--w").is_err(), "{bad:?}");
+        }
+        assert_eq!(duration_text(172_800_000), "2days");
+
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_when_ms("+2d", "--t", now).unwrap(), now + 172_800_000);
+        assert_eq!(parse_when_ms("+90min", "--t", now).unwrap(), now + 5_400_000);
+        assert_eq!(parse_when_ms("1800000000000", "--t", now).unwrap(), 1_800_000_000_000);
+        assert_eq!(parse_when_ms("0", "--t", now).unwrap(), 0);
+        assert_eq!(
+            parse_when_ms("2026-03-01T00:00:00Z", "--t", now).unwrap(),
+            parse_time_ms("2026-03-01").unwrap()
+        );
+        for bad in ["tomorrow", "+", "+soon", "2026-02-30"] {
+            let e = parse_when_ms(bad, "--t", now).unwrap_err();
+            assert_eq!(e.code, EXIT_USAGE, "{bad:?}");
+        }
+
+        let hex = "ab".repeat(32);
+        assert_eq!(parse_tx_id(&hex, "PAYMENT_ID").unwrap(), TxId([0xab; 32]));
+        assert_eq!(
+            parse_tx_id(&format!(" {hex}\n"), "PAYMENT_ID").unwrap(),
+            TxId([0xab; 32])
+        );
+        for bad in ["ab", "zz".repeat(32).as_str(), ""] {
+            let e = parse_tx_id(bad, "PAYMENT_ID").unwrap_err();
+            assert_eq!((e.code, e.reason.as_str()), (EXIT_USAGE, "USAGE"));
+        }
+    }
+
+    #[test]
+    fn effects_for_people_and_scripts() {
+        let tx = TxId([7; 32]);
+        assert_eq!(effect_json(&Effect::None), json!({"kind": "none"}));
+        assert_eq!(effect_text(&Effect::None, tx), None);
+        assert_eq!(effect_cell(&Effect::None), "");
+        let held = Effect::Held { until_ms: 86_400_000 };
+        let v = effect_json(&held);
+        assert_eq!(v["kind"], "held");
+        assert_eq!(v["held_until_ms"], 86_400_000u64);
+        assert_eq!(v["held_until"], "1970-01-02T00:00:00.000Z");
+        assert!(effect_text(&held, tx).unwrap().contains(&tx.to_hex()));
+        assert_eq!(effect_cell(&held), "held until 1970-01-02T00:00:00.000Z");
+        let v = effect_json(&Effect::Swept { amount: 12_345 });
+        assert_eq!(
+            (v["swept"].as_str(), v["swept_kopecks"].as_u64()),
+            (Some("123.45"), Some(12_345))
+        );
+        let v = effect_json(&Effect::Collected { amount: 500 });
+        assert_eq!(
+            (v["kind"].as_str(), v["collected"].as_str()),
+            (Some("collected"), Some("5.00"))
+        );
+        assert_eq!(effect_cell(&Effect::Settled { swept: 0 }), "settled");
+        assert_eq!(effect_cell(&Effect::Settled { swept: 100 }), "settled, swept 1.00");
+        assert_eq!(effect_kind(&Effect::Approved), "approved");
+
+        // A committed held payment: JSON says so and names its payment id.
+        let p = Payment {
+            receipt: crate::Receipt {
+                tx_id: tx,
+                height: 5,
+                index: 0,
+                timestamp_ms: 0,
+                block_hash: String::new(),
+                large: false,
+                cursor: 5 << 32,
+                effect: held,
+            },
+            duplicate: false,
+        };
+        let v = payment_json(&p);
+        assert_eq!(v["held"], true);
+        assert_eq!(v["payment_id"], tx.to_hex());
+        assert_eq!(v["effect"]["kind"], "held");
+        assert!(committed_text(&p).lines().nth(1).unwrap().starts_with("held until"));
+    }
+
+    #[test]
+    fn accounts_show_their_parts_and_controls() {
+        use crate::client::{Lot, SignatoryRule};
+        let a = AccountInfo {
+            id: AccountId([2; 32]),
+            kind: Some(ruble_domain::types::AccountKind::Retail),
+            bank: AccountId([3; 32]),
+            status: Some(ruble_domain::types::AccountStatus::ReceiveOnly),
+            balance: 10_000,
+            outflow_today: 0,
+            limits: ruble_domain::types::Limits::UNLIMITED,
+            opened_height: 1,
+            free: 5_000,
+            tagged: 4_000,
+            reserved: 1_000,
+            tier: Some(Tier::Anonymous),
+            category: 5411,
+            sweep: true,
+            controller: AccountId([9; 32]),
+            signatories: Some(SignatoryRule {
+                min_amount: 100,
+                required: 1,
+                keys: vec![AccountId([5; 32])],
+            }),
+            lots: vec![Lot {
+                purpose: 7,
+                amount: 4_000,
+                reserved: 500,
+                unlock_at_ms: 0,
+                expires_at_ms: 86_400_000,
+            }],
+            fraud_flagged_by: Some(AccountId([3; 32])),
+        };
+        let v = account_json(&a);
+        assert_eq!(v["status"], "receive_only");
+        assert_eq!(
+            (v["free"].as_str(), v["tagged_kopecks"].as_u64()),
+            (Some("50.00"), Some(4_000))
+        );
+        assert_eq!(
+            (v["reserved_kopecks"].as_u64(), v["tier"].as_str()),
+            (Some(1_000), Some("anonymous"))
+        );
+        assert_eq!((v["category"].as_u64(), v["sweep"].as_bool()), (Some(5411), Some(true)));
+        assert_eq!(v["key_rotated"], true);
+        assert_eq!(v["controller"], AccountId([9; 32]).to_hex());
+        assert_eq!(v["signatories"]["required"], 1);
+        assert_eq!(v["lots"][0]["purpose"], 7);
+        assert_eq!(v["lots"][0]["reserved_kopecks"], 500);
+        assert_eq!(v["fraud_flagged_by"], AccountId([3; 32]).to_hex());
+        let text = account_text(&a);
+        for want in [
+            "free 50.00 ₽ / tagged 40.00 ₽ / reserved 10.00 ₽",
+            "purpose 7: 40.00 ₽ (5.00 ₽ reserved)",
+            "tier         anonymous",
+            "category     5411",
+            "sweep        on",
+            "(rotated key)",
+            "signatories  1 of 1",
+            "fraud flag",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        // All free: no parts line.
+        let plain = AccountInfo {
+            tagged: 0,
+            reserved: 0,
+            lots: vec![],
+            ..a
+        };
+        assert_eq!(balance_parts_text(&plain, ""), "");
+    }
+
+    #[test]
+    fn held_payments_table() {
+        let h = HeldPayment {
+            payment_id: TxId([1; 32]),
+            payer: AccountId([2; 32]),
+            payee: AccountId([3; 32]),
+            amount: 150_000,
+            kind: Some(ruble_domain::state::HoldKind::Signatures),
+            deadline_ms: 0,
+            approvals: vec![AccountId([5; 32])],
+            required: 2,
+            tagged_part: 0,
+        };
+        let t = held_table(std::slice::from_ref(&h));
+        let csv = t.csv();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert!(rows[0].starts_with("PAYMENT_ID,KIND,PAYER,PAYEE,AMOUNT_RUB"), "{csv}");
+        assert!(rows[1].contains("signatures") && rows[1].contains("1500.00") && rows[1].ends_with(",1/2"));
+        let v = held_json(&h);
+        assert_eq!(
+            (v["kind"].as_str(), v["required"].as_u64()),
+            (Some("signatures"), Some(2))
+        );
+        assert_eq!(v["payment_id"], TxId([1; 32]).to_hex());
+    }
 
     #[test]
     fn rfc3339_times_and_dates() {

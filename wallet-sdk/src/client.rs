@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
 use rand::Rng;
-use ruble_domain::codec::{Op, OpBody, SignedOp};
+use ruble_domain::codec::{Op, OpBody, SignedOp, MAX_NAME_BYTES, MAX_PURPOSE_BYTES, MAX_RULE_LIST};
 use ruble_domain::query::{self, method, Query};
-use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, TxId};
+use ruble_domain::state::{Effect, HoldKind};
+use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Kopecks, Limits, Tier, TxId};
 use ruble_proto::v1 as pb;
 use ruble_proto::v1::wallet_service_client::WalletServiceClient;
 use tokio::sync::mpsc;
@@ -30,6 +31,11 @@ pub struct Receipt {
     pub large: bool,
     /// Position in the chain (resume history/watch after it).
     pub cursor: u64,
+    /// What the operation did beyond its plain meaning: a payment held
+    /// (until when; its payment id is `tx_id`), part of a credit swept to
+    /// the payee's bank, a collection's amount, a held payment settled, a
+    /// signatory's approval recorded. [`Effect::None`] for the rest.
+    pub effect: Effect,
 }
 
 /// The result of a successful submission.
@@ -38,6 +44,47 @@ pub struct Payment {
     pub receipt: Receipt,
     /// The payment had already been committed (a retry); this is the original receipt.
     pub duplicate: bool,
+}
+
+impl Payment {
+    /// What the operation did beyond its plain meaning.
+    pub fn effect(&self) -> Effect {
+        self.receipt.effect
+    }
+
+    /// The deadline (block timestamp, Unix ms) of a payment the anti-fraud
+    /// rules or the payer's signatories hold: it executes only once
+    /// confirmed ([`Client::confirm_payment`]), released by the bank or the
+    /// central bank, or approved by enough signatories; else it is voided
+    /// after this. `None` if the payment was not held.
+    pub fn held_until_ms(&self) -> Option<u64> {
+        match self.receipt.effect {
+            Effect::Held { until_ms } => Some(until_ms),
+            _ => None,
+        }
+    }
+
+    /// The id that confirm, release and void name: the transfer's tx id.
+    pub fn payment_id(&self) -> TxId {
+        self.receipt.tx_id
+    }
+
+    /// Kopecks of the credit that the payee's holding limit sent on to its
+    /// bank's settlement account (a swept transfer, or a held one settled).
+    pub fn swept(&self) -> Kopecks {
+        match self.receipt.effect {
+            Effect::Swept { amount } | Effect::Settled { swept: amount } => amount,
+            _ => 0,
+        }
+    }
+
+    /// Kopecks a court-ordered collection moved.
+    pub fn collected(&self) -> Option<Kopecks> {
+        match self.receipt.effect {
+            Effect::Collected { amount } => Some(amount),
+            _ => None,
+        }
+    }
 }
 
 /// An account as of the last committed block.
@@ -52,6 +99,128 @@ pub struct AccountInfo {
     pub limits: Limits,
     /// Block in which the account was opened.
     pub opened_height: u64,
+    /// `balance = free + tagged + reserved free funds`: what any payment
+    /// may spend (free funds not reserved by held payments).
+    pub free: Kopecks,
+    /// Purpose-bound funds ([`AccountInfo::lots`]); part may be reserved.
+    pub tagged: Kopecks,
+    /// Funds (free and tagged) reserved by held payments.
+    pub reserved: Kopecks,
+    /// A retail wallet's identification tier; `None` for other kinds.
+    pub tier: Option<Tier>,
+    /// Payee category the bank set (0 = none), matched by purposes.
+    pub category: u16,
+    /// Holding-limit waterfall on: credits past the balance cap go to the bank.
+    pub sweep: bool,
+    /// The key that signs for the account now: the id itself unless the
+    /// bank rotated it.
+    pub controller: AccountId,
+    /// A business account's k-of-n rule, if set.
+    pub signatories: Option<SignatoryRule>,
+    /// Purpose-bound holdings, by purpose.
+    pub lots: Vec<Lot>,
+    /// Who put the account on the fraud registry, if it is on it.
+    pub fraud_flagged_by: Option<AccountId>,
+}
+
+impl AccountInfo {
+    /// Whether the controlling key is no longer the account's own (rotated).
+    pub fn key_rotated(&self) -> bool {
+        self.controller != self.id
+    }
+}
+
+/// A wallet's holding of one purpose's money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Lot {
+    pub purpose: u32,
+    pub amount: Kopecks,
+    /// Part reserved by held payments.
+    pub reserved: Kopecks,
+    /// Not spendable before this (Unix ms).
+    pub unlock_at_ms: u64,
+    /// What is left then returns to the purpose's issuer (Unix ms).
+    pub expires_at_ms: u64,
+}
+
+/// Payments of at least `min_amount` need `required` approvals of `keys`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SignatoryRule {
+    pub min_amount: Kopecks,
+    pub required: u32,
+    pub keys: Vec<AccountId>,
+}
+
+/// A payment waiting for confirmation, release or signatures; its funds
+/// are reserved in the payer's balance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HeldPayment {
+    /// The transfer's tx id: what confirm, release and void name.
+    pub payment_id: TxId,
+    pub payer: AccountId,
+    pub payee: AccountId,
+    pub amount: Kopecks,
+    /// Why it is held (`None`: a kind this SDK does not know).
+    pub kind: Option<HoldKind>,
+    /// Voided by the first block after this (Unix ms).
+    pub deadline_ms: u64,
+    /// Signatory keys that approved so far (kind `signatures`).
+    pub approvals: Vec<AccountId>,
+    /// Approvals needed (kind `signatures`).
+    pub required: u32,
+    /// Kopecks reserved from purpose-bound lots (the rest from free funds).
+    pub tagged_part: Kopecks,
+}
+
+/// What purpose-bound ("tagged") money may pay.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Purpose {
+    pub id: u32,
+    /// Where unspent funds return at expiry (the central bank: destroyed),
+    /// and who may pay them out ([`AdminClient::issue_tagged`](crate::AdminClient::issue_tagged)).
+    pub issuer: AccountId,
+    /// Not spendable before this (Unix ms; 0 = at once).
+    pub unlock_at_ms: u64,
+    /// Unix ms.
+    pub expires_at_ms: u64,
+    /// Payees the funds may pay...
+    pub payees: Vec<AccountId>,
+    /// ...or payees of these categories (set by their banks).
+    pub categories: Vec<u16>,
+}
+
+/// The chain-wide control settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Controls {
+    /// Payments of at least this to a new payee are held; 0 = off.
+    pub hold_threshold: Kopecks,
+    /// How long a held payment waits.
+    pub hold_window_ms: u64,
+    /// Court-ordered collection leaves at least this in a wallet.
+    pub protected_minimum: Kopecks,
+    pub anonymous_limits: Limits,
+    pub simplified_limits: Limits,
+    /// The full tier's (the retail kind's).
+    pub full_limits: Limits,
+}
+
+impl Controls {
+    /// The limits of a tier.
+    pub fn tier_limits(&self, tier: Tier) -> Limits {
+        match tier {
+            Tier::Anonymous => self.anonymous_limits,
+            Tier::Simplified => self.simplified_limits,
+            Tier::Full => self.full_limits,
+        }
+    }
+}
+
+/// One fraud-registry entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FraudEntry {
+    pub account: AccountId,
+    /// The bank or the central bank that reported it.
+    pub flagged_by: AccountId,
 }
 
 /// One committed operation in a history or a watch.
@@ -70,6 +239,8 @@ pub struct Record {
     pub amount: Kopecks,
     pub purpose: String,
     pub large: bool,
+    /// What the operation did beyond its plain meaning (held, swept, ...).
+    pub effect: Effect,
 }
 
 /// One page of history, oldest first.
@@ -118,7 +289,70 @@ fn receipt_from(r: pb::Receipt) -> Result<Receipt> {
         block_hash: hex::encode(&r.block_hash),
         large: r.large,
         cursor: r.cursor,
+        effect: effect_from(r.effect),
     })
+}
+
+/// Converts an API effect (absent, or a kind this SDK does not know: `None`).
+pub fn effect_from(e: Option<pb::Effect>) -> Effect {
+    let Some(e) = e else { return Effect::None };
+    match e.kind.as_str() {
+        "held" => Effect::Held {
+            until_ms: e.held_until_ms,
+        },
+        "swept" => Effect::Swept { amount: e.swept },
+        "collected" => Effect::Collected { amount: e.collected },
+        "settled" => Effect::Settled { swept: e.swept },
+        "approved" => Effect::Approved,
+        _ => Effect::None,
+    }
+}
+
+/// The API name of a hold kind (`"new_payee"`, ...).
+pub fn hold_kind_from(s: &str) -> Option<HoldKind> {
+    [HoldKind::NewPayee, HoldKind::FraudRegistry, HoldKind::Signatures]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+}
+
+/// Converts an API held payment.
+pub fn held_from(h: pb::HeldPayment) -> HeldPayment {
+    HeldPayment {
+        payment_id: TxId::from_slice(&h.payment_id).unwrap_or_default(),
+        payer: AccountId::from_slice(&h.payer).unwrap_or_default(),
+        payee: AccountId::from_slice(&h.payee).unwrap_or_default(),
+        amount: h.amount,
+        kind: hold_kind_from(&h.kind),
+        deadline_ms: h.deadline_ms,
+        approvals: h.approvals.iter().filter_map(|k| AccountId::from_slice(k)).collect(),
+        required: h.required,
+        tagged_part: h.tagged_part,
+    }
+}
+
+/// Converts an API purpose. A category out of range (not from a node of
+/// this chain) is dropped.
+pub fn purpose_from(p: pb::Purpose) -> Purpose {
+    Purpose {
+        id: p.id,
+        issuer: AccountId::from_slice(&p.issuer).unwrap_or_default(),
+        unlock_at_ms: p.unlock_at_ms,
+        expires_at_ms: p.expires_at_ms,
+        payees: p.payees.iter().filter_map(|k| AccountId::from_slice(k)).collect(),
+        categories: p.categories.iter().filter_map(|c| u16::try_from(*c).ok()).collect(),
+    }
+}
+
+/// Converts the API control settings.
+pub fn controls_from(c: pb::ControlSettings) -> Controls {
+    Controls {
+        hold_threshold: c.hold_threshold,
+        hold_window_ms: c.hold_window_ms,
+        protected_minimum: c.protected_minimum,
+        anonymous_limits: limits_from(c.anonymous_limits),
+        simplified_limits: limits_from(c.simplified_limits),
+        full_limits: limits_from(c.full_limits),
+    }
 }
 
 /// Turns a batch/stream result into a payment or a typed error.
@@ -171,13 +405,15 @@ pub fn record_from(r: pb::OperationRecord) -> Record {
         amount: r.amount,
         purpose: r.purpose,
         large: r.large,
+        effect: effect_from(r.effect),
     }
 }
 
 /// Converts an API account.
 pub fn account_from(a: pb::Account) -> AccountInfo {
+    let id = AccountId::from_slice(&a.id).unwrap_or_default();
     AccountInfo {
-        id: AccountId::from_slice(&a.id).unwrap_or_default(),
+        id,
         kind: u8::try_from(a.kind).ok().and_then(AccountKind::from_u8),
         bank: AccountId::from_slice(&a.bank).unwrap_or_default(),
         status: u8::try_from(a.status).ok().and_then(AccountStatus::from_u8),
@@ -185,6 +421,30 @@ pub fn account_from(a: pb::Account) -> AccountInfo {
         outflow_today: a.outflow_today,
         limits: limits_from(a.limits),
         opened_height: a.opened_height,
+        free: a.free,
+        tagged: a.tagged,
+        reserved: a.reserved,
+        tier: Tier::parse(&a.tier),
+        category: u16::try_from(a.category).unwrap_or_default(),
+        sweep: a.sweep,
+        controller: AccountId::from_slice(&a.controller).unwrap_or(id),
+        signatories: a.signatories.map(|s| SignatoryRule {
+            min_amount: s.min_amount,
+            required: s.required,
+            keys: s.keys.iter().filter_map(|k| AccountId::from_slice(k)).collect(),
+        }),
+        lots: a
+            .lots
+            .into_iter()
+            .map(|l| Lot {
+                purpose: l.purpose,
+                amount: l.amount,
+                reserved: l.reserved,
+                unlock_at_ms: l.unlock_at_ms,
+                expires_at_ms: l.expires_at_ms,
+            })
+            .collect(),
+        fraud_flagged_by: AccountId::from_slice(&a.fraud_flagged_by),
     }
 }
 
@@ -395,6 +655,7 @@ impl ClientBuilder {
             max_validity_ms: 0,
             clock_offset_ms: 0,
             central_bank: AccountId::default(),
+            account: None,
             cfg: self.clone(),
         };
         let info = client.chain_info().await?;
@@ -438,8 +699,14 @@ pub struct Client {
     max_validity_ms: u64,
     clock_offset_ms: i64,
     central_bank: AccountId,
+    /// The account the wallet key controls when it is not the key's own
+    /// (the bank rotated the account's key): signed queries name it.
+    account: Option<AccountId>,
     cfg: ClientBuilder,
 }
+
+/// The method bound into the signed query of `WalletService.ListHeldPayments`.
+pub const LIST_HELD_PAYMENTS: &str = "ListHeldPayments";
 
 /// One node's connection.
 #[derive(Debug)]
@@ -514,6 +781,32 @@ impl Client {
 
     pub fn chain_id(&self) -> &str {
         &self.chain_id
+    }
+
+    /// This client (sharing its connection) acting for `account`, an
+    /// account whose controlling key the bank rotated to the key you sign
+    /// with: signed queries ([`Client::account`], [`Client::history`],
+    /// [`Client::held_payments`], [`Client::watch_incoming`]) name
+    /// `account` and are signed by the key. Operations need nothing more:
+    /// the ledger finds the account the signing key controls.
+    ///
+    /// ```no_run
+    /// # async fn f(client: ruble_wallet::Client, new_key: ruble_wallet::WalletKey, id: ruble_wallet::AccountId) -> ruble_wallet::Result<()> {
+    /// let mine = client.for_account(id);
+    /// println!("{} kopecks", mine.account(&new_key).await?.balance);
+    /// # Ok(()) }
+    /// ```
+    pub fn for_account(&self, account: AccountId) -> Client {
+        Client {
+            account: Some(account),
+            ..self.clone()
+        }
+    }
+
+    /// The account that signed queries with `key` name: the one given to
+    /// [`Client::for_account`], else the key's own.
+    pub fn account_of(&self, key: &WalletKey) -> AccountId {
+        self.account.unwrap_or_else(|| key.account_id())
     }
 
     /// The central bank's public key, as the node announced it at connect.
@@ -696,6 +989,14 @@ impl Client {
         )
     }
 
+    /// [`Client::sign`], refusing locally ([`Error::Config`]) an operation
+    /// whose fields are out of their limits (a list of more than
+    /// [`MAX_RULE_LIST`], a purpose or name too long) instead of panicking.
+    pub fn try_sign(&self, key: &WalletKey, op: Op) -> Result<SignedOp> {
+        check_op_limits(&op)?;
+        Ok(self.sign(key, op))
+    }
+
     /// Builds and signs a transfer. Keep the result to retry it safely.
     pub fn transfer(&self, key: &WalletKey, payee: AccountId, amount: Kopecks, purpose: &str) -> Result<SignedOp> {
         if purpose.len() > ruble_domain::codec::MAX_PURPOSE_BYTES {
@@ -762,11 +1063,12 @@ impl Client {
         out
     }
 
+    /// A signed query naming [`Client::account_of`] `key`, signed by `key`.
     fn signed_query(&self, key: &WalletKey, method: &str, params: Vec<u8>) -> pb::SignedQuery {
         let q = Query {
             chain_id: self.chain_id.clone(),
             method: method.to_string(),
-            account: key.account_id(),
+            account: self.account_of(key),
             issued_at_ms: self.node_now_ms(),
             nonce: rand::thread_rng().gen(),
             params,
@@ -779,7 +1081,9 @@ impl Client {
         }
     }
 
-    /// The key's own account: balance, status, today's outflow, limits.
+    /// The key's own account (or the one given to [`Client::for_account`]):
+    /// balance and its free, tagged and reserved parts, status, today's
+    /// outflow, limits, tier, lots.
     pub async fn account(&self, key: &WalletKey) -> Result<AccountInfo> {
         self.with_retries(|| {
             let mut w = self.wallet();
@@ -811,6 +1115,52 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Held payments of the account (as payer or payee), by a signed query.
+    pub async fn held_payments(&self, key: &WalletKey) -> Result<Vec<HeldPayment>> {
+        self.with_retries(|| {
+            let mut w = self.wallet();
+            let r = self.request(pb::GetAccountRequest {
+                query: Some(self.signed_query(key, LIST_HELD_PAYMENTS, Vec::new())),
+            });
+            async move {
+                let list = w.list_held_payments(r).await?.into_inner();
+                Ok(list.payments.into_iter().map(held_from).collect())
+            }
+        })
+        .await
+    }
+
+    /// Confirms a payment of the account that the anti-fraud rules hold:
+    /// it executes (effect `settled`). Signed by the account's controlling
+    /// key. A business account's signatory approves one waiting for
+    /// signatures the same way, with its own key: the approval is recorded
+    /// (effect `approved`), or the payment executes once enough have.
+    pub async fn confirm_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        let op = self.sign(key, Op::ConfirmPayment { payment });
+        self.submit(&op).await
+    }
+
+    /// Voids a held payment of the account (or, by a signatory, one waiting
+    /// for signatures): its reserved funds become spendable again.
+    pub async fn void_payment(&self, key: &WalletKey, payment: TxId) -> Result<Payment> {
+        let op = self.sign(key, Op::VoidPayment { payment });
+        self.submit(&op).await
+    }
+
+    /// Pays `payee` purpose-bound money of `purpose` from the account's
+    /// free funds: for a business or settlement account that the purpose
+    /// names as its issuer (a "budget payer").
+    pub async fn pay_tagged(
+        &self,
+        key: &WalletKey,
+        payee: AccountId,
+        amount: Kopecks,
+        purpose: u32,
+    ) -> Result<Payment> {
+        let op = self.sign(key, Op::PayTagged { payee, amount, purpose });
+        self.submit(&op).await
     }
 
     /// A committed operation by id.
@@ -858,7 +1208,300 @@ impl Client {
     }
 }
 
+/// [`Error::Config`] if `op` could not be encoded: a field out of its limits.
+pub(crate) fn check_op_limits(op: &Op) -> Result<()> {
+    let list = |what: &str, n: usize| {
+        if n > MAX_RULE_LIST {
+            Err(Error::Config(format!("{n} {what}; at most {MAX_RULE_LIST}")))
+        } else {
+            Ok(())
+        }
+    };
+    match op {
+        Op::Transfer { purpose, .. } if purpose.len() > MAX_PURPOSE_BYTES => Err(Error::Config(format!(
+            "purpose is {} bytes; at most {MAX_PURPOSE_BYTES}",
+            purpose.len()
+        ))),
+        Op::AdmitBank { name, .. } if name.len() > MAX_NAME_BYTES => Err(Error::Config(format!(
+            "bank name is {} bytes; at most {MAX_NAME_BYTES}",
+            name.len()
+        ))),
+        Op::DefinePurpose { payees, categories, .. } => {
+            list("payees", payees.len())?;
+            list("categories", categories.len())
+        }
+        Op::SetSignatories { keys, .. } => list("signatory keys", keys.len()),
+        _ => Ok(()),
+    }
+}
+
 /// Whether a long-lived stream should reconnect after `err`.
 pub(crate) fn reconnect_after(err: &Error) -> bool {
     err.is_retryable() || matches!(err, Error::Refused { code, .. } if code == "TOO_MANY_STREAMS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> AccountId {
+        AccountId([b; 32])
+    }
+
+    /// A client over a channel that never connects (enough to sign).
+    fn offline_client() -> Client {
+        let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        Client {
+            conn: Arc::new(RwLock::new(Conn::new("http://127.0.0.1:9".into(), channel))),
+            chain_id: "ruble-test".into(),
+            max_validity_ms: 600_000,
+            clock_offset_ms: 0,
+            central_bank: id(1),
+            account: None,
+            cfg: ClientBuilder::new("http://127.0.0.1:9"),
+        }
+    }
+
+    #[test]
+    fn effects_convert_from_the_api() {
+        let e = |kind: &str, held_until_ms, swept, collected| {
+            effect_from(Some(pb::Effect {
+                kind: kind.into(),
+                held_until_ms,
+                swept,
+                collected,
+            }))
+        };
+        assert_eq!(effect_from(None), Effect::None);
+        assert_eq!(e("none", 0, 0, 0), Effect::None);
+        assert_eq!(e("held", 77, 0, 0), Effect::Held { until_ms: 77 });
+        assert_eq!(e("swept", 0, 5, 0), Effect::Swept { amount: 5 });
+        assert_eq!(e("collected", 0, 0, 9), Effect::Collected { amount: 9 });
+        assert_eq!(e("settled", 0, 3, 0), Effect::Settled { swept: 3 });
+        assert_eq!(e("approved", 0, 0, 0), Effect::Approved);
+        assert_eq!(e("from-the-future", 1, 1, 1), Effect::None);
+
+        let r = receipt_from(pb::Receipt {
+            tx_id: vec![4; 32],
+            height: 3,
+            effect: Some(pb::Effect {
+                kind: "held".into(),
+                held_until_ms: 1_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let p = Payment {
+            receipt: r,
+            duplicate: false,
+        };
+        assert_eq!(p.held_until_ms(), Some(1_000));
+        assert_eq!(p.payment_id(), TxId([4; 32]));
+        assert_eq!((p.swept(), p.collected()), (0, None));
+        let settled = Payment {
+            receipt: Receipt {
+                effect: Effect::Settled { swept: 12 },
+                ..p.receipt.clone()
+            },
+            duplicate: false,
+        };
+        assert_eq!((settled.held_until_ms(), settled.swept()), (None, 12));
+    }
+
+    #[test]
+    fn accounts_carry_the_control_fields() {
+        let a = account_from(pb::Account {
+            id: vec![2; 32],
+            bank: vec![3; 32],
+            kind: AccountKind::Retail as i32,
+            status: AccountStatus::ReceiveOnly as i32,
+            balance: 1_000,
+            free: 600,
+            tagged: 300,
+            reserved: 150,
+            tier: "simplified".into(),
+            category: 5411,
+            sweep: true,
+            controller: vec![9; 32],
+            signatories: Some(pb::SignatoryRule {
+                min_amount: 50,
+                required: 2,
+                keys: vec![vec![5; 32], vec![6; 32], vec![1; 3]],
+            }),
+            lots: vec![pb::Lot {
+                purpose: 7,
+                amount: 300,
+                reserved: 50,
+                unlock_at_ms: 1,
+                expires_at_ms: 2,
+            }],
+            fraud_flagged_by: vec![3; 32],
+            ..Default::default()
+        });
+        assert_eq!(a.status, Some(AccountStatus::ReceiveOnly));
+        assert_eq!((a.free, a.tagged, a.reserved), (600, 300, 150));
+        assert_eq!(a.tier, Some(Tier::Simplified));
+        assert_eq!((a.category, a.sweep), (5411, true));
+        assert_eq!(a.controller, id(9));
+        assert!(a.key_rotated());
+        let s = a.signatories.as_ref().unwrap();
+        assert_eq!((s.min_amount, s.required, s.keys.clone()), (50, 2, vec![id(5), id(6)]));
+        assert_eq!(
+            a.lots,
+            vec![Lot {
+                purpose: 7,
+                amount: 300,
+                reserved: 50,
+                unlock_at_ms: 1,
+                expires_at_ms: 2
+            }]
+        );
+        assert_eq!(a.fraud_flagged_by, Some(id(3)));
+        // A plain account: the controller is the id itself, no tier, nothing flagged.
+        let plain = account_from(pb::Account {
+            id: vec![2; 32],
+            kind: AccountKind::Business as i32,
+            ..Default::default()
+        });
+        assert_eq!(plain.controller, id(2));
+        assert!(!plain.key_rotated());
+        assert_eq!(
+            (plain.tier, plain.signatories, plain.fraud_flagged_by),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn held_payments_purposes_and_controls_convert() {
+        let h = held_from(pb::HeldPayment {
+            payment_id: vec![8; 32],
+            payer: vec![1; 32],
+            payee: vec![2; 32],
+            amount: 500,
+            kind: "signatures".into(),
+            deadline_ms: 99,
+            approvals: vec![vec![5; 32]],
+            required: 2,
+            tagged_part: 100,
+        });
+        assert_eq!(h.payment_id, TxId([8; 32]));
+        assert_eq!(h.kind, Some(HoldKind::Signatures));
+        assert_eq!((h.approvals.clone(), h.required, h.tagged_part), (vec![id(5)], 2, 100));
+        for k in [HoldKind::NewPayee, HoldKind::FraudRegistry, HoldKind::Signatures] {
+            assert_eq!(hold_kind_from(k.as_str()), Some(k));
+        }
+        assert_eq!(hold_kind_from("other"), None);
+        let p = purpose_from(pb::Purpose {
+            id: 7,
+            issuer: vec![1; 32],
+            unlock_at_ms: 10,
+            expires_at_ms: 20,
+            payees: vec![vec![2; 32]],
+            categories: vec![5411, 70_000],
+        });
+        assert_eq!(
+            p,
+            Purpose {
+                id: 7,
+                issuer: id(1),
+                unlock_at_ms: 10,
+                expires_at_ms: 20,
+                payees: vec![id(2)],
+                categories: vec![5411],
+            }
+        );
+        let lim = |c| pb::Limits {
+            balance_cap: c,
+            payment_cap: c,
+            daily_outflow_cap: c,
+        };
+        let c = controls_from(pb::ControlSettings {
+            hold_threshold: 1,
+            hold_window_ms: 2,
+            protected_minimum: 3,
+            anonymous_limits: Some(lim(4)),
+            simplified_limits: Some(lim(5)),
+            full_limits: None,
+        });
+        assert_eq!(c.tier_limits(Tier::Anonymous).payment_cap, 4);
+        assert_eq!(c.tier_limits(Tier::Simplified).balance_cap, 5);
+        assert_eq!(c.tier_limits(Tier::Full), Limits::default());
+    }
+
+    #[test]
+    fn oversized_rules_are_refused_before_signing() {
+        let many = vec![id(4); MAX_RULE_LIST + 1];
+        for op in [
+            Op::SetSignatories {
+                account: id(2),
+                min_amount: 1,
+                required: 1,
+                keys: many.clone(),
+            },
+            Op::DefinePurpose {
+                purpose: 1,
+                issuer: id(1),
+                unlock_at_ms: 0,
+                expires_at_ms: 1,
+                payees: many.clone(),
+                categories: vec![],
+            },
+            Op::DefinePurpose {
+                purpose: 1,
+                issuer: id(1),
+                unlock_at_ms: 0,
+                expires_at_ms: 1,
+                payees: vec![],
+                categories: vec![1; MAX_RULE_LIST + 1],
+            },
+            Op::AdmitBank {
+                bank: id(3),
+                name: "n".repeat(MAX_NAME_BYTES + 1),
+            },
+        ] {
+            assert!(matches!(check_op_limits(&op), Err(Error::Config(_))), "{op:?}");
+        }
+        assert!(check_op_limits(&Op::SetSignatories {
+            account: id(2),
+            min_amount: 1,
+            required: 1,
+            keys: vec![id(4); MAX_RULE_LIST],
+        })
+        .is_ok());
+    }
+
+    /// After a rotation the query names the account and verifies against
+    /// the new (controlling) key, not against the account id.
+    #[tokio::test]
+    async fn queries_for_a_rotated_account_name_it_and_are_signed_by_the_key() {
+        let key = WalletKey::generate();
+        let c = offline_client();
+        let own = c.signed_query(&key, method::GET_ACCOUNT, Vec::new());
+        assert_eq!(own.account, key.account_id().0.to_vec());
+        assert_eq!(c.account_of(&key), key.account_id());
+
+        let account = id(42);
+        let mine = c.for_account(account);
+        assert_eq!(mine.account_of(&key), account);
+        let q = mine.signed_query(&key, LIST_HELD_PAYMENTS, Vec::new());
+        assert_eq!(q.account, account.0.to_vec());
+        let query = Query {
+            chain_id: "ruble-test".into(),
+            method: LIST_HELD_PAYMENTS.into(),
+            account,
+            issued_at_ms: q.issued_at_ms,
+            nonce: q.nonce,
+            params: Vec::new(),
+        };
+        // Signed by the key over the message naming the account.
+        use ed25519_dalek::Verifier;
+        let sig = ed25519_dalek::Signature::from_slice(&q.signature).unwrap();
+        assert!(key.signing_key().verifying_key().verify(&query.message(), &sig).is_ok());
+        // Operations are signed by the key itself (the ledger resolves the account).
+        let op = mine.sign(&key, Op::ConfirmPayment { payment: TxId([1; 32]) });
+        assert_eq!(op.body.signer, key.account_id());
+        // The original client is untouched.
+        assert_eq!(c.account_of(&key), key.account_id());
+    }
 }

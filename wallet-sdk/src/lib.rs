@@ -11,13 +11,28 @@
 //! - [`ClientBuilder`] → [`Client`]: a TLS connection to a node with timeouts
 //!   and retries. [`Client::pay`], [`Client::submit_batch`],
 //!   [`Client::account`], [`Client::history`], [`Client::receipt`],
-//!   [`Client::watch_incoming`].
+//!   [`Client::watch_incoming`]; held payments: [`Client::held_payments`],
+//!   [`Client::confirm_payment`] (also a signatory's approval),
+//!   [`Client::void_payment`]; [`Client::pay_tagged`] (a budget payer's
+//!   purpose-bound payment); [`Client::for_account`] for an account whose
+//!   key the bank rotated. A receipt's [`Effect`] says whether a payment
+//!   was held ([`Payment::held_until_ms`]), swept to the payee's bank,
+//!   collected, settled or approved.
 //! - [`AdminClient`]: the central bank (`CentralBankService`, mutual TLS with
 //!   the central-bank certificate): [`AdminClient::issue`],
 //!   [`AdminClient::redeem`], [`AdminClient::admit_bank`],
 //!   [`AdminClient::suspend_bank`], [`AdminClient::set_phase`],
 //!   [`AdminClient::set_limits`], [`AdminClient::set_reporting_threshold`],
-//!   [`AdminClient::freeze`] / [`AdminClient::unfreeze`], and the reads
+//!   [`AdminClient::freeze`] / [`AdminClient::unfreeze`],
+//!   [`AdminClient::freeze_receive_only`], the controls
+//!   ([`AdminClient::set_controls`], [`AdminClient::set_tier_limits`],
+//!   [`AdminClient::define_purpose`], [`AdminClient::issue_tagged`],
+//!   [`AdminClient::flag_fraud`] / [`AdminClient::unflag_fraud`],
+//!   [`AdminClient::release_payment`], [`AdminClient::void_payment`],
+//!   [`AdminClient::collect`]; reads [`AdminClient::controls`]
+//!   ([`Controls`]), [`AdminClient::held_payments`] ([`HeldPayment`]),
+//!   [`AdminClient::purposes`] ([`Purpose`]),
+//!   [`AdminClient::fraud_registry`] ([`FraudEntry`])), and the reads
 //!   [`AdminClient::supply`] ([`Supply`]), [`AdminClient::list_accounts`]
 //!   ([`AccountFilter`], [`AccountPage`]), [`AdminClient::limits`]
 //!   ([`KindLimits`]), [`AdminClient::large_payments`] (live) and
@@ -27,7 +42,15 @@
 //!   [`AdminClient::add_replica`], [`AdminClient::remove_replica`].
 //! - [`BankClient`]: a bank (`BankService`, mutual TLS with the bank's
 //!   certificate): [`BankClient::open_account`], [`BankClient::close_account`],
-//!   [`BankClient::freeze`] / [`BankClient::unfreeze`], [`BankClient::account`],
+//!   [`BankClient::freeze`] / [`BankClient::unfreeze`],
+//!   [`BankClient::freeze_receive_only`], [`BankClient::flag_fraud`] /
+//!   [`BankClient::unflag_fraud`], [`BankClient::release_payment`],
+//!   [`BankClient::void_payment`], [`BankClient::collect`],
+//!   [`BankClient::set_category`], [`BankClient::set_sweep`],
+//!   [`BankClient::set_tier`], [`BankClient::rotate_key`],
+//!   [`BankClient::set_signatories`] / [`BankClient::clear_signatories`],
+//!   [`BankClient::held_payments`], [`BankClient::sweeps`],
+//!   [`BankClient::purposes`], [`BankClient::account`],
 //!   [`BankClient::statement`], [`BankClient::blocks`] (live) and
 //!   [`BankClient::blocks_until`] ([`Block`]).
 //! - [`Credentials`]: where an operator's endpoint, CA, client certificate
@@ -85,9 +108,13 @@ pub use admin::{
 };
 pub use amount::{format_rubles, parse_rubles};
 pub use bank::BankClient;
-pub use client::{AccountInfo, Block, Client, ClientBuilder, HistoryPage, Payment, Receipt, Record};
+pub use client::{
+    AccountInfo, Block, Client, ClientBuilder, Controls, FraudEntry, HeldPayment, HistoryPage, Lot, Payment, Purpose,
+    Receipt, Record, SignatoryRule,
+};
 pub use error::{Error, Result};
 pub use keys::{Address, WalletKey};
 pub use operator::Credentials;
-pub use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Limits, Phase};
+pub use ruble_domain::state::{Effect, HoldKind};
+pub use ruble_domain::types::{AccountId, AccountKind, AccountStatus, Limits, Phase, Tier, TxId};
 pub use ruble_domain::Reason;

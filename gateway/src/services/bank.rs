@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::Stream;
 use ruble_ledger::codec::{Op, SignedOp};
+use ruble_ledger::state::Effect;
 use ruble_ledger::store::touched_by;
 use ruble_ledger::types::{AccountId, AccountKind};
 use ruble_ledger::Reason;
@@ -35,6 +36,16 @@ enum Expect {
     Close,
     Freeze,
     Unfreeze,
+    FreezeReceiveOnly,
+    FlagFraud,
+    Release,
+    Void,
+    Collect,
+    SetCategory,
+    SetSweep,
+    SetTier,
+    RotateKey,
+    SetSignatories,
 }
 
 impl Expect {
@@ -45,6 +56,16 @@ impl Expect {
                 | (Expect::Close, Op::CloseAccount { .. })
                 | (Expect::Freeze, Op::Freeze { .. })
                 | (Expect::Unfreeze, Op::Unfreeze { .. })
+                | (Expect::FreezeReceiveOnly, Op::FreezeReceiveOnly { .. })
+                | (Expect::FlagFraud, Op::FlagFraud { .. })
+                | (Expect::Release, Op::ReleasePayment { .. })
+                | (Expect::Void, Op::VoidPayment { .. })
+                | (Expect::Collect, Op::Collect { .. })
+                | (Expect::SetCategory, Op::SetCategory { .. })
+                | (Expect::SetSweep, Op::SetSweep { .. })
+                | (Expect::SetTier, Op::SetTier { .. })
+                | (Expect::RotateKey, Op::RotateKey { .. })
+                | (Expect::SetSignatories, Op::SetSignatories { .. })
         )
     }
 }
@@ -57,15 +78,45 @@ pub fn served_by(ctx: &Ctx, account: &AccountId, bank: &AccountId) -> Result<boo
     })
 }
 
-/// A client operation a bank may relay: a transfer paid by one of its clients.
+/// A client operation a bank may relay: a payment (transfer, or tagged
+/// payment of a budget payer) paid by one of its clients, or a client's
+/// confirmation or voiding of a held payment whose payer is its client.
 fn client_check(ctx: &Ctx, bank: &AccountId, op: &SignedOp) -> Result<(), Reason> {
-    if !matches!(op.body.op, Op::Transfer { .. }) {
-        return Err(Reason::NotAuthorised);
-    }
-    match served_by(ctx, &op.body.signer, bank) {
+    let mine = |a: &AccountId| match served_by(ctx, a, bank) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Reason::NotAuthorised),
         Err(_) => Err(Reason::Unavailable),
+    };
+    match &op.body.op {
+        Op::Transfer { .. } | Op::PayTagged { .. } => {
+            // The hot path: the signer names the paying account (a key
+            // rotated away still names its account; the ledger refuses it
+            // as KEY_REVOKED).
+            let signer = op.body.signer;
+            match ctx.servicing.get(&ctx.store, &signer) {
+                Ok(Some((b, kind))) if b == *bank && kind != AccountKind::CentralBank => return Ok(()),
+                Ok(Some(_)) => return Err(Reason::NotAuthorised),
+                Ok(None) => {}
+                Err(_) => return Err(Reason::Unavailable),
+            }
+            // Not an account: a key a rotation put in control of one.
+            let controls = ctx.controls().map_err(|_| Reason::Unavailable)?;
+            match controls.resolve(&signer) {
+                Ok(payer) if payer != signer => mine(&payer),
+                Ok(_) => Err(Reason::NotAuthorised),
+                Err(_) => Err(Reason::KeyRevoked),
+            }
+        }
+        Op::ConfirmPayment { payment } | Op::VoidPayment { payment } => {
+            let controls = ctx.controls().map_err(|_| Reason::Unavailable)?;
+            match controls.pending(payment) {
+                Some(p) => mine(&p.payer),
+                // Settled, voided or never held: the ledger answers (the
+                // receipt of a resubmitted one, or UNKNOWN_PAYMENT).
+                None => Ok(()),
+            }
+        }
+        _ => Err(Reason::NotAuthorised),
     }
 }
 
@@ -95,9 +146,51 @@ impl BankSvc {
                 "the operation must be signed by the bank named in the client certificate",
             ));
         }
+        self.scope_check(&bank, &op.body.op)?;
         let id = op.tx_id.0.to_vec();
         let mut outs = self.ctx.submit(vec![op]).await?;
         Ok(Response::new(single_result(&id, outs.remove(0))?))
+    }
+
+    /// What a bank-signed operation may name: its own clients (the debtor of
+    /// a collection; any client account may be put on the fraud registry),
+    /// and held payments of its clients. NOT_FOUND for an account that does
+    /// not exist, PERMISSION_DENIED for another bank's. The ledger checks
+    /// again; this answers precisely and shows a bank nothing of other
+    /// banks' clients' payments.
+    fn scope_check(&self, bank: &AccountId, op: &Op) -> Result<(), Status> {
+        match op {
+            Op::FreezeReceiveOnly { account }
+            | Op::Collect { debtor: account, .. }
+            | Op::SetCategory { account, .. }
+            | Op::SetSweep { account, .. }
+            | Op::SetTier { account, .. }
+            | Op::RotateKey { account, .. }
+            | Op::SetSignatories { account, .. } => {
+                match self.ctx.servicing.get(&self.ctx.store, account).map_err(internal)? {
+                    None => Err(reason_status(Reason::UnknownAccount, "no such account")),
+                    Some((b, kind)) if b == *bank && kind != AccountKind::CentralBank => Ok(()),
+                    Some(_) => Err(reason_status(
+                        Reason::NotAuthorised,
+                        "the account is not served by this bank",
+                    )),
+                }
+            }
+            Op::ReleasePayment { payment } | Op::VoidPayment { payment } => {
+                // A payment no longer held goes on to the ledger: a
+                // resubmission gets its receipt, anything else
+                // UNKNOWN_PAYMENT or PAYMENT_EXPIRED.
+                let controls = self.ctx.controls()?;
+                match controls.pending(payment) {
+                    Some(p) if !served_by(&self.ctx, &p.payer, bank)? => Err(reason_status(
+                        Reason::NotAuthorised,
+                        "the held payment's payer is not served by this bank",
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Checks that `account` is this bank's; NOT_FOUND if it does not exist.
@@ -129,6 +222,16 @@ fn op_name(e: Expect) -> &'static str {
         Expect::Close => "close_account",
         Expect::Freeze => "freeze",
         Expect::Unfreeze => "unfreeze",
+        Expect::FreezeReceiveOnly => "freeze_receive_only",
+        Expect::FlagFraud => "flag_fraud",
+        Expect::Release => "release_payment",
+        Expect::Void => "void_payment",
+        Expect::Collect => "collect",
+        Expect::SetCategory => "set_category",
+        Expect::SetSweep => "set_sweep",
+        Expect::SetTier => "set_tier",
+        Expect::RotateKey => "rotate_key",
+        Expect::SetSignatories => "set_signatories",
     }
 }
 
@@ -147,6 +250,85 @@ impl BankService for BankSvc {
     }
     async fn unfreeze_account(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
         self.bank_op(req, Expect::Unfreeze).await
+    }
+    async fn freeze_receive_only(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::FreezeReceiveOnly).await
+    }
+    async fn flag_fraud(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::FlagFraud).await
+    }
+    async fn release_payment(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::Release).await
+    }
+    async fn void_payment(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::Void).await
+    }
+    async fn collect(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::Collect).await
+    }
+    async fn set_category(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::SetCategory).await
+    }
+    async fn set_sweep(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::SetSweep).await
+    }
+    async fn set_tier(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::SetTier).await
+    }
+    async fn rotate_key(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::RotateKey).await
+    }
+    async fn set_signatories(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.bank_op(req, Expect::SetSignatories).await
+    }
+
+    async fn list_held_payments(
+        &self,
+        req: Request<pb::ListHeldPaymentsRequest>,
+    ) -> Result<Response<pb::HeldPaymentList>, Status> {
+        let bank = self.bank(&req)?;
+        let r = req.get_ref();
+        let controls = self.ctx.controls()?;
+        if !r.account.is_empty() {
+            let account = account_id(&r.account, "account")?;
+            self.own_account(&bank, &account)?;
+            return Ok(Response::new(held_list(&controls, |p| {
+                p.payer == account || p.payee == account
+            })));
+        }
+        // Every held payment with a client of this bank on either side.
+        let ctx = self.ctx.clone();
+        let list = tokio::task::spawn_blocking(move || -> Result<pb::HeldPaymentList, Status> {
+            let mut payments = Vec::new();
+            for (id, p) in controls.all_pending() {
+                if payments.len() >= MAX_LISTED {
+                    break;
+                }
+                if served_by(&ctx, &p.payer, &bank)? || served_by(&ctx, &p.payee, &bank)? {
+                    payments.push(held_pb(id, p, &controls));
+                }
+            }
+            Ok(pb::HeldPaymentList { payments })
+        })
+        .await
+        .map_err(internal)??;
+        Ok(Response::new(list))
+    }
+
+    async fn list_sweeps(&self, req: Request<pb::ListSweepsRequest>) -> Result<Response<pb::HistoryPage>, Status> {
+        let bank = self.bank(&req)?;
+        let r = req.get_ref();
+        let (cursor, limit) = (r.cursor, page_limit(&self.ctx, r.limit));
+        let ctx = self.ctx.clone();
+        let page = tokio::task::spawn_blocking(move || sweeps_page(&ctx, &bank, cursor, limit))
+            .await
+            .map_err(internal)??;
+        Ok(Response::new(page))
+    }
+
+    async fn list_purposes(&self, req: Request<pb::ListPurposesRequest>) -> Result<Response<pb::PurposeList>, Status> {
+        self.bank(&req)?;
+        Ok(Response::new(purpose_list(&*self.ctx.controls()?)))
     }
 
     async fn submit_client_operations(
@@ -201,7 +383,13 @@ impl BankService for BankSvc {
         let bank = self.bank(&req)?;
         let account = account_id(&req.get_ref().account, "account")?;
         let a = self.own_account(&bank, &account)?;
-        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.ledger.view().params,
+            &controls,
+            now_ms(),
+        )))
     }
 
     async fn get_statement(&self, req: Request<pb::GetStatementRequest>) -> Result<Response<pb::HistoryPage>, Status> {
@@ -240,35 +428,123 @@ impl BankService for BankSvc {
             .account(&bank)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownBank, "this bank has no settlement account"))?;
-        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.ledger.view().params,
+            &controls,
+            now_ms(),
+        )))
     }
 }
 
-/// A block's operations filtered to those touching the bank's clients.
+/// One operation of a block, as the bank stream filters it.
+struct BlockOp {
+    cursor: u64,
+    op: SignedOp,
+    large: bool,
+    effect: Effect,
+    /// Accounts it moved money of without naming them (live blocks only;
+    /// for stored ones they are derived again below).
+    also: Vec<AccountId>,
+}
+
+/// A block's operations filtered to those touching the bank's clients:
+/// those naming one, signed by a key that controls one, or executing a
+/// held payment with one on either side.
 fn filtered_event(
     ctx: &Ctx,
     bank: &AccountId,
     header: &ruble_ledger::block::BlockHeader,
     hash: &[u8; 32],
-    ops: impl Iterator<Item = (u64, SignedOp, bool)>,
-    cb: &AccountId,
+    ops: impl Iterator<Item = BlockOp>,
 ) -> Result<pb::BlockEvent, Status> {
+    let recorder = Recorder::new(ctx)?;
     let mut operations = Vec::new();
-    for (cursor, op, large) in ops {
+    for o in ops {
         let mut mine = false;
-        for a in touched_by(&op) {
+        let signer_account = recorder.account_of(&o.op.body.signer);
+        for a in touched_by(&o.op).chain(o.also.iter().copied()).chain([signer_account]) {
             if served_by(ctx, &a, bank)? {
                 mine = true;
                 break;
             }
         }
+        let rec = || recorder.record(&o.op, o.cursor, header.timestamp_ms, o.large, o.effect);
         if mine {
-            operations.push(record_pb(&op, cursor, header.timestamp_ms, large, cb));
+            operations.push(rec());
+        } else if matches!(o.effect, Effect::Settled { .. }) {
+            // The payer and payee of the payment it executed.
+            let r = rec();
+            let parties: Vec<AccountId> = [&r.from, &r.to]
+                .into_iter()
+                .filter_map(|b| AccountId::from_slice(b))
+                .collect();
+            let mut theirs = false;
+            for a in &parties {
+                if served_by(ctx, a, bank)? {
+                    theirs = true;
+                    break;
+                }
+            }
+            if theirs {
+                operations.push(r);
+            }
         }
     }
     Ok(pb::BlockEvent {
         header: Some(block_header_pb(header, hash)),
         operations,
+    })
+}
+
+/// Most statement entries one `ListSweeps` call reads: a page with fewer
+/// sweeps than asked for and `more` set continues from `next_cursor`.
+const SWEEP_SCAN_MAX: usize = 8192;
+
+/// Operations of the bank's settlement-account statement after `cursor`
+/// whose holding-limit sweep credited this bank (the payee is its client),
+/// at most `limit` of them.
+fn sweeps_page(ctx: &Ctx, bank: &AccountId, cursor: u64, limit: usize) -> Result<pb::HistoryPage, Status> {
+    let recorder = Recorder::new(ctx)?;
+    let mut found = Vec::new();
+    let (mut next, mut scanned, mut more) = (cursor, 0usize, false);
+    'scan: loop {
+        let chunk = ctx.store.history(bank, next, 512).map_err(internal)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let full = chunk.len() == 512;
+        for s in recorder.ops_at(&chunk)? {
+            if found.len() >= limit || scanned >= SWEEP_SCAN_MAX {
+                more = true;
+                break 'scan;
+            }
+            next = s.cursor;
+            scanned += 1;
+            if s.effect.swept() == 0 {
+                continue;
+            }
+            let rec = recorder.stored(&s, 0);
+            if let Some(payee) = AccountId::from_slice(&rec.to) {
+                if ctx
+                    .servicing
+                    .get(&ctx.store, &payee)
+                    .map_err(internal)?
+                    .is_some_and(|(b, _)| b == *bank)
+                {
+                    found.push(s);
+                }
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(pb::HistoryPage {
+        entries: recorder.records_of(&found)?,
+        next_cursor: next,
+        more,
     })
 }
 
@@ -293,14 +569,18 @@ async fn stream_blocks_loop(
                     .map_err(internal)?
                     .ok_or_else(|| internal(format!("block {next} at or below the head is missing")))?;
                 let ops = ctx.store.block_ops(next).map_err(internal)?;
-                let cb = ctx.ledger.view().params.central_bank;
                 filtered_event(
                     &ctx,
                     &bank,
                     &header,
                     &hash,
-                    ops.into_iter().map(|s| (s.cursor, s.op, s.large)),
-                    &cb,
+                    ops.into_iter().map(|s| BlockOp {
+                        cursor: s.cursor,
+                        op: s.op,
+                        large: s.large,
+                        effect: s.effect,
+                        also: Vec::new(),
+                    }),
                 )
             })();
             let failed = ev.is_err();
@@ -322,10 +602,14 @@ async fn stream_blocks_loop(
                         if h > next {
                             break; // a gap: catch up from the store
                         }
-                        let ops = block.ops.iter().enumerate().map(|(i, a)| {
-                            (ruble_ledger::types::cursor_of(h, i as u32), a.op.clone(), a.large)
+                        let ops = block.ops.iter().enumerate().map(|(i, a)| BlockOp {
+                            cursor: ruble_ledger::types::cursor_of(h, i as u32),
+                            op: a.op.clone(),
+                            large: a.large,
+                            effect: a.effect,
+                            also: a.also.clone(),
                         });
-                        let ev = filtered_event(&ctx, &bank, &block.header, &block.hash, ops, &block.params.central_bank);
+                        let ev = filtered_event(&ctx, &bank, &block.header, &block.hash, ops);
                         if !deliver(&tx, ev, stall).await {
                             return;
                         }

@@ -96,6 +96,81 @@ impl CentralBankService for CentralBankSvc {
     async fn unfreeze_account(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
         self.cb_op(r, "unfreeze", |o| matches!(o, Op::Unfreeze { .. })).await
     }
+    async fn freeze_receive_only(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "freeze_receive_only", |o| matches!(o, Op::FreezeReceiveOnly { .. }))
+            .await
+    }
+    async fn set_controls(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "set_controls", |o| matches!(o, Op::SetControls { .. }))
+            .await
+    }
+    async fn set_tier_limits(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "set_tier_limits", |o| matches!(o, Op::SetTierLimits { .. }))
+            .await
+    }
+    async fn define_purpose(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "define_purpose", |o| matches!(o, Op::DefinePurpose { .. }))
+            .await
+    }
+    async fn issue_tagged(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "pay_tagged", |o| matches!(o, Op::PayTagged { .. })).await
+    }
+    async fn flag_fraud(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "flag_fraud", |o| matches!(o, Op::FlagFraud { .. })).await
+    }
+    async fn release_payment(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "release_payment", |o| matches!(o, Op::ReleasePayment { .. }))
+            .await
+    }
+    async fn void_payment(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "void_payment", |o| matches!(o, Op::VoidPayment { .. }))
+            .await
+    }
+    async fn collect(&self, r: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
+        self.cb_op(r, "collect", |o| matches!(o, Op::Collect { .. })).await
+    }
+
+    async fn list_held_payments(
+        &self,
+        req: Request<pb::ListHeldPaymentsRequest>,
+    ) -> Result<Response<pb::HeldPaymentList>, Status> {
+        self.check(&req)?;
+        let r = req.get_ref();
+        let account = if r.account.is_empty() {
+            None
+        } else {
+            Some(account_id(&r.account, "account")?)
+        };
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(held_list(&controls, |p| {
+            account.is_none_or(|a| p.payer == a || p.payee == a)
+        })))
+    }
+
+    async fn list_purposes(&self, req: Request<pb::ListPurposesRequest>) -> Result<Response<pb::PurposeList>, Status> {
+        self.check(&req)?;
+        Ok(Response::new(purpose_list(&*self.ctx.controls()?)))
+    }
+
+    async fn get_controls(
+        &self,
+        req: Request<pb::GetControlsRequest>,
+    ) -> Result<Response<pb::ControlSettings>, Status> {
+        self.check(&req)?;
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(control_settings_pb(
+            controls.params(),
+            &self.ctx.ledger.view().params,
+        )))
+    }
+
+    async fn list_fraud_registry(
+        &self,
+        req: Request<pb::ListFraudRegistryRequest>,
+    ) -> Result<Response<pb::FraudRegistry>, Status> {
+        self.check(&req)?;
+        Ok(Response::new(fraud_registry_pb(&*self.ctx.controls()?)))
+    }
 
     async fn get_supply(&self, req: Request<pb::GetSupplyRequest>) -> Result<Response<pb::SupplyReport>, Status> {
         self.check(&req)?;
@@ -119,7 +194,13 @@ impl CentralBankService for CentralBankSvc {
             .account(&account)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
-        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.ledger.view().params,
+            &controls,
+            now_ms(),
+        )))
     }
 
     type StreamLargePaymentsStream = LargeStream;
@@ -161,14 +242,14 @@ impl CentralBankService for CentralBankSvc {
             .header(h)
             .map_err(internal)?
             .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_BLOCK", format!("no block {h}")))?;
-        let cb = self.ctx.ledger.view().params.central_bank;
+        let recorder = Recorder::new(&self.ctx)?;
         let operations = self
             .ctx
             .store
             .block_ops(h)
             .map_err(internal)?
             .iter()
-            .map(|s| record_pb(&s.op, s.cursor, header.timestamp_ms, s.large, &cb))
+            .map(|s| recorder.stored(s, header.timestamp_ms))
             .collect();
         Ok(Response::new(pb::BlockEvent {
             header: Some(block_header_pb(&header, &hash)),
@@ -217,6 +298,7 @@ fn account_page(
     limit: usize,
 ) -> Result<pb::AccountPage, Status> {
     let params = ctx.ledger.view().params.clone();
+    let controls = ctx.controls()?;
     let (accounts, more) = ctx
         .store
         .accounts_after(after.as_ref(), limit, |a| {
@@ -224,7 +306,10 @@ fn account_page(
         })
         .map_err(internal)?;
     let now = now_ms();
-    let page: Vec<pb::Account> = accounts.iter().map(|a| account_pb(a, &params, now)).collect();
+    let page: Vec<pb::Account> = accounts
+        .iter()
+        .map(|a| account_pb(a, &params, &controls, now))
+        .collect();
     Ok(pb::AccountPage {
         next: page.last().map(|a| a.id.clone()).unwrap_or_default(),
         accounts: page,
@@ -318,8 +403,7 @@ async fn large_loop(
             if cursors.is_empty() {
                 break;
             }
-            let cb = ctx.ledger.view().params.central_bank;
-            let recs = match records_at(&ctx.store, &cursors, &cb) {
+            let recs = match Recorder::new(&ctx).and_then(|r| r.records_at(&cursors)) {
                 Ok(r) => r,
                 Err(e) => {
                     deliver(&tx, Err(e), stall).await;
@@ -351,13 +435,20 @@ async fn large_loop(
                 }
                 ev = live.recv() => match ev {
                     Ok(block) => {
+                        let recorder = match Recorder::new(&ctx) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                deliver(&tx, Err(e), stall).await;
+                                return;
+                            }
+                        };
                         for (i, a) in block.ops.iter().enumerate() {
                             let c = cursor_of(block.header.height, i as u32);
                             if !a.large || c <= from || !in_range(c) {
                                 continue;
                             }
                             from = c;
-                            let rec = record_pb(&a.op, c, block.header.timestamp_ms, true, &block.params.central_bank);
+                            let rec = recorder.record(&a.op, c, block.header.timestamp_ms, true, a.effect);
                             if !deliver(&tx, Ok(pb::LargePaymentReport { record: Some(rec) }), stall).await {
                                 return;
                             }

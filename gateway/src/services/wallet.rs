@@ -18,26 +18,48 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::stream::{deliver, run_submit_stream, ResultStream};
 use crate::budget::Caller;
 use crate::convert::*;
-use crate::ctx::{now_ms, Ctx};
+use crate::ctx::{now_ms, query_signed_by, Ctx};
 
 pub struct Wallet {
     pub ctx: Arc<Ctx>,
 }
 
-/// The wallet service takes payments only; administrative operations go
-/// through the bank and central-bank services, behind mTLS.
-fn wallet_check(op: &ruble_ledger::SignedOp) -> Result<(), Reason> {
+/// Method name bound into a `ListHeldPayments` query (no params).
+pub const LIST_HELD_PAYMENTS: &str = "ListHeldPayments";
+
+/// The wallet service takes what account holders sign: payments
+/// (transfers, and tagged payments of a business budget payer) and the
+/// confirmation or voiding of a held payment (by its payer or, for one
+/// waiting for signatures, a signatory key). The signer may be a key a
+/// rotation put in control of an account; the ledger resolves it.
+/// Administrative operations go through the bank and central-bank
+/// services, behind mTLS; so does the central bank's issuing of
+/// purpose-bound money.
+fn wallet_check(central_bank: &AccountId, op: &ruble_ledger::SignedOp) -> Result<(), Reason> {
     match op.body.op {
-        Op::Transfer { .. } => Ok(()),
+        Op::Transfer { .. } | Op::ConfirmPayment { .. } | Op::VoidPayment { .. } => Ok(()),
+        Op::PayTagged { .. } if op.body.signer != *central_bank => Ok(()),
         _ => Err(Reason::NotAuthorised),
     }
 }
 
 impl Wallet {
+    fn check(&self) -> impl Fn(&ruble_ledger::SignedOp) -> Result<(), Reason> + Send + Sync + 'static {
+        let cb = self.ctx.ledger.view().params.central_bank;
+        move |op| wallet_check(&cb, op)
+    }
+
     /// Verifies a signed query for `method` with `params`; returns the account.
+    ///
+    /// The query names the account (its id, also after a rotation) and is
+    /// signed by the key that controls it now: its own key, or the one its
+    /// bank rotated in (`docs/signing.md`). Signed by the key a rotation
+    /// retired, it is refused PERMISSION_DENIED, KEY_REVOKED.
     fn check_query(&self, q: Option<&pb::SignedQuery>, method: &str, params: Vec<u8>) -> Result<AccountId, Status> {
         let q = q.ok_or_else(|| coded_status(Code::Unauthenticated, "MISSING_QUERY", "a signed query is required"))?;
         let account = account_id(&q.account, "query.account")?;
+        let controls = self.ctx.controls()?;
+        let key = controls.controller(&account);
         let query = Query {
             chain_id: self.ctx.ledger.view().params.chain_id,
             method: method.to_string(),
@@ -46,17 +68,27 @@ impl Wallet {
             nonce: q.nonce,
             params,
         };
-        self.ctx
-            .queries
-            .lock()
-            .check(now_ms(), &query, &q.signature)
-            .map_err(|e| {
+        let revoked = || {
+            reason_status(
+                Reason::KeyRevoked,
+                "the query is signed by a key that no longer controls the account (rotated); sign with the new key",
+            )
+        };
+        let checked = self.ctx.queries.lock().check(now_ms(), &query, &key, &q.signature);
+        match checked {
+            Ok(()) => {}
+            // The account's own key, rotated away.
+            Err(QueryError::BadSignature) if key != account && query_signed_by(&query, &account, &q.signature) => {
+                return Err(revoked())
+            }
+            Err(e) => {
                 let code = match e {
                     QueryError::BadSignature | QueryError::Stale | QueryError::Reused => Code::Unauthenticated,
                     QueryError::Overloaded => Code::ResourceExhausted,
                 };
-                coded_status(code, e.code(), e.to_string())
-            })?;
+                return Err(coded_status(code, e.code(), e.to_string()));
+            }
+        }
         Ok(account)
     }
 }
@@ -83,7 +115,13 @@ impl WalletService for Wallet {
 
     async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResult>, Status> {
         let op = decode_op(req.get_ref().operation.as_ref()).map_err(|r| reason_status(r, r.describe()))?;
-        wallet_check(&op).map_err(|r| reason_status(r, "the wallet service accepts transfers only"))?;
+        self.check()(&op).map_err(|r| {
+            reason_status(
+                r,
+                "the wallet service accepts transfers, tagged payments (not the central bank's: it issues them through \
+                 its own service) and the confirmation or voiding of held payments only",
+            )
+        })?;
         let id = op.tx_id.0.to_vec();
         let mut outs = self.ctx.submit(vec![op]).await?;
         Ok(Response::new(single_result(&id, outs.remove(0))?))
@@ -94,7 +132,7 @@ impl WalletService for Wallet {
         req: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
         Ok(Response::new(
-            self.ctx.submit_batch(&req.get_ref().operations, wallet_check).await?,
+            self.ctx.submit_batch(&req.get_ref().operations, self.check()).await?,
         ))
     }
 
@@ -109,7 +147,7 @@ impl WalletService for Wallet {
             self.ctx.clone(),
             caller,
             req.into_inner(),
-            wallet_check,
+            self.check(),
         )?))
     }
 
@@ -121,8 +159,7 @@ impl WalletService for Wallet {
             .tx_cursor(&tx)
             .map_err(internal)?
             .ok_or_else(|| coded_status(Code::NotFound, "UNKNOWN_TX", "no committed operation with this id"))?;
-        let cb = self.ctx.ledger.view().params.central_bank;
-        let mut recs = records_at(store, &[cursor], &cb)?;
+        let mut recs = Recorder::new(&self.ctx)?.records_at(&[cursor])?;
         Ok(Response::new(recs.remove(0)))
     }
 
@@ -134,7 +171,27 @@ impl WalletService for Wallet {
             .account(&account)
             .map_err(internal)?
             .ok_or_else(|| reason_status(Reason::UnknownAccount, "no such account"))?;
-        Ok(Response::new(account_pb(&a, &self.ctx.ledger.view().params, now_ms())))
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(account_pb(
+            &a,
+            &self.ctx.ledger.view().params,
+            &controls,
+            now_ms(),
+        )))
+    }
+
+    async fn list_held_payments(
+        &self,
+        req: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::HeldPaymentList>, Status> {
+        let account = self.check_query(req.get_ref().query.as_ref(), LIST_HELD_PAYMENTS, Vec::new())?;
+        if self.ctx.store.account(&account).map_err(internal)?.is_none() {
+            return Err(reason_status(Reason::UnknownAccount, "no such account"));
+        }
+        let controls = self.ctx.controls()?;
+        Ok(Response::new(held_list(&controls, |p| {
+            p.payer == account || p.payee == account
+        })))
     }
 
     async fn get_history(&self, req: Request<pb::GetHistoryRequest>) -> Result<Response<pb::HistoryPage>, Status> {
@@ -190,8 +247,7 @@ pub fn history_page(
     let mut cursors = ctx.store.history(account, cursor, limit + 1).map_err(internal)?;
     let more = cursors.len() > limit;
     cursors.truncate(limit);
-    let cb = ctx.ledger.view().params.central_bank;
-    let entries = records_at(&ctx.store, &cursors, &cb)?;
+    let entries = Recorder::new(ctx)?.records_at(&cursors)?;
     Ok(Response::new(pb::HistoryPage {
         next_cursor: cursors.last().copied().unwrap_or(cursor),
         entries,
@@ -229,8 +285,7 @@ async fn watch_loop(
             if cursors.is_empty() {
                 break;
             }
-            let cb = ctx.ledger.view().params.central_bank;
-            let recs = match records_at(&ctx.store, &cursors, &cb) {
+            let recs = match Recorder::new(&ctx).and_then(|r| r.records_at(&cursors)) {
                 Ok(r) => r,
                 Err(e) => {
                     deliver(&tx, Err(e), stall).await;
@@ -254,14 +309,20 @@ async fn watch_loop(
                 _ = ctx.shutting_down() => return,
                 ev = live.recv() => match ev {
                     Ok(block) => {
-                        let cb = block.params.central_bank;
+                        let recorder = match Recorder::new(&ctx) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                deliver(&tx, Err(e), stall).await;
+                                return;
+                            }
+                        };
                         for (i, a) in block.ops.iter().enumerate() {
                             let c = ruble_ledger::types::cursor_of(block.header.height, i as u32);
                             if c <= from || !is_incoming(&a.op, &account) {
                                 continue;
                             }
                             from = c;
-                            let rec = record_pb(&a.op, c, block.header.timestamp_ms, a.large, &cb);
+                            let rec = recorder.record(&a.op, c, block.header.timestamp_ms, a.large, a.effect);
                             if !deliver(&tx, Ok(pb::IncomingPayment { record: Some(rec) }), stall).await {
                                 return;
                             }

@@ -18,9 +18,9 @@ mod controls;
 mod rules;
 
 pub use controls::{
-    AccountControls, ControlParams, Controls, HoldKind, Lot, Pending, Purpose, Signatories, DEFAULT_HOLD_WINDOW_MS,
-    EXPIRIES_MAX_PER_BLOCK, MAX_FRAUD_REGISTRY, MAX_HOLD_WINDOW_MS, MAX_LOTS_PER_ACCOUNT, MAX_PENDING_PER_ACCOUNT,
-    MAX_PENDING_TOTAL, MAX_PURPOSES,
+    AccountControls, ControlParams, Controls, HoldKind, Lot, Pending, Purpose, RetiredKey, Signatories,
+    DEFAULT_HOLD_WINDOW_MS, EXPIRIES_MAX_PER_BLOCK, MAX_FRAUD_REGISTRY, MAX_HOLD_WINDOW_MS, MAX_LOTS_PER_ACCOUNT,
+    MAX_PENDING_PER_ACCOUNT, MAX_PENDING_TOTAL, MAX_PURPOSES,
 };
 
 /// Maps keyed by public keys and tx ids: foldhash, seeded per process (so a
@@ -912,7 +912,7 @@ impl State {
         if amount == 0 {
             return Err(Reason::ZeroAmount);
         }
-        let payer_id = self.controls.resolve(&signer).map_err(|()| Reason::KeyRevoked)?;
+        let payer_id = self.controls.resolve(&signer).map_err(|_| Reason::KeyRevoked)?;
         if payer_id == payee_id {
             return Err(Reason::SelfTransfer);
         }

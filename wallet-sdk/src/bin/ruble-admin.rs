@@ -15,7 +15,7 @@ use futures::StreamExt;
 use ruble_wallet::cli::{self, Bound, Conn, Failure, Table};
 use ruble_wallet::{
     format_rubles, AccountFilter, AccountId, AccountKind, AccountStatus, Address, AdminClient, ClusterStatus,
-    Credentials, Limits, Payment, Phase, Supply, WalletKey,
+    Credentials, Limits, Payment, Phase, Purpose, Supply, Tier, WalletKey,
 };
 use serde_json::{json, Value};
 
@@ -26,6 +26,10 @@ Examples:
   ruble-admin --network-dir /srv/ruble freeze --account rub1… --yes
   ruble-admin --dev-dir dev-data report --since 2026-03-01T00:00:00Z --json
   ruble-admin --dev-dir dev-data --endpoint https://127.0.0.1:50052 cluster status --json
+  ruble-admin --dev-dir dev-data controls set --hold-threshold 100000 --hold-window 48h --yes
+  ruble-admin --dev-dir dev-data purpose define --id 7 --category 5411 --expires-at +30d
+  ruble-admin --dev-dir dev-data issue-tagged --to rub1… --amount 5000 --purpose 7
+  ruble-admin --dev-dir dev-data held list
 
 Connection: --dev-dir DIR (a `ruble-node dev` directory), --network-dir DIR (a
 `ruble-node init` directory), or --endpoint, --ca, --cert, --cert-key and --key.
@@ -38,7 +42,7 @@ Exit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,
 #[command(
     name = "ruble-admin",
     version,
-    about = "Central bank operations: issue and redeem, banks, phase, limits, freezes, supply and reports",
+    about = "Central bank operations: issue and redeem, banks, phase, limits, freezes, controls (holds, fraud registry, collection, tiers, purpose-bound money), supply and reports",
     after_help = EXAMPLES
 )]
 struct Cli {
@@ -142,6 +146,91 @@ enum Cmd {
         #[arg(long)]
         account: String,
     },
+    /// Freeze any account for payments only: it may still receive (asks first). `unfreeze` lifts it.
+    #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data freeze-receive-only --account rub1… --yes")]
+    FreezeReceiveOnly {
+        /// rub1… or 64 hex characters.
+        #[arg(long)]
+        account: String,
+    },
+    /// Show or set the anti-fraud hold rule and the collection floor (and see the tier limits).
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data controls show\n  ruble-admin --dev-dir dev-data controls set --hold-threshold 100000 --hold-window 48h --protected-minimum 1000 --yes\n  ruble-admin --dev-dir dev-data controls set --hold-threshold 0 --yes   # the new-payee rule off"
+    )]
+    Controls {
+        #[command(subcommand)]
+        cmd: ControlsCmd,
+    },
+    /// Set the caps of an identification tier below full (asks first); caps not given keep their value.
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data tier-limits --tier anonymous --balance-cap 15000 --payment-cap 15000 --daily-cap 15000 --yes\n\nThe full tier has the retail kind's limits: `limits set --kind retail`.\n`controls show` lists every tier's."
+    )]
+    TierLimits {
+        #[arg(long, value_enum)]
+        tier: TierLimitArg,
+        /// Largest balance after a credit: rubles or `unlimited`.
+        #[arg(long)]
+        balance_cap: Option<String>,
+        /// Largest single outgoing payment: rubles or `unlimited`.
+        #[arg(long)]
+        payment_cap: Option<String>,
+        /// Largest sum of outgoing payments per UTC day: rubles or `unlimited`.
+        #[arg(long)]
+        daily_cap: Option<String>,
+    },
+    /// Purposes for tagged money: define one, list them.
+    #[command(after_help = PURPOSE_HELP)]
+    Purpose {
+        #[command(subcommand)]
+        cmd: PurposeCmd,
+    },
+    /// Issue purpose-bound money (new money) to a business or retail wallet.
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data issue-tagged --to rub1… --amount 5000 --purpose 7\n\nThe purpose's issuer must be the central bank (`purpose define --issuer cb`)."
+    )]
+    IssueTagged {
+        /// The payee: rub1… or 64 hex characters.
+        #[arg(long)]
+        to: String,
+        /// Rubles, exact to the kopeck.
+        #[arg(long)]
+        amount: String,
+        /// The purpose id.
+        #[arg(long)]
+        purpose: u32,
+    },
+    /// The fraud registry: flag or unflag an account (payments to it are held), list it.
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data fraud flag --account rub1…\n  ruble-admin --dev-dir dev-data fraud unflag --account rub1…\n  ruble-admin --dev-dir dev-data fraud list --csv"
+    )]
+    Fraud {
+        #[command(subcommand)]
+        cmd: FraudCmd,
+    },
+    /// Held payments: list them, release one (it executes) or void one.
+    #[command(
+        after_help = "Examples:\n  ruble-admin --dev-dir dev-data held list\n  ruble-admin --dev-dir dev-data held list --account rub1… --json\n  ruble-admin --dev-dir dev-data held release 3f9a…(64 hex)\n  ruble-admin --dev-dir dev-data held void 3f9a…(64 hex)\n\nA payment waiting for signatures (kind signatures) cannot be released: its\nsignatories approve it (`ruble-wallet confirm`)."
+    )]
+    Held {
+        #[command(subcommand)]
+        cmd: HeldCmd,
+    },
+    /// Court-ordered collection from any client account: up to AMOUNT of its
+    /// free funds above the protected minimum go to the claimant (asks first).
+    #[command(
+        after_help = "Example:\n  ruble-admin --dev-dir dev-data collect --debtor rub1… --claimant rub1… --amount 15000 --yes\n\nWorks on frozen accounts too; purpose-bound funds are never collected. The\nreceipt says how much was collected (NOTHING_COLLECTABLE if nothing)."
+    )]
+    Collect {
+        /// The account that owes: rub1… or 64 hex characters.
+        #[arg(long)]
+        debtor: String,
+        /// Who receives the funds: rub1… or 64 hex characters.
+        #[arg(long)]
+        claimant: String,
+        /// Rubles, at most this much.
+        #[arg(long)]
+        amount: String,
+    },
     /// Any account: balance, status, bank, limits.
     #[command(after_help = "Example:\n  ruble-admin --dev-dir dev-data account --account rub1…")]
     Account {
@@ -220,6 +309,126 @@ Examples:
 `status` asks the node --endpoint names (else the directory's endpoint) and
 shows its own view; it never goes to another replica. `add` and `remove` go to
 the leader. A single node answers NOT_REPLICATED (exit 2).";
+
+const PURPOSE_HELP: &str = "\
+Examples:
+  ruble-admin --dev-dir dev-data purpose define --id 7 --payee rub1… --category 5411 --expires-at 2026-12-31T23:59:59Z
+  ruble-admin --dev-dir dev-data purpose define --id 8 --issuer rub1…(a budget payer) --category 8211 --unlock-at +1d --expires-at +90d
+  ruble-admin --dev-dir dev-data purpose list --csv
+
+Times: RFC 3339 (2026-03-01T00:00:00Z), a date (2026-03-01), Unix ms, or +DURATION
+from now (+2d, +12h). Tagged funds may pay only the listed payees or payees of the
+listed categories (set by their banks), from --unlock-at until --expires-at; what
+is left then returns to the issuer (the central bank's is destroyed).";
+
+#[derive(Subcommand, Debug)]
+enum ControlsCmd {
+    /// The hold rule, hold window, protected minimum and every tier's limits.
+    Show,
+    /// Set the hold rule and the collection floor; values not given keep theirs (asks first).
+    Set {
+        /// Rubles: payments of at least this to a new payee are held (0 turns the rule off).
+        #[arg(long)]
+        hold_threshold: Option<String>,
+        /// How long a held payment waits: 48h, 2d, 90min, or milliseconds (at most 7 days).
+        #[arg(long, value_name = "DURATION|MS")]
+        hold_window: Option<String>,
+        /// Rubles collection leaves in a wallet.
+        #[arg(long)]
+        protected_minimum: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PurposeCmd {
+    /// Define a purpose (its id must be new).
+    Define {
+        /// The purpose id (a number).
+        #[arg(long)]
+        id: u32,
+        /// Who pays it out and gets unspent funds back: `cb` (the central
+        /// bank: new money, destroyed at expiry) or a business or settlement
+        /// account, rub1… or 64 hex characters.
+        #[arg(long, default_value = "cb")]
+        issuer: String,
+        /// An allowed payee, rub1… or 64 hex characters; repeat, at most 8.
+        #[arg(long = "payee", value_name = "ACCOUNT")]
+        payees: Vec<String>,
+        /// An allowed payee category (1..65535, set by banks); repeat, at most 8.
+        #[arg(long = "category", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        categories: Vec<u16>,
+        /// Not spendable before this time (default: at once).
+        #[arg(long, value_name = "TIME")]
+        unlock_at: Option<String>,
+        /// Unspent funds return to the issuer at this time.
+        #[arg(long, value_name = "TIME")]
+        expires_at: String,
+    },
+    /// Every defined purpose.
+    List {
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FraudCmd {
+    /// Put a business or retail account on the registry: payments to it are held.
+    Flag {
+        #[arg(long)]
+        account: String,
+    },
+    /// Take an account off the registry (whoever reported it).
+    Unflag {
+        #[arg(long)]
+        account: String,
+    },
+    /// The registry: each account and who reported it.
+    List {
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HeldCmd {
+    /// Held payments: all, or those of one account (as payer or payee).
+    List {
+        /// Only this account's: rub1… or 64 hex characters.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Release a payment held by the anti-fraud rules: it executes.
+    Release {
+        /// The payment id (64 hex characters).
+        payment_id: String,
+    },
+    /// Void a held payment: its funds are spendable again.
+    Void {
+        /// The payment id (64 hex characters).
+        payment_id: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TierLimitArg {
+    Anonymous,
+    Simplified,
+}
+
+impl TierLimitArg {
+    fn tier(self) -> Tier {
+        match self {
+            TierLimitArg::Anonymous => Tier::Anonymous,
+            TierLimitArg::Simplified => Tier::Simplified,
+        }
+    }
+}
 
 #[derive(Subcommand, Debug)]
 enum ClusterCmd {
@@ -308,6 +517,8 @@ enum StatusArg {
     Active,
     Frozen,
     Closed,
+    /// Under a receive-only freeze.
+    ReceiveOnly,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -611,13 +822,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 payment_cap: p.unwrap_or(current.payment_cap),
                 daily_outflow_cap: d.unwrap_or(current.daily_outflow_cap),
             };
-            let change = |name: &str, old: u64, new: u64| {
-                if old == new {
-                    format!("{name} {} (unchanged)", cli::cap_text(new))
-                } else {
-                    format!("{name} {} → {}", cli::cap_text(old), cli::cap_text(new))
-                }
-            };
             let key = ctx.key()?;
             ctx.confirm(&format!(
                 "Set the {} limits: {}; {}; {}?",
@@ -695,6 +899,119 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 json!({"account": account.to_hex(), "address": Address(account).to_string()}),
             );
         }
+        Cmd::FreezeReceiveOnly { account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Freeze account {} for payments? It will receive but not pay until unfrozen.",
+                Address(account)
+            ))?;
+            let p = ctx.admin.freeze_receive_only(&key, account).await?;
+            ctx.done(
+                "freeze-receive-only",
+                &p,
+                format!("froze {} for payments (it still receives)", Address(account)),
+                json!({"account": account.to_hex(), "address": Address(account).to_string()}),
+            );
+        }
+        Cmd::Controls { cmd } => controls(&ctx, cmd).await?,
+        Cmd::TierLimits {
+            tier,
+            balance_cap,
+            payment_cap,
+            daily_cap,
+        } => {
+            let tier = tier.tier();
+            let parse = |v: &Option<String>, flag: &str| v.as_deref().map(|s| cli::parse_cap(s, flag)).transpose();
+            let (b, p, d) = (
+                parse(balance_cap, "--balance-cap")?,
+                parse(payment_cap, "--payment-cap")?,
+                parse(daily_cap, "--daily-cap")?,
+            );
+            if b.is_none() && p.is_none() && d.is_none() {
+                return Err(cli::usage(
+                    "give at least one of --balance-cap, --payment-cap, --daily-cap",
+                ));
+            }
+            let current = ctx.admin.controls().await?.tier_limits(tier);
+            let new = Limits {
+                balance_cap: b.unwrap_or(current.balance_cap),
+                payment_cap: p.unwrap_or(current.payment_cap),
+                daily_outflow_cap: d.unwrap_or(current.daily_outflow_cap),
+            };
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Set the {} tier's limits: {}; {}; {}?",
+                tier.as_str(),
+                change("balance cap", current.balance_cap, new.balance_cap),
+                change("payment cap", current.payment_cap, new.payment_cap),
+                change("daily cap", current.daily_outflow_cap, new.daily_outflow_cap)
+            ))?;
+            let p = ctx.admin.set_tier_limits(&key, tier, new).await?;
+            ctx.done(
+                "tier-limits",
+                &p,
+                format!(
+                    "{} tier limits: balance {} / payment {} / daily {}",
+                    tier.as_str(),
+                    cli::cap_text(new.balance_cap),
+                    cli::cap_text(new.payment_cap),
+                    cli::cap_text(new.daily_outflow_cap)
+                ),
+                json!({"tier": tier.as_str(), "limits": cli::limits_json(&new), "previous": cli::limits_json(&current)}),
+            );
+        }
+        Cmd::Purpose { cmd } => purpose(&ctx, cmd).await?,
+        Cmd::IssueTagged { to, amount, purpose } => {
+            let payee = cli::parse_account(to, "--to")?;
+            let kopecks = cli::parse_amount(amount, "--amount")?;
+            let key = ctx.key()?;
+            let p = ctx.admin.issue_tagged(&key, payee, kopecks, *purpose).await?;
+            ctx.done(
+                "issue-tagged",
+                &p,
+                format!(
+                    "issued {} ₽ of purpose {purpose} to {}",
+                    format_rubles(kopecks),
+                    Address(payee)
+                ),
+                json!({"payee": payee.to_hex(), "payee_address": Address(payee).to_string(), "purpose": purpose,
+                       "amount": format_rubles(kopecks), "amount_kopecks": kopecks}),
+            );
+        }
+        Cmd::Fraud { cmd } => fraud(&ctx, cmd).await?,
+        Cmd::Held { cmd } => held(&ctx, cmd).await?,
+        Cmd::Collect {
+            debtor,
+            claimant,
+            amount,
+        } => {
+            let debtor = cli::parse_account(debtor, "--debtor")?;
+            let claimant = cli::parse_account(claimant, "--claimant")?;
+            let kopecks = cli::parse_amount(amount, "--amount")?;
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Collect up to {} ₽ from {} for {}?",
+                format_rubles(kopecks),
+                Address(debtor),
+                Address(claimant)
+            ))?;
+            let p = ctx.admin.collect(&key, debtor, claimant, kopecks).await?;
+            let got = p.collected().unwrap_or(0);
+            ctx.done(
+                "collect",
+                &p,
+                format!(
+                    "collected {} ₽ of {} ₽ from {} for {}",
+                    format_rubles(got),
+                    format_rubles(kopecks),
+                    Address(debtor),
+                    Address(claimant)
+                ),
+                json!({"debtor": debtor.to_hex(), "claimant": claimant.to_hex(), "amount": format_rubles(kopecks),
+                       "amount_kopecks": kopecks, "collected": format_rubles(got), "collected_kopecks": got}),
+            );
+        }
         Cmd::Account { account } => {
             let account = cli::parse_account(account, "--account")?;
             let a = ctx.admin.account(account).await?;
@@ -718,6 +1035,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     StatusArg::Active => AccountStatus::Active,
                     StatusArg::Frozen => AccountStatus::Frozen,
                     StatusArg::Closed => AccountStatus::Closed,
+                    StatusArg::ReceiveOnly => AccountStatus::ReceiveOnly,
                 }),
                 bank,
             };
@@ -788,6 +1106,292 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => report(&ctx, since, until, section, *csv).await?,
         Cmd::Cluster { cmd } => cluster(&ctx, cmd).await?,
     }
+    Ok(())
+}
+
+/// `NAME OLD → NEW` of a cap, or `NAME VALUE (unchanged)`.
+fn change(name: &str, old: u64, new: u64) -> String {
+    if old == new {
+        format!("{name} {} (unchanged)", cli::cap_text(new))
+    } else {
+        format!("{name} {} → {}", cli::cap_text(old), cli::cap_text(new))
+    }
+}
+
+/// [`change`] for an amount in rubles (0 shown as `off` when `zero_off`).
+fn change_rub(name: &str, old: u64, new: u64, zero_off: bool) -> String {
+    let show = |v: u64| {
+        if zero_off && v == 0 {
+            "off".to_string()
+        } else {
+            format!("{} ₽", format_rubles(v))
+        }
+    };
+    if old == new {
+        format!("{name} {} (unchanged)", show(new))
+    } else {
+        format!("{name} {} → {}", show(old), show(new))
+    }
+}
+
+async fn controls(ctx: &Ctx, cmd: &ControlsCmd) -> Result<(), Failure> {
+    match cmd {
+        ControlsCmd::Show => {
+            let c = ctx.admin.controls().await?;
+            if ctx.json {
+                let mut v = json!({"ok": true});
+                v.as_object_mut()
+                    .unwrap()
+                    .append(cli::controls_json(&c).as_object_mut().unwrap());
+                println!("{v}");
+            } else {
+                print!("{}", cli::controls_text(&c));
+            }
+        }
+        ControlsCmd::Set {
+            hold_threshold,
+            hold_window,
+            protected_minimum,
+        } => {
+            let threshold = hold_threshold
+                .as_deref()
+                .map(|s| cli::parse_amount(s, "--hold-threshold"))
+                .transpose()?;
+            let window = hold_window
+                .as_deref()
+                .map(|s| cli::parse_duration_ms(s, "--hold-window"))
+                .transpose()?;
+            let minimum = protected_minimum
+                .as_deref()
+                .map(|s| cli::parse_amount(s, "--protected-minimum"))
+                .transpose()?;
+            if threshold.is_none() && window.is_none() && minimum.is_none() {
+                return Err(cli::usage(
+                    "give at least one of --hold-threshold, --hold-window, --protected-minimum",
+                ));
+            }
+            let current = ctx.admin.controls().await?;
+            let (t, w, m) = (
+                threshold.unwrap_or(current.hold_threshold),
+                window.unwrap_or(current.hold_window_ms),
+                minimum.unwrap_or(current.protected_minimum),
+            );
+            let window_change = if w == current.hold_window_ms {
+                format!("hold window {} (unchanged)", cli::duration_text(w))
+            } else {
+                format!(
+                    "hold window {} → {}",
+                    cli::duration_text(current.hold_window_ms),
+                    cli::duration_text(w)
+                )
+            };
+            let key = ctx.key()?;
+            ctx.confirm(&format!(
+                "Set the controls: {}; {window_change}; {}?",
+                change_rub("hold threshold", current.hold_threshold, t, true),
+                change_rub("protected minimum", current.protected_minimum, m, false),
+            ))?;
+            let p = ctx.admin.set_controls(&key, t, w, m).await?;
+            ctx.done(
+                "controls set",
+                &p,
+                format!(
+                    "hold threshold {}, hold window {}, protected minimum {} ₽",
+                    if t == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("{} ₽", format_rubles(t))
+                    },
+                    cli::duration_text(w),
+                    format_rubles(m)
+                ),
+                json!({"hold_threshold": format_rubles(t), "hold_threshold_kopecks": t, "hold_window_ms": w,
+                       "protected_minimum": format_rubles(m), "protected_minimum_kopecks": m}),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn purpose(ctx: &Ctx, cmd: &PurposeCmd) -> Result<(), Failure> {
+    match cmd {
+        PurposeCmd::Define {
+            id,
+            issuer,
+            payees,
+            categories,
+            unlock_at,
+            expires_at,
+        } => {
+            let cb = ctx.admin.client().central_bank();
+            let issuer = match issuer.trim() {
+                "cb" | "central-bank" => cb,
+                other => cli::parse_account(other, "--issuer")?,
+            };
+            let payees = payees
+                .iter()
+                .map(|p| cli::parse_account(p, "--payee"))
+                .collect::<Result<Vec<_>, _>>()?;
+            if payees.is_empty() && categories.is_empty() {
+                return Err(cli::usage(
+                    "give at least one --payee or --category: the funds could pay nobody",
+                ));
+            }
+            let now = ctx.admin.client().node_now_ms();
+            let unlock_at_ms = unlock_at
+                .as_deref()
+                .map(|s| cli::parse_when_ms(s, "--unlock-at", now))
+                .transpose()?
+                .unwrap_or(0);
+            let expires_at_ms = cli::parse_when_ms(expires_at, "--expires-at", now)?;
+            let p = Purpose {
+                id: *id,
+                issuer,
+                unlock_at_ms,
+                expires_at_ms,
+                payees,
+                categories: categories.clone(),
+            };
+            let key = ctx.key()?;
+            let r = ctx.admin.define_purpose(&key, &p).await?;
+            ctx.done(
+                "purpose define",
+                &r,
+                format!(
+                    "purpose {} (issuer {}): {} payees, categories [{}], {}expires {}",
+                    p.id,
+                    if issuer == cb {
+                        "the central bank".to_string()
+                    } else {
+                        Address(issuer).to_string()
+                    },
+                    p.payees.len(),
+                    p.categories.iter().map(u16::to_string).collect::<Vec<_>>().join(" "),
+                    if unlock_at_ms > 0 {
+                        format!("unlocks {}, ", cli::time_text(unlock_at_ms))
+                    } else {
+                        String::new()
+                    },
+                    cli::time_text(expires_at_ms)
+                ),
+                json!({"purpose": cli::purpose_json(&p)}),
+            );
+        }
+        PurposeCmd::List { csv } => {
+            let list = ctx.admin.purposes().await?;
+            if ctx.json {
+                let purposes: Vec<Value> = list.iter().map(cli::purpose_json).collect();
+                println!("{}", json!({"ok": true, "count": purposes.len(), "purposes": purposes}));
+            } else {
+                let t = cli::purposes_table(&list, ctx.admin.client().central_bank());
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fraud(ctx: &Ctx, cmd: &FraudCmd) -> Result<(), Failure> {
+    let (account, flag) = match cmd {
+        FraudCmd::Flag { account } => (account, true),
+        FraudCmd::Unflag { account } => (account, false),
+        FraudCmd::List { csv } => {
+            let list = ctx.admin.fraud_registry().await?;
+            let cb = ctx.admin.client().central_bank();
+            let supply = ctx.admin.supply().await?;
+            let reporter = |r: AccountId| {
+                if r == cb {
+                    "central-bank".to_string()
+                } else {
+                    supply
+                        .banks
+                        .iter()
+                        .find(|b| b.bank == r)
+                        .map_or_else(String::new, |b| b.name.clone())
+                }
+            };
+            if ctx.json {
+                let entries: Vec<Value> = list
+                    .iter()
+                    .map(|e| {
+                        json!({"account": e.account.to_hex(), "address": Address(e.account).to_string(),
+                               "flagged_by": e.flagged_by.to_hex(), "flagged_by_name": reporter(e.flagged_by)})
+                    })
+                    .collect();
+                println!("{}", json!({"ok": true, "count": entries.len(), "entries": entries}));
+            } else {
+                let mut t = Table::new(&["ACCOUNT", "FLAGGED_BY", "REPORTER"]);
+                for e in &list {
+                    t.push(vec![
+                        Address(e.account).to_string(),
+                        Address(e.flagged_by).to_string(),
+                        reporter(e.flagged_by),
+                    ]);
+                }
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+            return Ok(());
+        }
+    };
+    let account = cli::parse_account(account, "--account")?;
+    let key = ctx.key()?;
+    let p = if flag {
+        ctx.admin.flag_fraud(&key, account).await?
+    } else {
+        ctx.admin.unflag_fraud(&key, account).await?
+    };
+    ctx.done(
+        if flag { "fraud flag" } else { "fraud unflag" },
+        &p,
+        if flag {
+            format!(
+                "put {} on the fraud registry: payments to it are held",
+                Address(account)
+            )
+        } else {
+            format!("took {} off the fraud registry", Address(account))
+        },
+        json!({"account": account.to_hex(), "address": Address(account).to_string(), "flagged": flag}),
+    );
+    Ok(())
+}
+
+async fn held(ctx: &Ctx, cmd: &HeldCmd) -> Result<(), Failure> {
+    let (payment_id, release) = match cmd {
+        HeldCmd::List { account, csv } => {
+            let account = account
+                .as_deref()
+                .map(|a| cli::parse_account(a, "--account"))
+                .transpose()?;
+            let list = ctx.admin.held_payments(account).await?;
+            if ctx.json {
+                let payments: Vec<Value> = list.iter().map(cli::held_json).collect();
+                println!("{}", json!({"ok": true, "count": payments.len(), "payments": payments}));
+            } else {
+                let t = cli::held_table(&list);
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+            return Ok(());
+        }
+        HeldCmd::Release { payment_id } => (payment_id, true),
+        HeldCmd::Void { payment_id } => (payment_id, false),
+    };
+    let payment = cli::parse_tx_id(payment_id, "PAYMENT_ID")?;
+    let key = ctx.key()?;
+    let (p, command, human) = if release {
+        (
+            ctx.admin.release_payment(&key, payment).await?,
+            "held release",
+            format!("released payment {payment}"),
+        )
+    } else {
+        (
+            ctx.admin.void_payment(&key, payment).await?,
+            "held void",
+            format!("voided payment {payment}; its funds are spendable again"),
+        )
+    };
+    ctx.done(command, &p, human, json!({"payment_id": payment.to_hex()}));
     Ok(())
 }
 
@@ -1086,4 +1690,115 @@ async fn report(
     }
     print!("{out}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ruble-admin").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn control_commands_parse() {
+        let id = "ab".repeat(32);
+        assert!(matches!(
+            parse(&["controls", "show"]).unwrap().cmd,
+            Cmd::Controls { cmd: ControlsCmd::Show }
+        ));
+        assert!(matches!(
+            parse(&["controls", "set", "--hold-threshold", "100000", "--hold-window", "48h"])
+                .unwrap()
+                .cmd,
+            Cmd::Controls {
+                cmd: ControlsCmd::Set {
+                    protected_minimum: None,
+                    ..
+                }
+            }
+        ));
+        assert!(matches!(
+            parse(&["tier-limits", "--tier", "simplified", "--balance-cap", "600000"])
+                .unwrap()
+                .cmd,
+            Cmd::TierLimits {
+                tier: TierLimitArg::Simplified,
+                ..
+            }
+        ));
+        // The full tier's limits are the retail kind's.
+        assert!(parse(&["tier-limits", "--tier", "full", "--balance-cap", "1"]).is_err());
+        let c = parse(&[
+            "purpose",
+            "define",
+            "--id",
+            "7",
+            "--payee",
+            "a",
+            "--payee",
+            "b",
+            "--category",
+            "5411",
+            "--expires-at",
+            "+30d",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Purpose { cmd: PurposeCmd::Define { id: 7, ref issuer, ref payees, ref categories, unlock_at: None, .. } }
+                if issuer == "cb" && payees.len() == 2 && categories == &[5411]
+        ));
+        assert!(parse(&["purpose", "define", "--id", "7", "--category", "0", "--expires-at", "1"]).is_err());
+        assert!(parse(&["purpose", "define", "--id", "7", "--category", "1"]).is_err());
+        assert!(parse(&["purpose", "list", "--csv"]).is_ok());
+        assert!(parse(&["issue-tagged", "--to", "x", "--amount", "5000", "--purpose", "7"]).is_ok());
+        assert!(matches!(
+            parse(&["fraud", "list"]).unwrap().cmd,
+            Cmd::Fraud {
+                cmd: FraudCmd::List { .. }
+            }
+        ));
+        assert!(matches!(
+            parse(&["held", "list", "--account", "x"]).unwrap().cmd,
+            Cmd::Held {
+                cmd: HeldCmd::List { account: Some(_), .. }
+            }
+        ));
+        assert!(matches!(
+            parse(&["held", "void", &id]).unwrap().cmd,
+            Cmd::Held {
+                cmd: HeldCmd::Void { .. }
+            }
+        ));
+        assert!(parse(&["collect", "--debtor", "x", "--claimant", "y", "--amount", "1"]).is_ok());
+        assert!(parse(&["freeze-receive-only", "--account", "x"]).is_ok());
+        assert!(matches!(
+            parse(&["accounts", "--status", "receive-only"]).unwrap().cmd,
+            Cmd::Accounts {
+                status: Some(StatusArg::ReceiveOnly),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn changes_read_well() {
+        assert_eq!(
+            change_rub("hold threshold", 0, 100_000_00, true),
+            "hold threshold off → 100000.00 ₽"
+        );
+        assert_eq!(
+            change_rub("protected minimum", 5, 5, false),
+            "protected minimum 0.05 ₽ (unchanged)"
+        );
+        assert_eq!(change("balance cap", u64::MAX, 100), "balance cap unlimited → 1.00");
+    }
 }

@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::StreamExt;
 use ruble_wallet::cli::{self, Conn, Failure, Table};
 use ruble_wallet::{
-    format_rubles, AccountId, AccountKind, Address, BankClient, Block, Credentials, Payment, Record, WalletKey,
+    format_rubles, AccountId, AccountKind, Address, BankClient, Block, Credentials, Effect, Payment, Record, Tier,
+    WalletKey,
 };
 use serde_json::{json, Value};
 
@@ -24,6 +25,10 @@ Examples:
   ruble-bank --dev-dir dev-data --bank-name beta-dev-bank account --account rub1…
   ruble-bank --dev-dir dev-data statement --account rub1… --all --csv
   ruble-bank --dev-dir dev-data blocks --follow --json
+  ruble-bank --dev-dir dev-data held list
+  ruble-bank --dev-dir dev-data held release PAYMENT_ID
+  ruble-bank --dev-dir dev-data set-tier --account rub1… --tier simplified
+  ruble-bank --dev-dir dev-data rotate-key --account rub1… --new-key HEX --yes
 
 Connection: --dev-dir DIR (a `ruble-node dev` directory; --bank-name picks the
 bank), or --endpoint, --ca, --cert, --cert-key and --key.
@@ -36,7 +41,7 @@ Exit codes: 0 ok, 1 usage, 2 refused (reason in the output), 3 node unreachable,
 #[command(
     name = "ruble-bank",
     version,
-    about = "Bank operations: open, close, freeze and unfreeze client wallets; accounts, statements, blocks",
+    about = "Bank operations: client wallets (open, close, freeze, tiers, categories, sweeps, key rotation, signatories), held payments, fraud registry, collection; accounts, statements, blocks",
     after_help = EXAMPLES
 )]
 struct Cli {
@@ -79,6 +84,132 @@ enum Cmd {
     Unfreeze {
         #[arg(long)]
         account: String,
+    },
+    /// Freeze a client's wallet for payments only: it may still receive (asks first). `unfreeze` lifts it.
+    #[command(after_help = "Example:\n  ruble-bank --dev-dir dev-data freeze-receive-only --account rub1… --yes")]
+    FreezeReceiveOnly {
+        #[arg(long)]
+        account: String,
+    },
+    /// The fraud registry: flag any business or retail account (payments to it are held), unflag own entries.
+    #[command(
+        after_help = "Examples:\n  ruble-bank --dev-dir dev-data fraud flag --account rub1…\n  ruble-bank --dev-dir dev-data fraud unflag --account rub1…"
+    )]
+    Fraud {
+        #[command(subcommand)]
+        cmd: FraudCmd,
+    },
+    /// Clients' held payments: list them, release one (it executes) or void one.
+    #[command(
+        after_help = "Examples:\n  ruble-bank --dev-dir dev-data held list --csv\n  ruble-bank --dev-dir dev-data held list --account rub1…\n  ruble-bank --dev-dir dev-data held release 3f9a…(64 hex)\n  ruble-bank --dev-dir dev-data held void 3f9a…(64 hex)\n\nA payment waiting for signatures (kind signatures) cannot be released: its\nsignatories approve it with `ruble-wallet confirm`."
+    )]
+    Held {
+        #[command(subcommand)]
+        cmd: HeldCmd,
+    },
+    /// Court-ordered collection from a client: up to AMOUNT of its free funds
+    /// above the protected minimum go to the claimant (asks first).
+    #[command(
+        after_help = "Example:\n  ruble-bank --dev-dir dev-data collect --debtor rub1… --claimant rub1… --amount 15000 --yes\n\nWorks on frozen wallets too; purpose-bound funds are never collected. The\nreceipt says how much was collected (NOTHING_COLLECTABLE if nothing)."
+    )]
+    Collect {
+        /// The client who owes: rub1… or 64 hex characters.
+        #[arg(long)]
+        debtor: String,
+        /// Who receives the funds: rub1… or 64 hex characters.
+        #[arg(long)]
+        claimant: String,
+        /// Rubles, at most this much.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Set a client's payee category (merchant category, e.g. 5411; 0 = none), which purposes may allow.
+    #[command(after_help = "Example:\n  ruble-bank --dev-dir dev-data set-category --account rub1… --category 5411")]
+    SetCategory {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        category: u16,
+    },
+    /// Turn a client's holding-limit waterfall on or off: with it, a credit
+    /// past the balance cap sends the excess to this bank's settlement account.
+    #[command(
+        after_help = "Examples:\n  ruble-bank --dev-dir dev-data sweep on --account rub1…\n  ruble-bank --dev-dir dev-data sweep off --account rub1…\n\n`sweeps` lists what was swept, to credit to each client's deposit."
+    )]
+    Sweep {
+        /// on or off.
+        #[arg(value_enum)]
+        state: OnOff,
+        #[arg(long)]
+        account: String,
+    },
+    /// Move a retail client to another identification tier (each with its own caps).
+    #[command(after_help = "Example:\n  ruble-bank --dev-dir dev-data set-tier --account rub1… --tier simplified")]
+    SetTier {
+        #[arg(long)]
+        account: String,
+        #[arg(long, value_enum)]
+        tier: TierArg,
+    },
+    /// Rotate the key that controls a client's account (a lost device); the
+    /// account keeps its id, balance and history; the old key is revoked (asks first).
+    #[command(
+        after_help = "Example:\n  ruble-wallet keygen --out new-key.json        # the client makes a new key, prints its public key\n  ruble-bank --dev-dir dev-data rotate-key --account rub1… --new-key 5c1e…(64 hex) --yes\n\nThe client then signs with the new key and names its account:\n  ruble-wallet --key new-key.json --account rub1… balance"
+    )]
+    RotateKey {
+        /// The client's account: rub1… or 64 hex characters.
+        #[arg(long)]
+        account: String,
+        /// The new controlling key's public key: rub1… or 64 hex characters.
+        #[arg(long)]
+        new_key: String,
+    },
+    /// Set (or --clear) a business client's signatories: its payments of at
+    /// least --min-amount wait until --required of the --signatory keys approve.
+    #[command(
+        after_help = "Examples:\n  ruble-bank --dev-dir dev-data signatories --account rub1… --min-amount 100000 --required 2 --signatory HEX1 --signatory HEX2 --signatory HEX3\n  ruble-bank --dev-dir dev-data signatories --account rub1… --clear\n\nSignatories approve with `ruble-wallet --key SIGNATORY.json confirm PAYMENT_ID`."
+    )]
+    Signatories {
+        #[arg(long)]
+        account: String,
+        /// Rubles: payments of at least this need the signatories.
+        #[arg(long, required_unless_present = "clear")]
+        min_amount: Option<String>,
+        /// How many of the keys must approve.
+        #[arg(long, required_unless_present = "clear")]
+        required: Option<u8>,
+        /// A signatory's public key (rub1… or 64 hex characters); repeat, at most 8.
+        #[arg(long = "signatory", value_name = "KEY", required_unless_present = "clear")]
+        keys: Vec<String>,
+        /// Remove the rule.
+        #[arg(long, conflicts_with_all = ["min_amount", "required", "keys"])]
+        clear: bool,
+    },
+    /// Operations whose holding-limit sweep credited this bank's settlement
+    /// account, oldest first: what to credit to each client's deposit.
+    #[command(
+        after_help = "Examples:\n  ruble-bank --dev-dir dev-data sweeps\n  ruble-bank --dev-dir dev-data sweeps --cursor 4294967297 --all --csv"
+    )]
+    Sweeps {
+        /// Entries after this cursor (0: from the start).
+        #[arg(long, default_value_t = 0)]
+        cursor: u64,
+        /// Page size (the node caps it).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Every page from --cursor on.
+        #[arg(long)]
+        all: bool,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Every purpose defined for tagged money: issuer, time window, payees, categories.
+    #[command(after_help = "Example:\n  ruble-bank --dev-dir dev-data purposes --json")]
+    Purposes {
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// A client's account: balance, status, limits, today's outflow.
     #[command(after_help = "Example:\n  ruble-bank --dev-dir dev-data account --account rub1… --json")]
@@ -132,6 +263,66 @@ enum KindArg {
     Retail,
 }
 
+#[derive(Subcommand, Debug)]
+enum FraudCmd {
+    /// Put an account on the fraud registry: payments to it are held.
+    Flag {
+        #[arg(long)]
+        account: String,
+    },
+    /// Take an account this bank reported off the registry.
+    Unflag {
+        #[arg(long)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum HeldCmd {
+    /// Held payments of this bank's clients (as payer or payee), or of one client.
+    List {
+        /// Only this client's: rub1… or 64 hex characters.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print CSV.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+    },
+    /// Release a client's payment held by the anti-fraud rules: it executes.
+    Release {
+        /// The payment id (64 hex characters).
+        payment_id: String,
+    },
+    /// Void a client's held payment: its funds are spendable again.
+    Void {
+        /// The payment id (64 hex characters).
+        payment_id: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TierArg {
+    Anonymous,
+    Simplified,
+    Full,
+}
+
+impl TierArg {
+    fn tier(self) -> Tier {
+        match self {
+            TierArg::Anonymous => Tier::Anonymous,
+            TierArg::Simplified => Tier::Simplified,
+            TierArg::Full => Tier::Full,
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli: Cli = cli::parse_args();
@@ -171,9 +362,18 @@ impl Ctx {
         Ok(key)
     }
 
-    fn done(&self, command: &str, account: AccountId, p: &Payment, human: String, mut fields: Value) {
+    fn done(&self, command: &str, account: AccountId, p: &Payment, human: String, fields: Value) {
+        let mut all = json!({"account": account.to_hex(), "address": Address(account).to_string()});
+        all.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().cloned().unwrap_or_default());
+        self.done_op(command, p, human, all);
+    }
+
+    /// [`Ctx::done`] for an operation that names no account (a held payment's).
+    fn done_op(&self, command: &str, p: &Payment, human: String, mut fields: Value) {
         if self.json {
-            let mut v = json!({"ok": true, "command": command, "account": account.to_hex(), "address": Address(account).to_string()});
+            let mut v = json!({"ok": true, "command": command});
             let o = v.as_object_mut().unwrap();
             o.append(fields.as_object_mut().unwrap());
             o.append(cli::payment_json(p).as_object_mut().unwrap());
@@ -213,6 +413,7 @@ fn statement_table(entries: &[Record], account: AccountId) -> Table {
         "COUNTERPARTY",
         "PURPOSE",
         "TX_ID",
+        "EFFECT",
     ]);
     for r in entries {
         let (dir, other) = direction(r, account);
@@ -231,6 +432,47 @@ fn statement_table(entries: &[Record], account: AccountId) -> Table {
             format!("{kopecks_sign}{}", r.amount),
             cli::addr(other),
             r.purpose.clone(),
+            r.tx_id.to_hex(),
+            cli::effect_cell(&r.effect),
+        ]);
+    }
+    t
+}
+
+/// The swept amount of an operation, if its effect swept any.
+fn swept_of(r: &Record) -> u64 {
+    match r.effect {
+        Effect::Swept { amount } | Effect::Settled { swept: amount } => amount,
+        _ => 0,
+    }
+}
+
+/// Sweeps: who paid whom, how much, and how much of it came to the bank.
+fn sweeps_table(entries: &[Record]) -> Table {
+    let mut t = Table::new(&[
+        ">CURSOR",
+        ">HEIGHT",
+        "TIME",
+        "KIND",
+        "FROM",
+        "CLIENT",
+        ">AMOUNT_RUB",
+        ">SWEPT_RUB",
+        ">SWEPT_KOPECKS",
+        "TX_ID",
+    ]);
+    for r in entries {
+        let swept = swept_of(r);
+        t.push(vec![
+            r.cursor.to_string(),
+            r.height.to_string(),
+            cli::time_text(r.timestamp_ms),
+            r.kind.clone(),
+            cli::addr(r.from),
+            cli::addr(r.to),
+            format_rubles(r.amount),
+            format_rubles(swept),
+            swept.to_string(),
             r.tx_id.to_hex(),
         ]);
     }
@@ -316,6 +558,297 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 format!("unfroze {}", Address(account)),
                 json!({}),
             );
+        }
+        Cmd::FreezeReceiveOnly { account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key().await?;
+            cli::confirm(
+                ctx.yes,
+                &format!(
+                    "Freeze the wallet {} for payments? It will receive but not pay until unfrozen.",
+                    Address(account)
+                ),
+            )?;
+            let p = ctx.bank.freeze_receive_only(&key, account).await?;
+            ctx.done(
+                "freeze-receive-only",
+                account,
+                &p,
+                format!("froze {} for payments (it still receives)", Address(account)),
+                json!({}),
+            );
+        }
+        Cmd::Fraud { cmd } => {
+            let (account, flag) = match cmd {
+                FraudCmd::Flag { account } => (account, true),
+                FraudCmd::Unflag { account } => (account, false),
+            };
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key().await?;
+            let p = if flag {
+                ctx.bank.flag_fraud(&key, account).await?
+            } else {
+                ctx.bank.unflag_fraud(&key, account).await?
+            };
+            ctx.done(
+                if flag { "fraud flag" } else { "fraud unflag" },
+                account,
+                &p,
+                if flag {
+                    format!(
+                        "put {} on the fraud registry: payments to it are held",
+                        Address(account)
+                    )
+                } else {
+                    format!("took {} off the fraud registry", Address(account))
+                },
+                json!({"flagged": flag}),
+            );
+        }
+        Cmd::Held {
+            cmd: HeldCmd::List { account, csv },
+        } => {
+            let account = account
+                .as_deref()
+                .map(|a| cli::parse_account(a, "--account"))
+                .transpose()?;
+            let list = ctx.bank.held_payments(account).await?;
+            if ctx.json {
+                let payments: Vec<Value> = list.iter().map(cli::held_json).collect();
+                println!("{}", json!({"ok": true, "count": payments.len(), "payments": payments}));
+            } else {
+                let t = cli::held_table(&list);
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
+        }
+        Cmd::Held {
+            cmd: HeldCmd::Release { payment_id },
+        } => {
+            let payment = cli::parse_tx_id(payment_id, "PAYMENT_ID")?;
+            let key = ctx.key().await?;
+            let p = ctx.bank.release_payment(&key, payment).await?;
+            ctx.done_op(
+                "held release",
+                &p,
+                format!("released payment {payment}"),
+                json!({"payment_id": payment.to_hex()}),
+            );
+        }
+        Cmd::Held {
+            cmd: HeldCmd::Void { payment_id },
+        } => {
+            let payment = cli::parse_tx_id(payment_id, "PAYMENT_ID")?;
+            let key = ctx.key().await?;
+            let p = ctx.bank.void_payment(&key, payment).await?;
+            ctx.done_op(
+                "held void",
+                &p,
+                format!("voided payment {payment}; its funds are spendable again"),
+                json!({"payment_id": payment.to_hex()}),
+            );
+        }
+        Cmd::Collect {
+            debtor,
+            claimant,
+            amount,
+        } => {
+            let debtor = cli::parse_account(debtor, "--debtor")?;
+            let claimant = cli::parse_account(claimant, "--claimant")?;
+            let kopecks = cli::parse_amount(amount, "--amount")?;
+            let key = ctx.key().await?;
+            cli::confirm(
+                ctx.yes,
+                &format!(
+                    "Collect up to {} ₽ from {} for {}?",
+                    format_rubles(kopecks),
+                    Address(debtor),
+                    Address(claimant)
+                ),
+            )?;
+            let p = ctx.bank.collect(&key, debtor, claimant, kopecks).await?;
+            let got = p.collected().unwrap_or(0);
+            ctx.done(
+                "collect",
+                debtor,
+                &p,
+                format!(
+                    "collected {} ₽ of {} ₽ from {} for {}",
+                    format_rubles(got),
+                    format_rubles(kopecks),
+                    Address(debtor),
+                    Address(claimant)
+                ),
+                json!({"claimant": claimant.to_hex(), "amount": format_rubles(kopecks), "amount_kopecks": kopecks,
+                       "collected": format_rubles(got), "collected_kopecks": got}),
+            );
+        }
+        Cmd::SetCategory { account, category } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key().await?;
+            let p = ctx.bank.set_category(&key, account, *category).await?;
+            ctx.done(
+                "set-category",
+                account,
+                &p,
+                if *category == 0 {
+                    format!("{} has no payee category now", Address(account))
+                } else {
+                    format!("{} is in payee category {category}", Address(account))
+                },
+                json!({"category": category}),
+            );
+        }
+        Cmd::Sweep { state, account } => {
+            let account = cli::parse_account(account, "--account")?;
+            let on = *state == OnOff::On;
+            let key = ctx.key().await?;
+            let p = ctx.bank.set_sweep(&key, account, on).await?;
+            ctx.done(
+                "sweep",
+                account,
+                &p,
+                if on {
+                    format!(
+                        "sweep on for {}: credits past its balance cap go to this bank's settlement account",
+                        Address(account)
+                    )
+                } else {
+                    format!(
+                        "sweep off for {}: credits past its balance cap are refused",
+                        Address(account)
+                    )
+                },
+                json!({"sweep": on}),
+            );
+        }
+        Cmd::SetTier { account, tier } => {
+            let account = cli::parse_account(account, "--account")?;
+            let tier = tier.tier();
+            let key = ctx.key().await?;
+            let p = ctx.bank.set_tier(&key, account, tier).await?;
+            ctx.done(
+                "set-tier",
+                account,
+                &p,
+                format!("{} is in the {} tier now", Address(account), tier.as_str()),
+                json!({"tier": tier.as_str()}),
+            );
+        }
+        Cmd::RotateKey { account, new_key } => {
+            let account = cli::parse_account(account, "--account")?;
+            let new_key = cli::parse_account(new_key, "--new-key")?;
+            let key = ctx.key().await?;
+            cli::confirm(
+                ctx.yes,
+                &format!(
+                    "Rotate the key of {} to {}? The current key will no longer sign for it.",
+                    Address(account),
+                    new_key.to_hex()
+                ),
+            )?;
+            let p = ctx.bank.rotate_key(&key, account, new_key).await?;
+            ctx.done(
+                "rotate-key",
+                account,
+                &p,
+                format!(
+                    "{} is controlled by {} now; the client signs with it and names the account (ruble-wallet --account {})",
+                    Address(account),
+                    new_key.to_hex(),
+                    Address(account)
+                ),
+                json!({"new_key": new_key.to_hex()}),
+            );
+        }
+        Cmd::Signatories {
+            account,
+            min_amount,
+            required,
+            keys,
+            clear,
+        } => {
+            let account = cli::parse_account(account, "--account")?;
+            let key = ctx.key().await?;
+            if *clear {
+                let p = ctx.bank.clear_signatories(&key, account).await?;
+                ctx.done(
+                    "signatories",
+                    account,
+                    &p,
+                    format!("{} has no signatories now", Address(account)),
+                    json!({"cleared": true}),
+                );
+            } else {
+                let min = cli::parse_amount(min_amount.as_deref().unwrap_or_default(), "--min-amount")?;
+                let required = required.unwrap_or_default();
+                let keys = keys
+                    .iter()
+                    .map(|k| cli::parse_account(k, "--signatory"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if keys.len() > ruble_domain::codec::MAX_RULE_LIST {
+                    return Err(cli::usage(format!(
+                        "{} signatory keys; at most {}",
+                        keys.len(),
+                        ruble_domain::codec::MAX_RULE_LIST
+                    )));
+                }
+                let n = keys.len();
+                let p = ctx
+                    .bank
+                    .set_signatories(&key, account, min, required, keys.clone())
+                    .await?;
+                ctx.done(
+                    "signatories",
+                    account,
+                    &p,
+                    format!(
+                        "payments of {} ₽ or more from {} need {required} of {n} signatories",
+                        format_rubles(min),
+                        Address(account)
+                    ),
+                    json!({"min_amount": format_rubles(min), "min_amount_kopecks": min, "required": required,
+                           "keys": keys.iter().map(|k| k.to_hex()).collect::<Vec<_>>()}),
+                );
+            }
+        }
+        Cmd::Sweeps {
+            cursor,
+            limit,
+            all,
+            csv,
+        } => {
+            let page = if *all {
+                ctx.bank.sweeps_all(*cursor).await?
+            } else {
+                ctx.bank.sweeps(*cursor, *limit).await?
+            };
+            if ctx.json {
+                let entries: Vec<Value> = page.entries.iter().map(cli::record_json).collect();
+                println!(
+                    "{}",
+                    json!({"ok": true, "entries": entries, "next_cursor": page.next_cursor, "more": page.more})
+                );
+            } else {
+                let t = sweeps_table(&page.entries);
+                if *csv {
+                    print!("{}", t.csv());
+                } else {
+                    print!("{}", t.text());
+                    if page.more {
+                        println!("… more: --cursor {}", page.next_cursor);
+                    }
+                }
+            }
+        }
+        Cmd::Purposes { csv } => {
+            let list = ctx.bank.purposes().await?;
+            if ctx.json {
+                let purposes: Vec<Value> = list.iter().map(cli::purpose_json).collect();
+                println!("{}", json!({"ok": true, "count": purposes.len(), "purposes": purposes}));
+            } else {
+                let t = cli::purposes_table(&list, ctx.bank.client().central_bank());
+                print!("{}", if *csv { t.csv() } else { t.text() });
+            }
         }
         Cmd::Account { account } => {
             let account = cli::parse_account(account, "--account")?;
@@ -439,5 +972,84 @@ fn print_account(ctx: &Ctx, a: &ruble_wallet::AccountInfo) {
         println!("{v}");
     } else {
         print!("{}", cli::account_text(a));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ruble-bank").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn control_commands_parse() {
+        let id = "ab".repeat(32);
+        assert!(matches!(
+            parse(&["held", "list"]).unwrap().cmd,
+            Cmd::Held {
+                cmd: HeldCmd::List { account: None, .. }
+            }
+        ));
+        assert!(matches!(
+            parse(&["held", "release", &id]).unwrap().cmd,
+            Cmd::Held {
+                cmd: HeldCmd::Release { .. }
+            }
+        ));
+        assert!(matches!(
+            parse(&["sweep", "on", "--account", "x"]).unwrap().cmd,
+            Cmd::Sweep { state: OnOff::On, .. }
+        ));
+        assert!(parse(&["sweep", "maybe", "--account", "x"]).is_err());
+        assert!(matches!(
+            parse(&["set-tier", "--account", "x", "--tier", "anonymous"])
+                .unwrap()
+                .cmd,
+            Cmd::SetTier {
+                tier: TierArg::Anonymous,
+                ..
+            }
+        ));
+        assert!(parse(&["set-category", "--account", "x", "--category", "70000"]).is_err());
+        assert!(matches!(
+            parse(&["fraud", "unflag", "--account", "x"]).unwrap().cmd,
+            Cmd::Fraud {
+                cmd: FraudCmd::Unflag { .. }
+            }
+        ));
+        let c = parse(&[
+            "signatories",
+            "--account",
+            "x",
+            "--min-amount",
+            "1000",
+            "--required",
+            "2",
+            "--signatory",
+            "a",
+            "--signatory",
+            "b",
+        ])
+        .unwrap();
+        assert!(matches!(c.cmd, Cmd::Signatories { ref keys, required: Some(2), clear: false, .. } if keys.len() == 2));
+        assert!(matches!(
+            parse(&["signatories", "--account", "x", "--clear"]).unwrap().cmd,
+            Cmd::Signatories { clear: true, .. }
+        ));
+        // A rule needs all its parts; --clear takes none of them.
+        assert!(parse(&["signatories", "--account", "x", "--required", "2"]).is_err());
+        assert!(parse(&["signatories", "--account", "x", "--clear", "--required", "2"]).is_err());
+        assert!(parse(&["rotate-key", "--account", "x", "--new-key", "y"]).is_ok());
+        assert!(parse(&["sweeps", "--cursor", "5", "--all", "--csv"]).is_ok());
+        assert!(parse(&["collect", "--debtor", "x", "--claimant", "y", "--amount", "1"]).is_ok());
     }
 }

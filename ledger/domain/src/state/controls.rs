@@ -45,6 +45,10 @@ pub const MAX_FRAUD_REGISTRY: usize = 1 << 20;
 /// the rest wait for the next block. Bounds a block's seal after a lull.
 pub const EXPIRIES_MAX_PER_BLOCK: usize = 4096;
 
+/// A key that was rotated away: it signs for no account any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetiredKey;
+
 /// Chain-wide control parameters set by the central bank.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlParams {
@@ -773,9 +777,9 @@ impl Controls {
         self.reserved_free.get(account).copied().unwrap_or(0)
     }
     /// The account a key signs for: the account it names, the account it
-    /// controls after a rotation, or `Err(())` if it was rotated away.
+    /// controls after a rotation, or [`RetiredKey`] if it was rotated away.
     #[inline]
-    pub fn resolve(&self, key_: &AccountId) -> Result<AccountId, ()> {
+    pub fn resolve(&self, key_: &AccountId) -> Result<AccountId, RetiredKey> {
         if self.key_index.is_empty() {
             return Ok(*key_);
         }
@@ -783,7 +787,7 @@ impl Controls {
             return Ok(*a);
         }
         if self.retired.contains_key(key_) {
-            return Err(());
+            return Err(RetiredKey);
         }
         Ok(*key_)
     }

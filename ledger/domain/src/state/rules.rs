@@ -358,6 +358,16 @@ impl State {
         Ok(p.clone())
     }
 
+    /// Why `signer` may not act for `payer`: its key was rotated away, or it
+    /// never was the payer's.
+    fn not_the_payer(&self, signer: &AccountId, payer: &AccountId) -> Reason {
+        if self.controls.retired.get(signer) == Some(payer) {
+            Reason::KeyRevoked
+        } else {
+            Reason::NotAuthorised
+        }
+    }
+
     /// A client account of the signing bank (the central bank may act on any client account).
     fn client_of(&self, signer: &AccountId, account: &AccountId, cb_allowed: bool) -> Result<&Account, Reason> {
         let by_cb = cb_allowed && self.is_central_bank(signer);
@@ -455,7 +465,7 @@ impl State {
                     return Ok(Effect::Approved);
                 }
                 if self.controls.resolve(&signer) != Ok(p.payer) {
-                    return Err(Reason::NotAuthorised);
+                    return Err(self.not_the_payer(&signer, &p.payer));
                 }
                 self.settle_pending(ts, payment, &p)
             }
@@ -482,7 +492,7 @@ impl State {
                             .and_then(|c| c.signatories.as_ref())
                             .is_some_and(|s| s.keys.contains(&signer)));
                 if !allowed {
-                    return Err(Reason::NotAuthorised);
+                    return Err(self.not_the_payer(&signer, &p.payer));
                 }
                 self.void_pending(payment);
                 Ok(Effect::None)
@@ -604,11 +614,15 @@ impl State {
                     crate::crypto::check_account_key(&key_.0)?;
                 }
                 let mut c = self.controls.account(account);
-                c.signatories = (!none).then(|| Signatories {
-                    min_amount: *min_amount,
-                    required: *required,
-                    keys: k,
-                });
+                c.signatories = if none {
+                    None
+                } else {
+                    Some(Signatories {
+                        min_amount: *min_amount,
+                        required: *required,
+                        keys: k,
+                    })
+                };
                 self.controls.set_account(*account, c);
                 self.mark_ctl(account);
                 Ok(Effect::None)
@@ -703,7 +717,7 @@ impl State {
         let payer_id = if by_cb {
             signer
         } else {
-            self.controls.resolve(&signer).map_err(|()| Reason::KeyRevoked)?
+            self.controls.resolve(&signer).map_err(|_| Reason::KeyRevoked)?
         };
         if payer_id != issuer {
             return Err(Reason::NotAuthorised);
@@ -738,9 +752,14 @@ impl State {
             let outflow = self.check_payment(ts, pi, qi, amount)?;
             let payer = &self.slots[pi as usize].account;
             if self.free_of(payer) < amount {
+                let tagged: Kopecks = self.controls.lots_of(&payer.id).map(|(_, l)| l.amount).sum();
                 return Err(if payer.balance < amount {
                     Reason::InsufficientFunds
+                } else if payer.balance - tagged >= amount {
+                    // Enough money that is not purpose-bound, but held payments reserve it.
+                    Reason::FundsReserved
                 } else {
+                    // Tagged money cannot be tagged again.
                     Reason::PurposeRestricted
                 });
             }
