@@ -169,11 +169,12 @@ impl ServicingCache {
 /// The control records of the committed head, read from the store
 /// ([`Store::control_records`]: the checkpoint's family with the pending
 /// changes over it, so a receipt's effect is visible as soon as the receipt
-/// is) and kept until the head moves.
+/// is) and kept until a commit changes them.
 ///
-/// The copy is tagged with the head height seen before the read: the store
-/// is written before the head moves, so the copy is at least that recent,
-/// and it serves every read while the head stays there.
+/// The copy is tagged with [`Store::controls_version`] as read before the
+/// scan: the store bumps it after the changes are readable, so the copy is
+/// at least that recent, and it serves every read while the version stays
+/// (blocks that change no control record do not rebuild it).
 #[derive(Default)]
 pub struct ControlsCache {
     cached: parking_lot::Mutex<Option<(u64, Arc<Controls>)>>,
@@ -184,18 +185,19 @@ impl ControlsCache {
         ControlsCache::default()
     }
 
-    /// The controls as of (at least) head `height`.
-    pub fn get(&self, store: &Store, height: u64) -> Result<Arc<Controls>, Status> {
-        if let Some((h, c)) = &*self.cached.lock() {
-            if *h == height {
+    /// The controls as of (at least) the last commit that changed them.
+    pub fn get(&self, store: &Store) -> Result<Arc<Controls>, Status> {
+        let version = store.controls_version();
+        if let Some((v, c)) = &*self.cached.lock() {
+            if *v == version {
                 return Ok(c.clone());
             }
         }
         let records = store.control_records().map_err(internal)?;
         let controls = Arc::new(Controls::from_records(records).map_err(internal)?);
         let mut cached = self.cached.lock();
-        if cached.as_ref().is_none_or(|(h, _)| *h <= height) {
-            *cached = Some((height, controls.clone()));
+        if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *cached = Some((version, controls.clone()));
         }
         Ok(controls)
     }
@@ -274,7 +276,7 @@ impl Ctx {
 
     /// The control records as of the committed head (see [`ControlsCache`]).
     pub fn controls(&self) -> Result<Arc<Controls>, Status> {
-        self.controls.get(&self.store, self.ledger.view().height)
+        self.controls.get(&self.store)
     }
 
     /// Resolves when shutdown begins.

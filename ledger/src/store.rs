@@ -264,6 +264,10 @@ pub struct Store {
     /// just expired and compaction rewrites only the files holding them; one
     /// starting at 0 overlapped every file and had each rewritten whole.
     recent_pruned: AtomicU64,
+    /// Bumped after every commit that changed a control record and after
+    /// every load: a reader's copy of the controls tagged with the version
+    /// it read before its scan is current while the version stays.
+    controls_version: AtomicU64,
 }
 
 /// What is committed but not yet in the derived column families: the
@@ -452,6 +456,7 @@ impl Store {
             write_lock: parking_lot::Mutex::new(()),
             writer: Arc::default(),
             recent_pruned: Default::default(),
+            controls_version: Default::default(),
         }
     }
 
@@ -876,6 +881,10 @@ impl Store {
             pruned_now();
             p.active = Pending::default();
             p.handovers += 1;
+            drop(p);
+            if !block.controls.is_empty() {
+                self.controls_version.fetch_add(1, Ordering::Release);
+            }
             let total = t_start.elapsed();
             if total >= SLOW_COMMIT {
                 tracing::warn!(
@@ -895,6 +904,9 @@ impl Store {
         let (due, txs_due) = {
             let mut p = self.pending.write();
             p.active.add_block(block, block_history);
+            if !block.controls.is_empty() {
+                self.controls_version.fetch_add(1, Ordering::Release);
+            }
             (
                 p.active.ops >= self.opts.checkpoint_ops || p.active.accounts.len() >= self.opts.checkpoint_accounts,
                 p.active.txs.len() >= self.opts.txs_handover_ops.max(1),
@@ -1347,6 +1359,7 @@ impl Store {
             frozen: None,
             handovers: p.handovers + 1,
         };
+        self.controls_version.fetch_add(1, Ordering::Release);
         Ok(state)
     }
 
@@ -1426,6 +1439,7 @@ impl Store {
                     ..Pendings::default()
                 };
                 drop(p);
+                self.controls_version.fetch_add(1, Ordering::Release);
                 let _ = std::fs::remove_dir_all(dir);
                 Ok(())
             }
@@ -1701,6 +1715,12 @@ impl Store {
                 out.sort_unstable_by_key(|a| a.id);
             }
         })
+    }
+
+    /// Changes whenever the control records may have (see the field). Read
+    /// it before [`Store::control_records`] to tag the copy made from them.
+    pub fn controls_version(&self) -> u64 {
+        self.controls_version.load(Ordering::Acquire)
     }
 
     /// Every control record (holds, purposes, lots, tiers, keys, registry)
