@@ -91,7 +91,7 @@ fn the_readme_walkthrough_runs_from_init_to_a_retail_payment() {
         "opened a retail wallet",
         "paid 1250.50 ₽",
         // The retail wallet's balance, as its holder sees it.
-        "1250.50 ₽  (retail account, active)",
+        "1250.50 ₽  (retail account, full tier, active)",
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
