@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ruble_ledger::codec::{Op, SignedOp};
 use ruble_ledger::state::{Account, ControlParams, Controls, Effect, HoldKind, Params, Pending, Purpose};
 use ruble_ledger::store::{Receipt, Store, StoredOp};
-use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, Tier, TxId};
+use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, TxId};
 use ruble_ledger::{Outcome, Reason};
 use ruble_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -190,14 +190,7 @@ pub fn limits_pb(l: Limits) -> pb::Limits {
 /// gateway's copy of `State::limits_of`, from the committed params and
 /// control records).
 pub fn limits_of(a: &Account, params: &Params, controls: &Controls) -> Limits {
-    if a.kind == AccountKind::Retail {
-        match controls.account(&a.id).tier {
-            Tier::Anonymous => return controls.params().anonymous,
-            Tier::Simplified => return controls.params().simplified,
-            Tier::Full => {}
-        }
-    }
-    params.limits(a.kind)
+    controls.limits_for(&a.id, a.kind, params.limits(a.kind))
 }
 
 /// `(free, tagged, reserved)` of `a` (the gateway's copy of

@@ -160,10 +160,11 @@ async fn holds_fraud_registry_and_signatories_survive_a_restart() {
     let biz = t.business_key(2); // bank 0's, 1 000 000 ₽
     assert_eq!(t.balance(id(&payer)).await, 1_000_000_00);
     let mut payees = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..7 {
         payees.push(open(&mut b0, &b0k, AccountKind::Business).await);
     }
-    let [p1, p2, p3, p4, fraudster] = <[SigningKey; 5]>::try_from(payees).unwrap();
+    let [p1, p2, p3, p4, p5, fraudster, rot] = <[SigningKey; 7]>::try_from(payees).unwrap();
+    fund(&mut b0, &b0k, &rot, 200_000_00).await; // before the hold rule
 
     // The central bank sets the hold rule: 100 000 ₽ to a new payee, one hour.
     committed(
@@ -444,6 +445,60 @@ async fn holds_fraud_registry_and_signatories_survive_a_restart() {
     );
     assert_eq!(acct(&mut cb, id(&p2)).await.fraud_flagged_by, bytes(&b1k));
 
+    // A held payment whose payer's key is rotated: the old key can neither
+    // confirm nor void it (KEY_REVOKED, as for its transfers), nor list it;
+    // the new key confirms it.
+    let rh = pay(&rot, id(&p5), 150_000_00);
+    assert_eq!(effect(&committed(w.submit(req(&rh)).await)).kind, "held");
+    let nk = fresh();
+    committed(
+        b0.rotate_key(req(&sign(
+            &b0k,
+            Op::RotateKey {
+                account: id(&rot),
+                new_key: id(&nk),
+            },
+        )))
+        .await,
+    );
+    refused!(
+        t,
+        w.submit(req(&sign(&rot, Op::ConfirmPayment { payment: rh.tx_id }))),
+        Code::PermissionDenied,
+        "KEY_REVOKED"
+    );
+    refused!(
+        t,
+        w.submit(req(&sign(&rot, Op::VoidPayment { payment: rh.tx_id }))),
+        Code::PermissionDenied,
+        "KEY_REVOKED"
+    );
+    refused!(
+        t,
+        w.list_held_payments(pb::GetAccountRequest {
+            query: Some(query(id(&rot), &rot, LIST_HELD)),
+        }),
+        Code::PermissionDenied,
+        "KEY_REVOKED"
+    );
+    let l = w
+        .list_held_payments(pb::GetAccountRequest {
+            query: Some(query(id(&rot), &nk, LIST_HELD)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .payments;
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].payment_id, rh.tx_id.0.to_vec());
+    let rc = committed(
+        w.submit(req(&sign(&nk, Op::ConfirmPayment { payment: rh.tx_id })))
+            .await,
+    );
+    assert_eq!(effect(&rc).kind, "settled");
+    assert_eq!(t.balance(id(&p5)).await, 150_000_00);
+    assert_eq!(t.balance(id(&rot)).await, 50_000_00);
+
     // 3. Business signatories: 2 of 3 keys for payments of 10 000 ₽ and more.
     let (s1, s2, s3) = (fresh(), fresh(), fresh());
     committed(
@@ -566,7 +621,7 @@ async fn holds_fraud_registry_and_signatories_survive_a_restart() {
         .await
         .unwrap()
         .into_inner();
-    let everyone = [&payer, &biz, &p1, &p2, &p3, &p4, &fraudster];
+    let everyone = [&payer, &biz, &p1, &p2, &p3, &p4, &p5, &fraudster, &rot];
     let mut accounts = Vec::new();
     for k in everyone {
         accounts.push(acct(&mut cb, id(k)).await);
@@ -589,13 +644,12 @@ async fn holds_fraud_registry_and_signatories_survive_a_restart() {
     );
     for (k, before) in everyone.iter().zip(&accounts) {
         let now = acct(&mut cb, id(k)).await;
-        assert_eq!(
-            (now.balance, now.free, now.reserved, &now.signatories),
-            (before.balance, before.free, before.reserved, &before.signatories)
-        );
+        assert_eq!(&now, before, "account changed over the restart");
     }
     let a = acct(&mut cb, id(&payer)).await;
     assert_eq!((a.reserved, a.free), (100_000_00, 99_960_00));
+    assert_eq!(acct(&mut cb, id(&rot)).await.controller, bytes(&nk));
+    assert_eq!(acct(&mut cb, id(&p2)).await.fraud_flagged_by, bytes(&b1k));
     let mut b0 = t.bank(Role::Bank(0)).await;
     let l = b0
         .list_held_payments(pb::ListHeldPaymentsRequest { account: bytes(&p4) })
@@ -896,9 +950,54 @@ async fn receive_only_collection_and_key_rotation() {
         .into_inner();
     assert_eq!(stmt.entries, hist.entries);
 
-    // 4. A held payment nobody acts on is voided at its deadline (a one
-    // millisecond window): confirming it late is PAYMENT_EXPIRED, and the
-    // next block's seal releases the reservation.
+    // 4. Holds and collection; a held payment nobody acts on is voided at
+    // its deadline (a one millisecond window): confirming it late is
+    // PAYMENT_EXPIRED, and the next block's seal releases the reservation.
+    // First with an hour's window: a collection leaves the reservation (and
+    // the protected minimum) alone; the central bank voids the payment.
+    committed(
+        cb.set_controls(req(&sign(
+            &cbk,
+            Op::SetControls {
+                hold_threshold: 1_000_00,
+                hold_window_ms: WINDOW,
+                protected_minimum: 1_000_00,
+            },
+        )))
+        .await,
+    );
+    let x = open(&mut b0, &b0k, AccountKind::Business).await;
+    let h1 = pay(&c2, id(&x), 2_000_00);
+    assert_eq!(effect(&committed(w.submit(req(&h1)).await)).kind, "held");
+    let rc = committed(
+        cb.collect(req(&sign(
+            &cbk,
+            Op::Collect {
+                debtor: id(&c2),
+                claimant: id(&claimant),
+                amount: 1_000_000_00,
+            },
+        )))
+        .await,
+    );
+    assert_eq!(effect(&rc).collected, 9_999_00 - 2_000_00 - 1_000_00);
+    let a = acct(&mut cb, id(&c2)).await;
+    assert_eq!((a.balance, a.reserved, a.free), (3_000_00, 2_000_00, 1_000_00));
+    refused!(
+        t,
+        b1.void_payment(req(&sign(&b1k, Op::VoidPayment { payment: h1.tx_id }))),
+        Code::PermissionDenied,
+        "NOT_AUTHORISED"
+    );
+    let rc = committed(
+        cb.void_payment(req(&sign(&cbk, Op::VoidPayment { payment: h1.tx_id })))
+            .await,
+    );
+    assert_eq!(effect(&rc).kind, "none");
+    let a = acct(&mut cb, id(&c2)).await;
+    assert_eq!((a.balance, a.reserved, a.free), (3_000_00, 0, 3_000_00));
+    assert_eq!(t.balance(id(&x)).await, 0);
+    // Then with one millisecond.
     committed(
         cb.set_controls(req(&sign(
             &cbk,
@@ -910,7 +1009,6 @@ async fn receive_only_collection_and_key_rotation() {
         )))
         .await,
     );
-    let x = open(&mut b0, &b0k, AccountKind::Business).await;
     let late = pay(&c2, id(&x), 2_000_00);
     let rc = committed(w.submit(req(&late)).await);
     assert_eq!(
@@ -932,8 +1030,9 @@ async fn receive_only_collection_and_key_rotation() {
     fund(&mut b0, &b0k, &x, 1_00).await;
     assert!(held(&mut cb, None).await.is_empty());
     let a = acct(&mut cb, id(&c2)).await;
-    assert_eq!((a.balance, a.reserved, a.free), (9_999_00, 0, 9_999_00));
+    assert_eq!((a.balance, a.reserved, a.free), (3_000_00, 0, 3_000_00));
     assert_eq!(t.balance(id(&x)).await, 1_00);
+    assert_eq!(acct(&mut cb, id(&c2)).await.balance, 3_000_00);
     refused!(
         t,
         w.submit(req(&sign(&c2, Op::ConfirmPayment { payment: late.tx_id }))),

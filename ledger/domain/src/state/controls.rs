@@ -742,6 +742,26 @@ impl Controls {
     pub fn all_pending(&self) -> impl Iterator<Item = (&TxId, &Pending)> {
         self.pending.iter()
     }
+    /// The limits that bind account `id` of `kind`, whose kind's limits are
+    /// `kind_limits`: a retail wallet below the full tier gets the tighter
+    /// of its tier's and its kind's, cap by cap (a lower tier never loosens
+    /// a cap, whatever the tier limits are set to).
+    pub fn limits_for(&self, id: &AccountId, kind: crate::types::AccountKind, kind_limits: Limits) -> Limits {
+        if kind != crate::types::AccountKind::Retail {
+            return kind_limits;
+        }
+        let tier = match self.accounts.get(id).map(|c| c.tier) {
+            Some(Tier::Anonymous) => self.params.anonymous,
+            Some(Tier::Simplified) => self.params.simplified,
+            _ => return kind_limits,
+        };
+        Limits {
+            balance_cap: tier.balance_cap.min(kind_limits.balance_cap),
+            payment_cap: tier.payment_cap.min(kind_limits.payment_cap),
+            daily_outflow_cap: tier.daily_outflow_cap.min(kind_limits.daily_outflow_cap),
+        }
+    }
+
     /// Sum of the held payments' amounts.
     pub fn held_total(&self) -> u128 {
         self.pending.values().map(|p| p.amount as u128).sum()

@@ -47,16 +47,9 @@ impl State {
         }
     }
 
-    /// The limits that bind `a`: its kind's, or its tier's below `Full`.
+    /// The limits that bind `a`: its kind's, tightened by its tier's below `Full`.
     pub fn limits_of(&self, a: &Account) -> Limits {
-        if a.kind == AccountKind::Retail {
-            match self.controls.accounts.get(&a.id).map(|c| c.tier) {
-                Some(Tier::Anonymous) => return self.controls.params.anonymous,
-                Some(Tier::Simplified) => return self.controls.params.simplified,
-                _ => {}
-            }
-        }
-        self.params.limits(a.kind)
+        self.controls.limits_for(&a.id, a.kind, self.params.limits(a.kind))
     }
 
     /// Balance parts of an account: (free and unreserved, purpose-bound, reserved).
