@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ruble_ledger::codec::{Op, SignedOp};
 use ruble_ledger::state::{Account, ControlParams, Controls, Effect, HoldKind, Params, Pending, Purpose};
 use ruble_ledger::store::{Receipt, Store, StoredOp};
-use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Kopecks, Limits, Phase, TxId};
+use ruble_ledger::types::{cursor_of, AccountId, AccountKind, AccountStatus, Limits, Phase, TxId};
 use ruble_ledger::{Outcome, Reason};
 use ruble_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -186,25 +186,10 @@ pub fn limits_pb(l: Limits) -> pb::Limits {
     }
 }
 
-/// The limits that bind `a`: its kind's, or its tier's below full (the
-/// gateway's copy of `State::limits_of`, from the committed params and
-/// control records).
+/// The limits that bind `a`, as `State::limits_of` computes them, from the
+/// committed params and control records.
 pub fn limits_of(a: &Account, params: &Params, controls: &Controls) -> Limits {
     controls.limits_for(&a.id, a.kind, params.limits(a.kind))
-}
-
-/// `(free, tagged, reserved)` of `a` (the gateway's copy of
-/// `State::balance_parts`): free = balance − tagged − the free funds held
-/// payments reserve; reserved counts both reserved free and tagged funds.
-pub fn balance_parts(a: &Account, controls: &Controls) -> (Kopecks, Kopecks, Kopecks) {
-    let reserved_free = controls.reserved_free(&a.id);
-    let (mut tagged, mut reserved) = (0u64, reserved_free);
-    for (_, l) in controls.lots_of(&a.id) {
-        tagged = tagged.saturating_add(l.amount);
-        reserved = reserved.saturating_add(l.reserved);
-    }
-    let free = a.balance.saturating_sub(tagged).saturating_sub(reserved_free);
-    (free, tagged, reserved)
 }
 
 /// An account as the API shows it: the limits that bind it, its outflow
@@ -212,7 +197,7 @@ pub fn balance_parts(a: &Account, controls: &Controls) -> (Kopecks, Kopecks, Kop
 /// parts and its control settings.
 pub fn account_pb(a: &Account, params: &Params, controls: &Controls, now_ms: u64) -> pb::Account {
     let day = now_ms / ruble_ledger::types::MS_PER_DAY;
-    let (free, tagged, reserved) = balance_parts(a, controls);
+    let (free, tagged, reserved) = controls.balance_parts(&a.id, a.balance);
     let c = controls.account(&a.id);
     let lots = controls
         .lots_of(&a.id)

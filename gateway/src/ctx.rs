@@ -1,13 +1,12 @@
 //! What every service shares: the ledger backend, the store, the commit feed,
 //! metrics and the limits on what clients may ask for.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ruble_ledger::codec::SignedOp;
-use ruble_ledger::crypto::verify_single;
-use ruble_ledger::query::{Query, QueryError};
+use ruble_ledger::query::QueryGuard;
 use ruble_ledger::state::{Controls, SealedBlock};
 use ruble_ledger::store::{Store, StoreError};
 use ruble_ledger::types::{AccountId, AccountKind};
@@ -203,69 +202,6 @@ impl ControlsCache {
     }
 }
 
-/// Freshness and single use of signed queries, checked against the key
-/// that controls the account now: the account's own key, or the key its
-/// bank rotated in (`ruble_ledger::query::QueryGuard` checks the
-/// signature against the account id, which a rotation retires).
-///
-/// A query is accepted if issued within ±`window_ms` of the node's clock,
-/// its signature verifies under the controlling key, and its
-/// `(account, nonce)` was not accepted before. Bounded: when full it
-/// refuses new queries rather than grow.
-pub struct QueryGuard {
-    window_ms: u64,
-    capacity: usize,
-    seen: HashSet<(AccountId, u64)>,
-    by_expiry: BTreeSet<(u64, AccountId, u64)>,
-}
-
-impl QueryGuard {
-    pub fn new(window_ms: u64, capacity: usize) -> Self {
-        QueryGuard {
-            window_ms,
-            capacity,
-            seen: HashSet::new(),
-            by_expiry: BTreeSet::new(),
-        }
-    }
-
-    /// Checks `q`, signed by `key`, at time `now_ms`; records it.
-    pub fn check(&mut self, now_ms: u64, q: &Query, key: &AccountId, signature: &[u8]) -> Result<(), QueryError> {
-        if q.issued_at_ms.abs_diff(now_ms) > self.window_ms {
-            return Err(QueryError::Stale);
-        }
-        if !query_signed_by(q, key, signature) {
-            return Err(QueryError::BadSignature);
-        }
-        while let Some(&(exp, a, n)) = self.by_expiry.first() {
-            if exp >= now_ms {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.seen.remove(&(a, n));
-        }
-        if self.seen.contains(&(q.account, q.nonce)) {
-            return Err(QueryError::Reused);
-        }
-        if self.seen.len() >= self.capacity {
-            return Err(QueryError::Overloaded);
-        }
-        self.seen.insert((q.account, q.nonce));
-        // Kept until it could no longer pass the freshness check.
-        self.by_expiry
-            .insert((q.issued_at_ms.saturating_add(self.window_ms), q.account, q.nonce));
-        Ok(())
-    }
-}
-
-/// Whether `signature` over the query verifies under `key` (ZIP-215).
-pub fn query_signed_by(q: &Query, key: &AccountId, signature: &[u8]) -> bool {
-    let Ok(sig) = <[u8; 64]>::try_from(signature) else {
-        return false;
-    };
-    verify_single(&key.0, &q.message(), &sig)
-}
-
 impl Ctx {
     /// A stream slot charged to `caller`, or RESOURCE_EXHAUSTED.
     pub fn stream_permit(&self, caller: Caller) -> Result<StreamPermit, Status> {
@@ -394,6 +330,7 @@ mod tests {
     use crate::backend::Refusal;
     use crate::budget::StreamCaps;
     use ruble_ledger::pipeline::{CommittedView, PipelineStats, Reply};
+    use ruble_ledger::query::{Query, QueryError};
 
     /// A replica that does not lead, knowing (or not) who does.
     struct Follower {
@@ -532,19 +469,22 @@ mod tests {
         let mut g = QueryGuard::new(30_000, 16);
         let by_new = q(1).sign(&new);
         assert_eq!(
-            g.check(1_000_000, &q(1), &account, &by_new),
+            g.check_by(1_000_000, &q(1), &account, &by_new),
             Err(QueryError::BadSignature)
         );
-        assert_eq!(g.check(1_000_000, &q(1), &controller, &by_new), Ok(()));
-        assert_eq!(g.check(1_000_000, &q(1), &controller, &by_new), Err(QueryError::Reused));
+        assert_eq!(g.check_by(1_000_000, &q(1), &controller, &by_new), Ok(()));
+        assert_eq!(
+            g.check_by(1_000_000, &q(1), &controller, &by_new),
+            Err(QueryError::Reused)
+        );
         let by_old = q(2).sign(&old);
         assert_eq!(
-            g.check(1_000_000, &q(2), &controller, &by_old),
+            g.check_by(1_000_000, &q(2), &controller, &by_old),
             Err(QueryError::BadSignature)
         );
-        assert!(query_signed_by(&q(2), &account, &by_old));
+        assert!(q(2).verify_by(&account, &by_old));
         assert_eq!(
-            g.check(1_100_000, &q(3), &controller, &q(3).sign(&new)),
+            g.check_by(1_100_000, &q(3), &controller, &q(3).sign(&new)),
             Err(QueryError::Stale)
         );
     }

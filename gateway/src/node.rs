@@ -208,7 +208,7 @@ pub async fn start(opts: NodeOptions) -> Result<RunningNode> {
             per_ip: opts.limits.max_streams_per_ip,
             per_participant: opts.limits.max_streams_per_participant,
         }),
-        queries: parking_lot::Mutex::new(crate::ctx::QueryGuard::new(30_000, 1_000_000)),
+        queries: parking_lot::Mutex::new(ruble_ledger::query::QueryGuard::new(30_000, 1_000_000)),
         servicing: crate::ctx::ServicingCache::new(1 << 20),
         controls: crate::ctx::ControlsCache::new(),
         limits: opts.limits.clone(),

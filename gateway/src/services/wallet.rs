@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::stream::{deliver, run_submit_stream, ResultStream};
 use crate::budget::Caller;
 use crate::convert::*;
-use crate::ctx::{now_ms, query_signed_by, Ctx};
+use crate::ctx::{now_ms, Ctx};
 
 pub struct Wallet {
     pub ctx: Arc<Ctx>,
@@ -74,11 +74,11 @@ impl Wallet {
                 "the query is signed by a key that no longer controls the account (rotated); sign with the new key",
             )
         };
-        let checked = self.ctx.queries.lock().check(now_ms(), &query, &key, &q.signature);
+        let checked = self.ctx.queries.lock().check_by(now_ms(), &query, &key, &q.signature);
         match checked {
             Ok(()) => {}
             // The account's own key, rotated away.
-            Err(QueryError::BadSignature) if key != account && query_signed_by(&query, &account, &q.signature) => {
+            Err(QueryError::BadSignature) if key != account && query.verify_by(&account, &q.signature) => {
                 return Err(revoked())
             }
             Err(e) => {

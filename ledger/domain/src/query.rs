@@ -59,10 +59,16 @@ impl Query {
 
     /// ZIP-215 check against the account key (the account id is the key).
     pub fn verify(&self, signature: &[u8]) -> bool {
+        self.verify_by(&self.account, signature)
+    }
+
+    /// Whether `signature` verifies under `key`: the account's controlling
+    /// key, which after a rotation is not the account id.
+    pub fn verify_by(&self, key: &AccountId, signature: &[u8]) -> bool {
         let Ok(sig) = <[u8; 64]>::try_from(signature) else {
             return false;
         };
-        verify_single(&self.account.0, &self.message(), &sig)
+        verify_single(&key.0, &self.message(), &sig)
     }
 }
 
@@ -122,10 +128,16 @@ impl QueryGuard {
 
     /// Checks signature, freshness and reuse at time `now_ms`; records the query.
     pub fn check(&mut self, now_ms: u64, q: &Query, signature: &[u8]) -> Result<(), QueryError> {
+        self.check_by(now_ms, q, &q.account, signature)
+    }
+
+    /// [`QueryGuard::check`] with the signature checked under `key`, the
+    /// key that controls the account now (its id, unless rotated).
+    pub fn check_by(&mut self, now_ms: u64, q: &Query, key: &AccountId, signature: &[u8]) -> Result<(), QueryError> {
         if q.issued_at_ms.abs_diff(now_ms) > self.window_ms {
             return Err(QueryError::Stale);
         }
-        if !q.verify(signature) {
+        if !q.verify_by(key, signature) {
             return Err(QueryError::BadSignature);
         }
         while let Some(&(exp, a, n)) = self.by_expiry.first() {

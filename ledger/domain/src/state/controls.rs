@@ -762,6 +762,21 @@ impl Controls {
         }
     }
 
+    /// The parts of `balance`, the balance of account `id`:
+    /// `(free, tagged, reserved)`. balance = free + tagged + the free funds
+    /// held payments reserve; `reserved` counts reserved free and tagged
+    /// funds. `free` is what any payment may spend.
+    pub fn balance_parts(&self, id: &AccountId, balance: Kopecks) -> (Kopecks, Kopecks, Kopecks) {
+        let reserved_free = self.reserved_free(id);
+        let (mut tagged, mut reserved) = (0u64, reserved_free);
+        for (_, l) in self.lots_of(id) {
+            tagged += l.amount;
+            reserved += l.reserved;
+        }
+        // Lots and reservations never exceed the balance (`State::check_invariants`).
+        (balance - tagged - reserved_free, tagged, reserved)
+    }
+
     /// Sum of the held payments' amounts.
     pub fn held_total(&self) -> u128 {
         self.pending.values().map(|p| p.amount as u128).sum()

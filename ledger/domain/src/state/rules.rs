@@ -54,22 +54,13 @@ impl State {
 
     /// Balance parts of an account: (free and unreserved, purpose-bound, reserved).
     pub fn balance_parts(&self, id: &AccountId) -> (Kopecks, Kopecks, Kopecks) {
-        let Some(a) = self.acct(id) else {
-            return (0, 0, 0);
-        };
-        let (mut tagged, mut reserved) = (0u64, self.controls.reserved_free(id));
-        for (_, l) in self.controls.lots_of(id) {
-            tagged += l.amount;
-            reserved += l.reserved;
-        }
-        let free = a.balance - tagged - self.controls.reserved_free(id);
-        (free, tagged, reserved)
+        self.acct(id)
+            .map_or((0, 0, 0), |a| self.controls.balance_parts(id, a.balance))
     }
 
-    /// Free funds of `id` not reserved (not purpose-bound).
+    /// Free funds of `a` not reserved (not purpose-bound).
     fn free_of(&self, a: &Account) -> Kopecks {
-        let tagged: Kopecks = self.controls.lots_of(&a.id).map(|(_, l)| l.amount).sum();
-        a.balance - tagged - self.controls.reserved_free(&a.id)
+        self.controls.balance_parts(&a.id, a.balance).0
     }
 
     /// Funds `amount` for `payer` paying `payee` at `ts`, lots first.
@@ -744,8 +735,8 @@ impl State {
             let pi = self.slot_of(&payer_id).ok_or(Reason::UnknownAccount)?;
             let outflow = self.check_payment(ts, pi, qi, amount)?;
             let payer = &self.slots[pi as usize].account;
-            if self.free_of(payer) < amount {
-                let tagged: Kopecks = self.controls.lots_of(&payer.id).map(|(_, l)| l.amount).sum();
+            let (free, tagged, _) = self.controls.balance_parts(&payer.id, payer.balance);
+            if free < amount {
                 return Err(if payer.balance < amount {
                     Reason::InsufficientFunds
                 } else if payer.balance - tagged >= amount {
