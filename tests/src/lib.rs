@@ -299,3 +299,95 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What a README walk-through printed, and the directory it ran in.
+pub struct Walkthrough {
+    pub out: String,
+    pub err: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Runs the README's shell block after `marker` exactly as written: with
+/// `bash -euo pipefail` on an empty directory, the workspace's binaries
+/// first on PATH, no inherited `RUBLE_*` variables and the passphrases in
+/// the variables the README names. Fails the test if the script fails or
+/// takes over 180 s; the script's process group (the node it started in
+/// the background included) is ended whatever happens.
+pub fn run_readme_walkthrough(marker: &str) -> Walkthrough {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    /// Ends the script's whole process group.
+    struct Group(i32);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on the process group this test created; no memory is involved.
+            unsafe {
+                libc::kill(-self.0, libc::SIGTERM);
+            }
+        }
+    }
+
+    let readme = include_str!("../../README.md");
+    let after = readme
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("README has no {marker} marker"))
+        .1;
+    let body = after.split_once("```sh\n").expect("a sh block after the marker").1;
+    let script = body.split_once("```").expect("the block ends").0;
+    assert!(script.contains("ruble-node init"), "{script}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("walkthrough.sh"), script).unwrap();
+    let bin_dir = bin("ruble-node").parent().unwrap().to_path_buf();
+    for b in ["ruble-admin", "ruble-bank", "ruble-wallet"] {
+        bin(b);
+    }
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "walkthrough.sh"])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RUBLE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUBLE_CB_PASSPHRASE", "walkthrough central bank")
+        .env("RUBLE_BANK_PASSPHRASE", "walkthrough")
+        .env("RUBLE_WALLET_PASSPHRASE", "walkthrough");
+    let mut child = cmd.spawn().unwrap();
+    let _group = Group(child.id() as i32);
+    // Both pipes are read while the script runs: its output may outgrow a pipe's buffer.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stderr.read_to_string(&mut s).map(|_| s)
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the walk-through did not finish in 180 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out_reader.join().unwrap().unwrap();
+    let err = err_reader.join().unwrap().unwrap();
+    let node_log = std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "walk-through failed ({status})\n--- stdout\n{out}\n--- stderr\n{err}\n--- node.log\n{node_log}"
+    );
+    Walkthrough { out, err, dir }
+}

@@ -12,35 +12,6 @@
 //! The script asserts its intended refusals itself (`if …; then exit 1; fi`);
 //! this test checks what every step printed, the refusals' reasons included.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// The shell block that follows the controls walk-through marker in the README.
-fn walkthrough() -> String {
-    let readme = include_str!("../../README.md");
-    let after = readme
-        .split_once("<!-- controls-walkthrough -->")
-        .expect("README has a controls walk-through marker")
-        .1;
-    let body = after.split_once("```sh\n").expect("a sh block after the marker").1;
-    body.split_once("```").expect("the block ends").0.to_string()
-}
-
-/// Ends the script's whole process group (the node it started in the
-/// background included), whatever happened to the script.
-struct Group(i32);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the process group this test created; no memory is involved.
-        unsafe {
-            libc::kill(-self.0, libc::SIGTERM);
-        }
-    }
-}
-
 /// The first line of `out` holding every one of `parts`.
 fn line_with<'a>(out: &'a str, parts: &[&str]) -> &'a str {
     out.lines()
@@ -60,59 +31,7 @@ fn payment_id(line: &str) -> String {
 
 #[test]
 fn the_readme_controls_walkthrough_uses_every_control_from_the_command_line() {
-    let script = walkthrough();
-    assert!(script.contains("ruble-node init"), "{script}");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("walkthrough.sh"), &script).unwrap();
-    let bin_dir = ruble_e2e::bin("ruble-node").parent().unwrap().to_path_buf();
-    for b in ["ruble-admin", "ruble-bank", "ruble-wallet"] {
-        ruble_e2e::bin(b);
-    }
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let mut cmd = Command::new("bash");
-    cmd.args(["-euo", "pipefail", "walkthrough.sh"])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RUBLE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUBLE_CB_PASSPHRASE", "walkthrough central bank")
-        .env("RUBLE_BANK_PASSPHRASE", "walkthrough")
-        .env("RUBLE_WALLET_PASSPHRASE", "walkthrough");
-    let mut child = cmd.spawn().unwrap();
-    let _group = Group(child.id() as i32);
-    // Read both pipes while the script runs: its output may outgrow a pipe's buffer.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).map(|_| s)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        stderr.read_to_string(&mut s).map(|_| s)
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "the walk-through did not finish in 180 s");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap().unwrap();
-    let err = err_reader.join().unwrap().unwrap();
-    let node_log = std::fs::read_to_string(dir.path().join("node.log")).unwrap_or_default();
-    assert!(
-        status.success(),
-        "walk-through failed ({status})\n--- stdout\n{out}\n--- stderr\n{err}\n--- node.log\n{node_log}"
-    );
+    let ruble_e2e::Walkthrough { out, err, .. } = ruble_e2e::run_readme_walkthrough("<!-- controls-walkthrough -->");
 
     // Each step did what the README says, as the tools report it.
     for want in [
