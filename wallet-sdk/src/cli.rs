@@ -852,6 +852,18 @@ pub fn held_json(h: &HeldPayment) -> Value {
     })
 }
 
+/// Prints a list of held payments as JSON (`{"ok", "count", "payments"}`),
+/// CSV or a table: what `ruble-admin held list` and `ruble-bank held list` print.
+pub fn print_held(list: &[HeldPayment], json: bool, csv: bool) {
+    if json {
+        let payments: Vec<Value> = list.iter().map(held_json).collect();
+        println!("{}", json!({"ok": true, "count": payments.len(), "payments": payments}));
+    } else {
+        let t = held_table(list);
+        print!("{}", if csv { t.csv() } else { t.text() });
+    }
+}
+
 /// A table of held payments.
 pub fn held_table(list: &[HeldPayment]) -> Table {
     let mut t = Table::new(&[

@@ -1364,13 +1364,7 @@ async fn held(ctx: &Ctx, cmd: &HeldCmd) -> Result<(), Failure> {
                 .map(|a| cli::parse_account(a, "--account"))
                 .transpose()?;
             let list = ctx.admin.held_payments(account).await?;
-            if ctx.json {
-                let payments: Vec<Value> = list.iter().map(cli::held_json).collect();
-                println!("{}", json!({"ok": true, "count": payments.len(), "payments": payments}));
-            } else {
-                let t = cli::held_table(&list);
-                print!("{}", if *csv { t.csv() } else { t.text() });
-            }
+            cli::print_held(&list, ctx.json, *csv);
             return Ok(());
         }
         HeldCmd::Release { payment_id } => (payment_id, true),

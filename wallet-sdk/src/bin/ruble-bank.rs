@@ -613,13 +613,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .map(|a| cli::parse_account(a, "--account"))
                 .transpose()?;
             let list = ctx.bank.held_payments(account).await?;
-            if ctx.json {
-                let payments: Vec<Value> = list.iter().map(cli::held_json).collect();
-                println!("{}", json!({"ok": true, "count": payments.len(), "payments": payments}));
-            } else {
-                let t = cli::held_table(&list);
-                print!("{}", if *csv { t.csv() } else { t.text() });
-            }
+            cli::print_held(&list, ctx.json, *csv);
         }
         Cmd::Held {
             cmd: HeldCmd::Release { payment_id },
